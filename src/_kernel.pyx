@@ -1,0 +1,593 @@
+"""Fused backpropagation for dense networks.
+
+Layout. The parameters of all layers live in one flat buffer, layer after
+layer: W_m (n_out x n_in, row-major) then b_m (n_out). Rows are samples:
+z = a_prev @ W.T + b. The workspace for a batch of B rows holds, in order,
+the activations of layers 1..L (B x n_m each), two delta buffers (B x widest),
+gather buffers for a shuffled minibatch of X (B x n_0) and Y (B x n_L), and one
+row of scratch (widest, input included); ``workspace_size`` gives its length.
+A double buffer of the widest layer's length accumulates bias gradients.
+
+Contract. The ``def`` functions take only contiguous typed memoryviews and
+scalars whose shapes the caller (backprop_fast.Network) has checked; they run
+with the GIL released, allocate nothing, and report trouble by a status code.
+Costs are summed over samples in double; the caller divides.
+"""
+from libc.math cimport fabs, isfinite, log
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
+
+from cython cimport floating
+
+from _activations cimport (
+    ACT_IDENTITY, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX, ACT_TANH,
+    LOSS_CROSS_ENTROPY, LOSS_SQUARED_ERROR,
+    activate, derivative, exp_neg, expm1_neg, log1p_unit, relu, sigmoid,
+    softplus, tanh_,
+)
+from _blas cimport matmul_ab, matmul_abt, matmul_atb_acc
+
+# Status codes returned by fit; backprop_fast/network.py turns them into errors.
+cdef enum:
+    STATUS_OK = 0
+    STATUS_NONFINITE_COST = 1
+    STATUS_NONFINITE_PARAMS = 2
+
+
+cdef struct Net:
+    Py_ssize_t n_layers
+    const Py_ssize_t* sizes     # n_layers + 1 widths, input first
+    const int* acts             # n_layers activation codes
+    int loss
+    Py_ssize_t n_params
+    Py_ssize_t widest           # widest layer after the input
+    Py_ssize_t widest_all       # widest layer, input included
+
+
+cdef int _init_net(Net* net, const Py_ssize_t[::1] sizes, const int[::1] acts,
+                   int loss) except -1:
+    cdef Py_ssize_t m
+    if sizes.shape[0] != acts.shape[0] + 1 or acts.shape[0] < 1:
+        raise ValueError("sizes must have one entry more than acts")
+    net.n_layers = acts.shape[0]
+    net.sizes = &sizes[0]
+    net.acts = &acts[0]
+    net.loss = loss
+    net.n_params = 0
+    net.widest = 0
+    net.widest_all = sizes[0]
+    for m in range(net.n_layers):
+        net.n_params += sizes[m + 1] * (sizes[m] + 1)
+        net.widest = max(net.widest, sizes[m + 1])
+        net.widest_all = max(net.widest_all, sizes[m + 1])
+    return 0
+
+
+cdef Py_ssize_t _total_width(const Net* net) noexcept nogil:
+    cdef Py_ssize_t m, t = 0
+    for m in range(1, net.n_layers + 1):
+        t += net.sizes[m]
+    return t
+
+
+cdef Py_ssize_t _workspace_size(const Net* net, Py_ssize_t batch) noexcept nogil:
+    return (batch * (_total_width(net) + 2 * net.widest + net.sizes[0]
+                     + net.sizes[net.n_layers]) + net.widest_all)
+
+
+def workspace_size(const Py_ssize_t[::1] sizes, const int[::1] acts,
+                   Py_ssize_t batch):
+    """Length of the floating workspace for batches of ``batch`` rows."""
+    cdef Net net
+    _init_net(&net, sizes, acts, 0)
+    return _workspace_size(&net, batch)
+
+
+# ---------------------------------------------------------------- layer passes
+
+cdef void _hidden_forward(int act, floating* Z, const floating* b,
+                          Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    """Z <- act(Z + b), in place. One loop per activation so each vectorises."""
+    cdef Py_ssize_t r, j
+    cdef floating* z
+    for r in range(rows):
+        z = Z + r * n
+        if act == ACT_SIGMOID:
+            for j in range(n):
+                z[j] = sigmoid(z[j] + b[j])
+        elif act == ACT_TANH:
+            for j in range(n):
+                z[j] = tanh_(z[j] + b[j])
+        elif act == ACT_RELU:
+            for j in range(n):
+                z[j] = relu(z[j] + b[j])
+        else:
+            for j in range(n):
+                z[j] = z[j] + b[j]
+
+
+cdef floating _add_bias_max(floating* z, const floating* b,
+                           Py_ssize_t n) noexcept nogil:
+    """z <- z + b, returning max(z)."""
+    cdef Py_ssize_t j
+    cdef floating zmax
+    for j in range(n):
+        z[j] = z[j] + b[j]
+    zmax = z[0]
+    for j in range(1, n):
+        if z[j] > zmax:
+            zmax = z[j]
+    return zmax
+
+
+cdef double _exp_shifted(floating* z, floating zmax, Py_ssize_t n) noexcept nogil:
+    """z <- exp(z - zmax), returning the sum of the exps."""
+    cdef Py_ssize_t j
+    cdef double s = 0
+    for j in range(n):
+        z[j] = exp_neg(z[j] - zmax)
+    for j in range(n):
+        s += z[j]
+    return s
+
+
+cdef void _output_forward(int act, floating* Z, const floating* b,
+                          Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    """Output activations in place (prediction: no cost, no delta)."""
+    cdef Py_ssize_t r, j
+    cdef floating inv
+    cdef floating* zr
+    if act != ACT_SOFTMAX:
+        _hidden_forward(act, Z, b, rows, n)
+        return
+    for r in range(rows):
+        zr = Z + r * n
+        inv = <floating>(1.0 / _exp_shifted(zr, _add_bias_max(zr, b, n), n))
+        for j in range(n):
+            zr[j] = zr[j] * inv
+
+
+cdef double _output_delta(const Net* net, floating* Z, const floating* b,
+                          const floating* Y, floating* D, double* bsum,
+                          Py_ssize_t rows) noexcept nogil:
+    """Output layer of a training pass.
+
+    IN: Z = a_prev @ W.T (rows x n), the bias b, the targets Y.
+    OUT: D = dC/dz per sample (not divided by rows), bsum = column sums of D,
+    and the return value: the sum over rows of the per-sample costs. Z is
+    used as scratch.
+    """
+    cdef Py_ssize_t r, j
+    cdef Py_ssize_t n = net.sizes[net.n_layers]
+    cdef int act = net.acts[net.n_layers - 1]
+    cdef floating z, e, a, g, zmax, inv
+    cdef floating* zr
+    cdef floating* dr
+    cdef const floating* yr
+    cdef double cost = 0, s, sy, syz, ga, sq
+    for j in range(n):
+        bsum[j] = 0
+    if act == ACT_SOFTMAX:
+        for r in range(rows):
+            zr = Z + r * n
+            dr = D + r * n
+            yr = Y + r * n
+            zmax = _add_bias_max(zr, b, n)
+            if net.loss == LOSS_CROSS_ENTROPY:
+                # -sum y log a = sum(y) (zmax + log s) - sum y z, with s the
+                # sum of exp(z - zmax) >= 1: finite for any finite z.
+                sy = 0
+                syz = 0
+                for j in range(n):
+                    sy += yr[j]
+                    syz += yr[j] * (<double>(zr[j] - zmax))
+                s = _exp_shifted(zr, zmax, n)
+                cost += sy * log(s) - syz
+                inv = <floating>(1.0 / s)
+                for j in range(n):
+                    dr[j] = zr[j] * inv - yr[j]
+            else:
+                # dC/dz_j = a_j (g_j - sum_k g_k a_k), g = a - y.
+                inv = <floating>(1.0 / _exp_shifted(zr, zmax, n))
+                ga = 0
+                sq = 0
+                for j in range(n):
+                    a = zr[j] * inv
+                    g = a - yr[j]
+                    zr[j] = a
+                    dr[j] = g
+                    ga += g * a
+                    sq += g * g
+                for j in range(n):
+                    dr[j] = zr[j] * (dr[j] - <floating>ga)
+                cost += 0.5 * sq
+            for j in range(n):
+                bsum[j] += dr[j]
+        return cost
+    if act == ACT_SIGMOID and net.loss == LOSS_CROSS_ENTROPY:
+        # -[y log a + (1-y) log(1-a)] = softplus(z) - y z; dC/dz = a - y.
+        for r in range(rows):
+            zr = Z + r * n
+            dr = D + r * n
+            yr = Y + r * n
+            for j in range(n):
+                z = zr[j] + b[j]
+                e = exp_neg(-fabs(z))
+                inv = 1 / (1 + e)
+                a = inv if z >= 0 else e * inv
+                dr[j] = a - yr[j]
+                zr[j] = ((z if z > 0 else 0) - yr[j] * z) + log1p_unit(e)
+    else:
+        # Squared error: C = 0.5 ||a - y||^2, dC/dz = (a - y) f'(a).
+        for r in range(rows):
+            zr = Z + r * n
+            dr = D + r * n
+            yr = Y + r * n
+            for j in range(n):
+                a = activate(act, zr[j] + b[j])
+                g = a - yr[j]
+                dr[j] = g * derivative(act, a)
+                zr[j] = <floating>0.5 * g * g
+    for r in range(rows):
+        for j in range(n):
+            cost += Z[r * n + j]
+            bsum[j] += D[r * n + j]
+    return cost
+
+
+cdef void _hidden_delta(int act, floating* P, const floating* A, double* bsum,
+                        Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
+    """P <- P * f'(A) in place (P = next delta @ W), bsum <- column sums."""
+    cdef Py_ssize_t r, j
+    cdef floating* p
+    cdef const floating* a
+    for j in range(n):
+        bsum[j] = 0
+    for r in range(rows):
+        p = P + r * n
+        a = A + r * n
+        if act == ACT_SIGMOID:
+            for j in range(n):
+                p[j] = p[j] * (a[j] * (1 - a[j]))
+        elif act == ACT_TANH:
+            for j in range(n):
+                p[j] = p[j] * (1 - a[j] * a[j])
+        elif act == ACT_RELU:
+            for j in range(n):
+                p[j] = p[j] if a[j] > 0 else 0
+        for j in range(n):
+            bsum[j] += p[j]
+
+
+# ------------------------------------------------------------- the whole step
+
+cdef double _batch(const Net* net, floating* params, const floating* X,
+                   const floating* Y, Py_ssize_t rows, Py_ssize_t batch,
+                   floating* work, double* bsum, double rate,
+                   floating* grad) noexcept nogil:
+    """Forward and backward pass over ``rows`` samples; returns the cost sum.
+
+    With grad NULL the parameters take a gradient-descent step of ``rate``
+    (the update folded into the weight-gradient product); otherwise the mean
+    gradient is written to grad (laid out like params) and params are left
+    alone. ``batch`` is the row capacity the workspace was laid out for.
+    """
+    cdef Py_ssize_t L = net.n_layers
+    cdef Py_ssize_t m, j, n_in, n_out, w_off, a_off
+    cdef Py_ssize_t total = _total_width(net)
+    cdef floating* D = work + batch * total
+    cdef floating* P = D + batch * net.widest
+    cdef floating* row = work + _workspace_size(net, batch) - net.widest_all
+    cdef floating* swap
+    cdef floating* W
+    cdef floating* b = NULL
+    cdef const floating* a_in
+    cdef double cost
+    cdef floating alpha = <floating>(-rate / rows)
+
+    # Forward: activations of layer m+1 at work + batch * a_off.
+    w_off = 0
+    a_off = 0
+    a_in = X
+    for m in range(L):
+        n_in = net.sizes[m]
+        n_out = net.sizes[m + 1]
+        W = params + w_off
+        b = W + n_out * n_in
+        matmul_abt(a_in, W, work + batch * a_off, rows, n_out, n_in)
+        if m < L - 1:
+            _hidden_forward(net.acts[m], work + batch * a_off, b, rows, n_out)
+            a_in = work + batch * a_off
+            a_off += n_out
+            w_off += n_out * (n_in + 1)
+    cost = _output_delta(net, work + batch * a_off, b, Y, D, bsum, rows)
+
+    # Backward, last layer first. Each layer's delta is propagated through its
+    # weights before those weights are updated.
+    for m in range(L - 1, -1, -1):
+        n_in = net.sizes[m]
+        n_out = net.sizes[m + 1]
+        W = params + w_off
+        b = W + n_out * n_in
+        if m > 0:
+            a_off -= n_in
+            a_in = work + batch * a_off
+        else:
+            a_in = X
+        if grad == NULL:
+            for j in range(n_out):
+                b[j] = b[j] + <floating>(-rate * bsum[j] / rows)
+        else:
+            for j in range(n_out):
+                grad[w_off + n_out * n_in + j] = <floating>(bsum[j] / rows)
+        if m > 0:
+            matmul_ab(D, W, P, rows, n_out, n_in)
+            _hidden_delta(net.acts[m - 1], P, a_in, bsum, rows, n_in)
+        if grad == NULL:
+            matmul_atb_acc(alpha, D, a_in, <floating>1, W, row, rows, n_out, n_in)
+        else:
+            matmul_atb_acc(<floating>(1.0 / rows), D, a_in, <floating>0,
+                           grad + w_off, row, rows, n_out, n_in)
+        swap = D
+        D = P
+        P = swap
+        if m > 0:
+            w_off -= n_in * (net.sizes[m - 1] + 1)
+    return cost
+
+
+cdef bint _all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating acc = 0
+    # x * 0 is 0 for finite x and NaN otherwise; one branch at the end.
+    for i in range(n):
+        acc = acc + x[i] * 0
+    return acc == 0
+
+
+# --------------------------------------------------------------- shuffling
+
+cdef struct Rng:
+    uint64_t s0, s1, s2, s3
+
+
+cdef inline uint64_t _rotl(uint64_t x, int k) noexcept nogil:
+    return (x << k) | (x >> (64 - k))
+
+
+cdef void _rng_seed(Rng* rng, uint64_t seed) noexcept nogil:
+    # splitmix64 fills the xoshiro256** state from one 64-bit seed.
+    cdef uint64_t z
+    cdef uint64_t* s = &rng.s0
+    cdef int i
+    for i in range(4):
+        seed += 0x9E3779B97F4A7C15ULL
+        z = seed
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+        s[i] = z ^ (z >> 31)
+
+
+cdef uint64_t _rng_next(Rng* rng) noexcept nogil:
+    cdef uint64_t result = _rotl(rng.s1 * 5, 7) * 9
+    cdef uint64_t t = rng.s1 << 17
+    rng.s2 ^= rng.s0
+    rng.s3 ^= rng.s1
+    rng.s1 ^= rng.s2
+    rng.s0 ^= rng.s3
+    rng.s2 ^= t
+    rng.s3 = _rotl(rng.s3, 45)
+    return result
+
+
+cdef uint64_t _rng_below(Rng* rng, uint64_t bound) noexcept nogil:
+    """Uniform integer in [0, bound), without modulo bias."""
+    cdef uint64_t threshold = (0 - bound) % bound
+    cdef uint64_t r = _rng_next(rng)
+    while r < threshold:
+        r = _rng_next(rng)
+    return r % bound
+
+
+cdef void _shuffle(Rng* rng, Py_ssize_t* order, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, j, t
+    for i in range(n - 1, 0, -1):
+        j = <Py_ssize_t>_rng_below(rng, <uint64_t>(i + 1))
+        t = order[i]
+        order[i] = order[j]
+        order[j] = t
+
+
+# ------------------------------------------------------------ entry points
+
+def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
+        int loss, const floating[:, ::1] X, const floating[:, ::1] Y,
+        Py_ssize_t epochs, Py_ssize_t batch, double learning_rate,
+        bint shuffle, uint64_t seed, Py_ssize_t[::1] order,
+        floating[::1] work, double[::1] bsum, floating[::1] snapshot,
+        double[::1] losses):
+    """Minibatch gradient descent over whole epochs, in one call.
+
+    IN: X (n x n_0), Y (n x n_L), ``order`` a scratch index array of n,
+    ``snapshot`` scratch of the parameters' length, ``work`` and ``bsum`` as
+    laid out by ``workspace_size(sizes, acts, batch)``.
+    OUT: params trained; losses[e] = mean cost of epoch e's minibatches, each
+    taken before its step. Shuffling (xoshiro256** from ``seed``) reorders
+    the samples each epoch unless one batch holds them all.
+
+    Returns (status, epochs_done). On a non-finite cost the parameters of the
+    last finished step are kept if finite, otherwise those at the start of
+    the epoch (which were checked finite) are restored.
+    """
+    cdef Net net
+    cdef Rng rng
+    cdef Py_ssize_t n = X.shape[0]
+    cdef Py_ssize_t n_in, n_out, epoch, start, rows, r, i, done = 0
+    cdef int status = STATUS_OK
+    cdef double total, cost
+    cdef bint gather = shuffle and batch < n
+    cdef floating* p = &params[0]
+    cdef floating* xg
+    cdef floating* yg
+    cdef const floating* xb
+    cdef const floating* yb
+    _init_net(&net, sizes, acts, loss)
+    if params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch):
+        raise ValueError("buffers do not match the network")
+    n_in = sizes[0]
+    n_out = sizes[net.n_layers]
+    xg = &work[0] + batch * (_total_width(&net) + 2 * net.widest)
+    yg = xg + batch * n_in
+    with nogil:
+        _rng_seed(&rng, seed)
+        for i in range(n):
+            order[i] = i
+        for epoch in range(epochs):
+            memcpy(&snapshot[0], p, net.n_params * sizeof(floating))
+            if gather:
+                _shuffle(&rng, &order[0], n)
+            total = 0
+            start = 0
+            while start < n:
+                rows = min(batch, n - start)
+                if gather:
+                    for r in range(rows):
+                        memcpy(xg + r * n_in, &X[order[start + r], 0],
+                               n_in * sizeof(floating))
+                        memcpy(yg + r * n_out, &Y[order[start + r], 0],
+                               n_out * sizeof(floating))
+                    xb = xg
+                    yb = yg
+                else:
+                    xb = &X[start, 0]
+                    yb = &Y[start, 0]
+                cost = _batch(&net, p, xb, yb, rows, batch, &work[0],
+                              &bsum[0], learning_rate, NULL)
+                if not isfinite(cost):
+                    status = STATUS_NONFINITE_COST
+                    break
+                total += cost
+                start += rows
+            if status == STATUS_OK and not _all_finite(p, net.n_params):
+                status = STATUS_NONFINITE_PARAMS
+            if status != STATUS_OK:
+                if not _all_finite(p, net.n_params):
+                    memcpy(p, &snapshot[0], net.n_params * sizeof(floating))
+                break
+            losses[epoch] = total / n
+            done += 1
+    return status, done
+
+
+def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
+              const int[::1] acts, int loss, const floating[:, ::1] X,
+              const floating[:, ::1] Y, floating[::1] grad,
+              floating[::1] work, double[::1] bsum):
+    """Mean gradient over all rows of X into grad; returns the cost sum."""
+    cdef Net net
+    cdef double cost
+    cdef Py_ssize_t n = X.shape[0]
+    _init_net(&net, sizes, acts, loss)
+    if (params.shape[0] != net.n_params or grad.shape[0] != net.n_params
+            or work.shape[0] < _workspace_size(&net, n)):
+        raise ValueError("buffers do not match the network")
+    with nogil:
+        # _batch only writes params when grad is NULL.
+        cost = _batch(&net, <floating*>&params[0], &X[0, 0], &Y[0, 0], n, n,
+                      &work[0], &bsum[0], 0.0, &grad[0])
+    return cost
+
+
+cdef void _forward_chunk(const Net* net, const floating* params,
+                         const floating* X, floating* out, Py_ssize_t rows,
+                         Py_ssize_t batch, floating* work) noexcept nogil:
+    """Forward pass; the last layer's pre-activations go to ``out``."""
+    cdef Py_ssize_t m, n_in, n_out, w_off = 0, a_off = 0
+    cdef const floating* a_in = X
+    cdef floating* z
+    for m in range(net.n_layers):
+        n_in = net.sizes[m]
+        n_out = net.sizes[m + 1]
+        z = out if m == net.n_layers - 1 else work + batch * a_off
+        matmul_abt(a_in, params + w_off, z, rows, n_out, n_in)
+        if m < net.n_layers - 1:
+            _hidden_forward(net.acts[m], z, params + w_off + n_out * n_in,
+                            rows, n_out)
+            a_in = z
+            a_off += n_out
+            w_off += n_out * (n_in + 1)
+
+
+def predict(const floating[::1] params, const Py_ssize_t[::1] sizes,
+            const int[::1] acts, const floating[:, ::1] X,
+            floating[:, ::1] out, floating[::1] work, Py_ssize_t batch):
+    """Output activations of all rows of X, ``batch`` rows at a time."""
+    cdef Net net
+    cdef Py_ssize_t n = X.shape[0], start, rows, n_out, L
+    _init_net(&net, sizes, acts, 0)
+    if params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch):
+        raise ValueError("buffers do not match the network")
+    L = net.n_layers
+    n_out = sizes[L]
+    with nogil:
+        start = 0
+        while start < n:
+            rows = min(batch, n - start)
+            _forward_chunk(&net, &params[0], &X[start, 0], &out[start, 0],
+                           rows, batch, &work[0])
+            _output_forward(acts[L - 1], &out[start, 0],
+                            &params[net.n_params - n_out], rows, n_out)
+            start += rows
+
+
+def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
+             const int[::1] acts, int loss, const floating[:, ::1] X,
+             const floating[:, ::1] Y, floating[::1] work, double[::1] bsum,
+             Py_ssize_t batch):
+    """Sum over the rows of X of the per-sample cost, ``batch`` rows at a time."""
+    cdef Net net
+    cdef Py_ssize_t n = X.shape[0], start, rows, n_out, L
+    cdef double cost = 0
+    cdef floating* z
+    _init_net(&net, sizes, acts, loss)
+    if params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch):
+        raise ValueError("buffers do not match the network")
+    L = net.n_layers
+    n_out = sizes[L]
+    z = &work[0] + batch * (_total_width(&net) - n_out)
+    with nogil:
+        start = 0
+        while start < n:
+            rows = min(batch, n - start)
+            _forward_chunk(&net, &params[0], &X[start, 0], z, rows, batch,
+                           &work[0])
+            cost += _output_delta(&net, z, &params[net.n_params - n_out],
+                                  &Y[start, 0], z + batch * n_out, &bsum[0],
+                                  rows)
+            start += rows
+    return cost
+
+
+# ------------------------------------------------ shims for the test suite
+
+def _test_elementwise(str name, floating[::1] x):
+    """Apply one of the kernel's scalar functions to x in place."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef int which = ["exp_neg", "expm1_neg", "log1p_unit", "sigmoid", "tanh",
+                      "relu", "softplus"].index(name)
+    with nogil:
+        for i in range(n):
+            if which == 0:
+                x[i] = exp_neg(x[i])
+            elif which == 1:
+                x[i] = expm1_neg(x[i])
+            elif which == 2:
+                x[i] = log1p_unit(x[i])
+            elif which == 3:
+                x[i] = sigmoid(x[i])
+            elif which == 4:
+                x[i] = tanh_(x[i])
+            elif which == 5:
+                x[i] = relu(x[i])
+            else:
+                x[i] = softplus(x[i])
