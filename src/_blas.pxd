@@ -8,6 +8,7 @@
 # reassociating any sum.
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from cython cimport floating
+from libc.string cimport memcpy
 
 # Below this many multiply-adds a product runs in the loops here: measured on
 # the benchmark networks, where a BLAS call's fixed cost (about 0.1 us) is
@@ -51,18 +52,21 @@ cdef inline floating _dot(const floating* x, const floating* y,
     return ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7))
 
 
-cdef inline void matmul_abt(const floating* A, const floating* W, floating* Z,
-                            Py_ssize_t rows, Py_ssize_t n_out,
-                            Py_ssize_t n_in) noexcept nogil:
-    """Z (rows x n_out) = A (rows x n_in) @ W.T, W being n_out x n_in."""
+cdef inline void matmul_abt_bias(const floating* A, const floating* W,
+                                 const floating* b, floating* Z,
+                                 Py_ssize_t rows, Py_ssize_t n_out,
+                                 Py_ssize_t n_in) noexcept nogil:
+    """Z (rows x n_out) = A (rows x n_in) @ W.T + b, W being n_out x n_in."""
     cdef Py_ssize_t r, j
     if rows * n_out * n_in <= SMALL_PRODUCT:
         for r in range(rows):
             for j in range(n_out):
-                Z[r * n_out + j] = _dot(A + r * n_in, W + j * n_in, n_in)
+                Z[r * n_out + j] = _dot(A + r * n_in, W + j * n_in, n_in) + b[j]
     else:
+        for r in range(rows):
+            memcpy(Z + r * n_out, b, n_out * sizeof(floating))
         _gemm(c'T', c'N', <int>n_out, <int>rows, <int>n_in, <floating>1.0,
-              W, <int>n_in, A, <int>n_in, <floating>0.0, Z, <int>n_out)
+              W, <int>n_in, A, <int>n_in, <floating>1.0, Z, <int>n_out)
 
 
 cdef inline void matmul_ab(const floating* D, const floating* W, floating* P,

@@ -13,7 +13,7 @@ scalars whose shapes the caller (backprop_fast.Network) has checked; they run
 with the GIL released, allocate nothing, and report trouble by a status code.
 Costs are summed over samples in double; the caller divides.
 """
-from libc.math cimport fabs, isfinite, log
+from libc.math cimport isfinite, log
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
 
@@ -22,10 +22,10 @@ from cython cimport floating
 from _activations cimport (
     ACT_IDENTITY, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX, ACT_TANH,
     LOSS_CROSS_ENTROPY, LOSS_SQUARED_ERROR,
-    activate, derivative, exp_neg, expm1_neg, log1p_unit, relu, sigmoid,
+    abs_, activate, derivative, exp_neg, expm1_neg, log1p_unit, relu, sigmoid,
     softplus, tanh_,
 )
-from _blas cimport matmul_ab, matmul_abt, matmul_atb_acc
+from _blas cimport matmul_ab, matmul_abt_bias, matmul_atb_acc
 
 # Status codes returned by fit; backprop_fast/network.py turns them into errors.
 cdef enum:
@@ -85,35 +85,23 @@ def workspace_size(const Py_ssize_t[::1] sizes, const int[::1] acts,
 
 # ---------------------------------------------------------------- layer passes
 
-cdef void _hidden_forward(int act, floating* Z, const floating* b,
-                          Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
-    """Z <- act(Z + b), in place. One loop per activation so each vectorises."""
-    cdef Py_ssize_t r, j
-    cdef floating* z
-    for r in range(rows):
-        z = Z + r * n
-        if act == ACT_SIGMOID:
-            for j in range(n):
-                z[j] = sigmoid(z[j] + b[j])
-        elif act == ACT_TANH:
-            for j in range(n):
-                z[j] = tanh_(z[j] + b[j])
-        elif act == ACT_RELU:
-            for j in range(n):
-                z[j] = relu(z[j] + b[j])
-        else:
-            for j in range(n):
-                z[j] = z[j] + b[j]
+cdef void _activate(int act, floating* z, Py_ssize_t n) noexcept nogil:
+    """z <- act(z) over n contiguous elements (not softmax)."""
+    cdef Py_ssize_t i
+    if act == ACT_SIGMOID:
+        for i in range(n):
+            z[i] = sigmoid(z[i])
+    elif act == ACT_TANH:
+        for i in range(n):
+            z[i] = tanh_(z[i])
+    elif act == ACT_RELU:
+        for i in range(n):
+            z[i] = relu(z[i])
 
 
-cdef floating _add_bias_max(floating* z, const floating* b,
-                           Py_ssize_t n) noexcept nogil:
-    """z <- z + b, returning max(z)."""
+cdef floating _row_max(const floating* z, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t j
-    cdef floating zmax
-    for j in range(n):
-        z[j] = z[j] + b[j]
-    zmax = z[0]
+    cdef floating zmax = z[0]
     for j in range(1, n):
         if z[j] > zmax:
             zmax = z[j]
@@ -131,48 +119,57 @@ cdef double _exp_shifted(floating* z, floating zmax, Py_ssize_t n) noexcept nogi
     return s
 
 
-cdef void _output_forward(int act, floating* Z, const floating* b,
-                          Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
-    """Output activations in place (prediction: no cost, no delta)."""
+cdef void _output_forward(int act, floating* Z, Py_ssize_t rows,
+                          Py_ssize_t n) noexcept nogil:
+    """Output activations from pre-activations, in place."""
     cdef Py_ssize_t r, j
     cdef floating inv
     cdef floating* zr
     if act != ACT_SOFTMAX:
-        _hidden_forward(act, Z, b, rows, n)
+        _activate(act, Z, rows * n)
         return
     for r in range(rows):
         zr = Z + r * n
-        inv = <floating>(1.0 / _exp_shifted(zr, _add_bias_max(zr, b, n), n))
+        inv = <floating>(1.0 / _exp_shifted(zr, _row_max(zr, n), n))
         for j in range(n):
             zr[j] = zr[j] * inv
 
 
-cdef double _output_delta(const Net* net, floating* Z, const floating* b,
-                          const floating* Y, floating* D, double* bsum,
+cdef void _column_sums(const floating* D, double* bsum, Py_ssize_t rows,
+                       Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t r, j
+    for j in range(n):
+        bsum[j] = 0
+    for r in range(rows):
+        for j in range(n):
+            bsum[j] += D[r * n + j]
+
+
+cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
+                          floating* D, double* bsum,
                           Py_ssize_t rows) noexcept nogil:
     """Output layer of a training pass.
 
-    IN: Z = a_prev @ W.T (rows x n), the bias b, the targets Y.
+    IN: Z = a_prev @ W.T + b (rows x n), the targets Y.
     OUT: D = dC/dz per sample (not divided by rows), bsum = column sums of D,
     and the return value: the sum over rows of the per-sample costs. Z is
     used as scratch.
     """
-    cdef Py_ssize_t r, j
+    cdef Py_ssize_t r, i, j
     cdef Py_ssize_t n = net.sizes[net.n_layers]
     cdef int act = net.acts[net.n_layers - 1]
     cdef floating z, e, a, g, zmax, inv
+    cdef floating one = 1, zero = 0, half = 0.5
     cdef floating* zr
     cdef floating* dr
     cdef const floating* yr
     cdef double cost = 0, s, sy, syz, ga, sq
-    for j in range(n):
-        bsum[j] = 0
     if act == ACT_SOFTMAX:
         for r in range(rows):
             zr = Z + r * n
             dr = D + r * n
             yr = Y + r * n
-            zmax = _add_bias_max(zr, b, n)
+            zmax = _row_max(zr, n)
             if net.loss == LOSS_CROSS_ENTROPY:
                 # -sum y log a = sum(y) (zmax + log s) - sum y z, with s the
                 # sum of exp(z - zmax) >= 1: finite for any finite z.
@@ -201,62 +198,51 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* b,
                 for j in range(n):
                     dr[j] = zr[j] * (dr[j] - <floating>ga)
                 cost += 0.5 * sq
-            for j in range(n):
-                bsum[j] += dr[j]
+        _column_sums(D, bsum, rows, n)
         return cost
     if act == ACT_SIGMOID and net.loss == LOSS_CROSS_ENTROPY:
         # -[y log a + (1-y) log(1-a)] = softplus(z) - y z; dC/dz = a - y.
-        for r in range(rows):
-            zr = Z + r * n
-            dr = D + r * n
-            yr = Y + r * n
-            for j in range(n):
-                z = zr[j] + b[j]
-                e = exp_neg(-fabs(z))
-                inv = 1 / (1 + e)
-                a = inv if z >= 0 else e * inv
-                dr[j] = a - yr[j]
-                zr[j] = ((z if z > 0 else 0) - yr[j] * z) + log1p_unit(e)
+        for i in range(rows * n):
+            z = Z[i]
+            e = exp_neg(-abs_(z))
+            inv = one / (one + e)
+            a = inv if z >= zero else e * inv
+            D[i] = a - Y[i]
+            Z[i] = ((z if z > zero else zero) - Y[i] * z) + log1p_unit(e)
+    elif act == ACT_IDENTITY:
+        for i in range(rows * n):
+            g = Z[i] - Y[i]
+            D[i] = g
+            Z[i] = half * g * g
     else:
         # Squared error: C = 0.5 ||a - y||^2, dC/dz = (a - y) f'(a).
-        for r in range(rows):
-            zr = Z + r * n
-            dr = D + r * n
-            yr = Y + r * n
-            for j in range(n):
-                a = activate(act, zr[j] + b[j])
-                g = a - yr[j]
-                dr[j] = g * derivative(act, a)
-                zr[j] = <floating>0.5 * g * g
-    for r in range(rows):
-        for j in range(n):
-            cost += Z[r * n + j]
-            bsum[j] += D[r * n + j]
+        _activate(act, Z, rows * n)
+        for i in range(rows * n):
+            a = Z[i]
+            g = a - Y[i]
+            D[i] = g * derivative(act, a)
+            Z[i] = half * g * g
+    for i in range(rows * n):
+        cost += Z[i]
+    _column_sums(D, bsum, rows, n)
     return cost
 
 
 cdef void _hidden_delta(int act, floating* P, const floating* A, double* bsum,
                         Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
     """P <- P * f'(A) in place (P = next delta @ W), bsum <- column sums."""
-    cdef Py_ssize_t r, j
-    cdef floating* p
-    cdef const floating* a
-    for j in range(n):
-        bsum[j] = 0
-    for r in range(rows):
-        p = P + r * n
-        a = A + r * n
-        if act == ACT_SIGMOID:
-            for j in range(n):
-                p[j] = p[j] * (a[j] * (1 - a[j]))
-        elif act == ACT_TANH:
-            for j in range(n):
-                p[j] = p[j] * (1 - a[j] * a[j])
-        elif act == ACT_RELU:
-            for j in range(n):
-                p[j] = p[j] if a[j] > 0 else 0
-        for j in range(n):
-            bsum[j] += p[j]
+    cdef Py_ssize_t i
+    cdef floating one = 1, zero = 0
+    if act == ACT_SIGMOID:
+        for i in range(rows * n):
+            P[i] = P[i] * (A[i] * (one - A[i]))
+    elif act == ACT_TANH:
+        for i in range(rows * n):
+            P[i] = P[i] * (one - A[i] * A[i])
+    elif act == ACT_RELU:
+        for i in range(rows * n):
+            P[i] = P[i] if A[i] > zero else zero
+    _column_sums(P, bsum, rows, n)
 
 
 # ------------------------------------------------------------- the whole step
@@ -294,13 +280,13 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
         n_out = net.sizes[m + 1]
         W = params + w_off
         b = W + n_out * n_in
-        matmul_abt(a_in, W, work + batch * a_off, rows, n_out, n_in)
+        matmul_abt_bias(a_in, W, b, work + batch * a_off, rows, n_out, n_in)
         if m < L - 1:
-            _hidden_forward(net.acts[m], work + batch * a_off, b, rows, n_out)
+            _activate(net.acts[m], work + batch * a_off, rows * n_out)
             a_in = work + batch * a_off
             a_off += n_out
             w_off += n_out * (n_in + 1)
-    cost = _output_delta(net, work + batch * a_off, b, Y, D, bsum, rows)
+    cost = _output_delta(net, work + batch * a_off, Y, D, bsum, rows)
 
     # Backward, last layer first. Each layer's delta is propagated through its
     # weights before those weights are updated.
@@ -338,11 +324,11 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
 
 cdef bint _all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
-    cdef floating acc = 0
+    cdef floating acc = 0, zero = 0
     # x * 0 is 0 for finite x and NaN otherwise; one branch at the end.
     for i in range(n):
-        acc = acc + x[i] * 0
-    return acc == 0
+        acc = acc + x[i] * zero
+    return acc == zero
 
 
 # --------------------------------------------------------------- shuffling
@@ -509,10 +495,10 @@ cdef void _forward_chunk(const Net* net, const floating* params,
         n_in = net.sizes[m]
         n_out = net.sizes[m + 1]
         z = out if m == net.n_layers - 1 else work + batch * a_off
-        matmul_abt(a_in, params + w_off, z, rows, n_out, n_in)
+        matmul_abt_bias(a_in, params + w_off, params + w_off + n_out * n_in, z,
+                        rows, n_out, n_in)
         if m < net.n_layers - 1:
-            _hidden_forward(net.acts[m], z, params + w_off + n_out * n_in,
-                            rows, n_out)
+            _activate(net.acts[m], z, rows * n_out)
             a_in = z
             a_off += n_out
             w_off += n_out * (n_in + 1)
@@ -535,8 +521,7 @@ def predict(const floating[::1] params, const Py_ssize_t[::1] sizes,
             rows = min(batch, n - start)
             _forward_chunk(&net, &params[0], &X[start, 0], &out[start, 0],
                            rows, batch, &work[0])
-            _output_forward(acts[L - 1], &out[start, 0],
-                            &params[net.n_params - n_out], rows, n_out)
+            _output_forward(acts[L - 1], &out[start, 0], rows, n_out)
             start += rows
 
 
@@ -561,9 +546,8 @@ def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
             rows = min(batch, n - start)
             _forward_chunk(&net, &params[0], &X[start, 0], z, rows, batch,
                            &work[0])
-            cost += _output_delta(&net, z, &params[net.n_params - n_out],
-                                  &Y[start, 0], z + batch * n_out, &bsum[0],
-                                  rows)
+            cost += _output_delta(&net, z, &Y[start, 0], z + batch * n_out,
+                                  &bsum[0], rows)
             start += rows
     return cost
 
