@@ -217,11 +217,7 @@ class Network:
             raise ValueError(f"{name} has {arr.shape[1]} features per sample, but the "
                              f"network expects {self.layer_sizes[0]} (layer_sizes[0]); "
                              f"got shape {arr.shape}")
-        _check_finite(arr, name)
-        out = np.ascontiguousarray(arr, dtype=self.dtype)
-        if not np.isfinite(out).all():  # finite float64 overflowing float32
-            raise ValueError(f"{name} has values too large for {self.dtype}")
-        return out, single
+        return self._convert(arr, name), single
 
     def _check_y(self, y, n, single):
         """y as a C-contiguous (n, n_outputs) array of the network's dtype."""
@@ -247,11 +243,20 @@ class Network:
                     if output == "softmax" else "")
             raise ValueError(f"y must have shape ({n}, {n_out}) to match X and the "
                              f"output layer, got shape {np.shape(y)}{hint}")
-        _check_finite(arr, "y")
-        out = np.ascontiguousarray(arr, dtype=self.dtype)
+        out = self._convert(arr, "y")
         if self.loss == "cross_entropy" and out.size and (out.min() < 0 or out.max() > 1):
             raise ValueError("y must lie in [0, 1] for cross_entropy (targets are "
                              f"probabilities), got values in [{out.min()}, {out.max()}]")
+        return out
+
+    def _convert(self, arr, name):
+        """A C-contiguous copy (or view) of arr in the network's dtype, all finite."""
+        with np.errstate(over="ignore"):
+            out = np.ascontiguousarray(arr, dtype=self.dtype)
+        if not np.isfinite(out).all():
+            _check_finite(arr, name)
+            raise ValueError(f"{name} has values too large for {self.dtype} "
+                             f"(largest magnitude {np.max(np.abs(arr)):g})")
         return out
 
     def _check_params_finite(self):
@@ -483,7 +488,10 @@ class Network:
         path = os.fspath(path)
         what = f"{path!r} is not a readable backprop_fast model file"
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError(f"{what}: it holds a single array, not an .npz archive")
+            with data:
                 if set(data.files) != {"meta", "params"}:
                     raise ValueError(f"{what}: it holds arrays {sorted(data.files)}")
                 meta = json.loads(str(data["meta"][()]))

@@ -66,6 +66,9 @@ def sample_costs(loss, output, z, a, y):
 def output_delta(loss, output, a, y):
     """dC/dz of the last layer for one sample per row (not yet averaged)."""
     g = a - y
+    if loss == "cross_entropy" and output == "softmax":
+        # -sum y log a gives sum(y) a - y: a - y when the targets sum to 1.
+        return y.sum(axis=1, keepdims=True) * a - y
     if loss == "cross_entropy" or output == "identity":
         return g
     if output == "softmax":

@@ -35,8 +35,12 @@ cdef inline floating _dot(const floating* x, const floating* y,
     # Eight independent partial sums: vectorisable without reassociation,
     # and the same summation order on every machine.
     cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
-    cdef Py_ssize_t i = 0
-    while i + 8 <= n:
+    cdef Py_ssize_t i, blocks = n // 8
+    for i in range(blocks * 8, n):
+        s0 = s0 + x[i] * y[i]
+    if blocks == 0:
+        return s0
+    for i in range(0, blocks * 8, 8):
         s0 = s0 + x[i] * y[i]
         s1 = s1 + x[i + 1] * y[i + 1]
         s2 = s2 + x[i + 2] * y[i + 2]
@@ -45,11 +49,55 @@ cdef inline floating _dot(const floating* x, const floating* y,
         s5 = s5 + x[i + 5] * y[i + 5]
         s6 = s6 + x[i + 6] * y[i + 6]
         s7 = s7 + x[i + 7] * y[i + 7]
-        i += 8
-    while i < n:
-        s0 = s0 + x[i] * y[i]
-        i += 1
     return ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7))
+
+
+# The loops for small products. Each is called with n_in a literal 1..4 where
+# it is that small, so that after inlining gcc unrolls the inner loop: at these
+# sizes loop control costs more than the arithmetic.
+
+cdef inline void _abt_small(const floating* A, const floating* W,
+                            const floating* b, floating* Z, Py_ssize_t rows,
+                            Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+    cdef Py_ssize_t r, j
+    for r in range(rows):
+        for j in range(n_out):
+            Z[r * n_out + j] = _dot(A + r * n_in, W + j * n_in, n_in) + b[j]
+
+
+cdef inline void _ab_small(const floating* D, const floating* W, floating* P,
+                           Py_ssize_t rows, Py_ssize_t n_out,
+                           Py_ssize_t n_in) noexcept nogil:
+    cdef Py_ssize_t r, j, i
+    cdef floating d
+    cdef floating* p
+    cdef const floating* w
+    for r in range(rows):
+        p = P + r * n_in
+        d = D[r * n_out]
+        for i in range(n_in):
+            p[i] = d * W[i]
+        for j in range(1, n_out):
+            d = D[r * n_out + j]
+            w = W + j * n_in
+            for i in range(n_in):
+                p[i] = p[i] + d * w[i]
+
+
+cdef inline void _atb_small(floating alpha, const floating* D,
+                            const floating* A, floating* G, Py_ssize_t rows,
+                            Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+    cdef Py_ssize_t r, j, i
+    cdef floating c
+    cdef const floating* a
+    cdef floating* g
+    for j in range(n_out):
+        g = G + j * n_in
+        for r in range(rows):
+            c = alpha * D[r * n_out + j]
+            a = A + r * n_in
+            for i in range(n_in):
+                g[i] = g[i] + c * a[i]
 
 
 cdef inline void matmul_abt_bias(const floating* A, const floating* W,
@@ -57,71 +105,61 @@ cdef inline void matmul_abt_bias(const floating* A, const floating* W,
                                  Py_ssize_t rows, Py_ssize_t n_out,
                                  Py_ssize_t n_in) noexcept nogil:
     """Z (rows x n_out) = A (rows x n_in) @ W.T + b, W being n_out x n_in."""
-    cdef Py_ssize_t r, j
-    if rows * n_out * n_in <= SMALL_PRODUCT:
-        for r in range(rows):
-            for j in range(n_out):
-                Z[r * n_out + j] = _dot(A + r * n_in, W + j * n_in, n_in) + b[j]
-    else:
+    cdef Py_ssize_t r
+    if rows * n_out * n_in > SMALL_PRODUCT:
         for r in range(rows):
             memcpy(Z + r * n_out, b, n_out * sizeof(floating))
         _gemm(c'T', c'N', <int>n_out, <int>rows, <int>n_in, <floating>1.0,
               W, <int>n_in, A, <int>n_in, <floating>1.0, Z, <int>n_out)
+    elif n_in == 1:
+        _abt_small(A, W, b, Z, rows, n_out, 1)
+    elif n_in == 2:
+        _abt_small(A, W, b, Z, rows, n_out, 2)
+    elif n_in == 3:
+        _abt_small(A, W, b, Z, rows, n_out, 3)
+    elif n_in == 4:
+        _abt_small(A, W, b, Z, rows, n_out, 4)
+    else:
+        _abt_small(A, W, b, Z, rows, n_out, n_in)
 
 
 cdef inline void matmul_ab(const floating* D, const floating* W, floating* P,
                            Py_ssize_t rows, Py_ssize_t n_out,
                            Py_ssize_t n_in) noexcept nogil:
     """P (rows x n_in) = D (rows x n_out) @ W, W being n_out x n_in."""
-    cdef Py_ssize_t r, j, i
-    cdef floating d
-    cdef floating* p
-    cdef const floating* w
-    if rows * n_out * n_in <= SMALL_PRODUCT:
-        for r in range(rows):
-            p = P + r * n_in
-            for i in range(n_in):
-                p[i] = 0
-            for j in range(n_out):
-                d = D[r * n_out + j]
-                w = W + j * n_in
-                for i in range(n_in):
-                    p[i] = p[i] + d * w[i]
-    else:
+    if rows * n_out * n_in > SMALL_PRODUCT:
         _gemm(c'N', c'N', <int>n_in, <int>rows, <int>n_out, <floating>1.0,
               W, <int>n_in, D, <int>n_out, <floating>0.0, P, <int>n_in)
+    elif n_in == 1:
+        _ab_small(D, W, P, rows, n_out, 1)
+    elif n_in == 2:
+        _ab_small(D, W, P, rows, n_out, 2)
+    elif n_in == 3:
+        _ab_small(D, W, P, rows, n_out, 3)
+    elif n_in == 4:
+        _ab_small(D, W, P, rows, n_out, 4)
+    else:
+        _ab_small(D, W, P, rows, n_out, n_in)
 
 
 cdef inline void matmul_atb_acc(floating alpha, const floating* D,
-                                const floating* A, floating beta, floating* G,
-                                floating* row, Py_ssize_t rows,
+                                const floating* A, floating* G, Py_ssize_t rows,
                                 Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
-    """G (n_out x n_in) = alpha D.T @ A + beta G, beta being 0 or 1.
+    """G (n_out x n_in) += alpha D.T @ A.
 
-    With G the weights, beta = 1 and alpha = -rate / batch this is the SGD
-    update folded into the weight-gradient product. ``row`` is scratch space
-    of n_in elements.
+    With G the weights and alpha = -rate / batch this is the SGD update
+    folded into the weight-gradient product.
     """
-    cdef Py_ssize_t r, j, i
-    cdef floating d
-    cdef const floating* a
-    cdef floating* g
-    if rows * n_out * n_in <= SMALL_PRODUCT:
-        for j in range(n_out):
-            for i in range(n_in):
-                row[i] = 0
-            for r in range(rows):
-                d = D[r * n_out + j]
-                a = A + r * n_in
-                for i in range(n_in):
-                    row[i] = row[i] + d * a[i]
-            g = G + j * n_in
-            if beta == 0:
-                for i in range(n_in):
-                    g[i] = alpha * row[i]
-            else:
-                for i in range(n_in):
-                    g[i] = g[i] + alpha * row[i]
-    else:
+    if rows * n_out * n_in > SMALL_PRODUCT:
         _gemm(c'N', c'T', <int>n_in, <int>n_out, <int>rows, alpha,
-              A, <int>n_in, D, <int>n_out, beta, G, <int>n_in)
+              A, <int>n_in, D, <int>n_out, <floating>1.0, G, <int>n_in)
+    elif n_in == 1:
+        _atb_small(alpha, D, A, G, rows, n_out, 1)
+    elif n_in == 2:
+        _atb_small(alpha, D, A, G, rows, n_out, 2)
+    elif n_in == 3:
+        _atb_small(alpha, D, A, G, rows, n_out, 3)
+    elif n_in == 4:
+        _atb_small(alpha, D, A, G, rows, n_out, 4)
+    else:
+        _atb_small(alpha, D, A, G, rows, n_out, n_in)

@@ -3,9 +3,9 @@
 Layout. The parameters of all layers live in one flat buffer, layer after
 layer: W_m (n_out x n_in, row-major) then b_m (n_out). Rows are samples:
 z = a_prev @ W.T + b. The workspace for a batch of B rows holds, in order,
-the activations of layers 1..L (B x n_m each), two delta buffers (B x widest),
-gather buffers for a shuffled minibatch of X (B x n_0) and Y (B x n_L), and one
-row of scratch (widest, input included); ``workspace_size`` gives its length.
+the activations of layers 1..L (B x n_m each), two delta buffers (B x widest)
+and gather buffers for a shuffled minibatch of X (B x n_0) and Y (B x n_L);
+``workspace_size`` gives its length.
 A double buffer of the widest layer's length accumulates bias gradients.
 
 Contract. The ``def`` functions take only contiguous typed memoryviews and
@@ -41,7 +41,6 @@ cdef struct Net:
     int loss
     Py_ssize_t n_params
     Py_ssize_t widest           # widest layer after the input
-    Py_ssize_t widest_all       # widest layer, input included
 
 
 cdef int _init_net(Net* net, const Py_ssize_t[::1] sizes, const int[::1] acts,
@@ -55,11 +54,9 @@ cdef int _init_net(Net* net, const Py_ssize_t[::1] sizes, const int[::1] acts,
     net.loss = loss
     net.n_params = 0
     net.widest = 0
-    net.widest_all = sizes[0]
     for m in range(net.n_layers):
         net.n_params += sizes[m + 1] * (sizes[m] + 1)
         net.widest = max(net.widest, sizes[m + 1])
-        net.widest_all = max(net.widest_all, sizes[m + 1])
     return 0
 
 
@@ -72,7 +69,7 @@ cdef Py_ssize_t _total_width(const Net* net) noexcept nogil:
 
 cdef Py_ssize_t _workspace_size(const Net* net, Py_ssize_t batch) noexcept nogil:
     return (batch * (_total_width(net) + 2 * net.widest + net.sizes[0]
-                     + net.sizes[net.n_layers]) + net.widest_all)
+                     + net.sizes[net.n_layers]))
 
 
 def workspace_size(const Py_ssize_t[::1] sizes, const int[::1] acts,
@@ -180,7 +177,8 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
                     syz += yr[j] * (<double>(zr[j] - zmax))
                 s = _exp_shifted(zr, zmax, n)
                 cost += sy * log(s) - syz
-                inv = <floating>(1.0 / s)
+                # dC/dz = sum(y) a - y: a - y for targets that sum to 1.
+                inv = <floating>(sy / s)
                 for j in range(n):
                     dr[j] = zr[j] * inv - yr[j]
             else:
@@ -263,7 +261,6 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
     cdef Py_ssize_t total = _total_width(net)
     cdef floating* D = work + batch * total
     cdef floating* P = D + batch * net.widest
-    cdef floating* row = work + _workspace_size(net, batch) - net.widest_all
     cdef floating* swap
     cdef floating* W
     cdef floating* b = NULL
@@ -310,10 +307,12 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
             matmul_ab(D, W, P, rows, n_out, n_in)
             _hidden_delta(net.acts[m - 1], P, a_in, bsum, rows, n_in)
         if grad == NULL:
-            matmul_atb_acc(alpha, D, a_in, <floating>1, W, row, rows, n_out, n_in)
+            matmul_atb_acc(alpha, D, a_in, W, rows, n_out, n_in)
         else:
-            matmul_atb_acc(<floating>(1.0 / rows), D, a_in, <floating>0,
-                           grad + w_off, row, rows, n_out, n_in)
+            for j in range(n_out * n_in):
+                grad[w_off + j] = 0
+            matmul_atb_acc(<floating>(1.0 / rows), D, a_in, grad + w_off,
+                           rows, n_out, n_in)
         swap = D
         D = P
         P = swap

@@ -1,0 +1,87 @@
+"""Shared fixtures for the backprop_fast test suite.
+
+The suite runs with ``--import-mode=importlib``, so test modules cannot import
+each other or this file; shared helpers are handed out as fixtures instead.
+Every test draws its random numbers from an explicitly seeded generator.
+"""
+import numpy as np
+import pytest
+
+from backprop_fast.reference import ReferenceNetwork
+
+# Per-dtype tolerances for comparing the kernel with the NumPy reference: the
+# two compute the same formulas in a different summation order (BLAS versus
+# NumPy), so they agree to a few ulps of the largest term of each sum.
+TOLERANCES = {
+    np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+}
+
+
+@pytest.fixture
+def tol():
+    """``tol(dtype)`` -> keyword arguments for ``np.testing.assert_allclose``."""
+    return lambda dtype: TOLERANCES[np.dtype(dtype)]
+
+
+@pytest.fixture
+def reference_of():
+    """``reference_of(net)`` -> a ReferenceNetwork with a copy of net's parameters."""
+    return lambda net: ReferenceNetwork(net.weights, net.biases, net.activations, net.loss)
+
+
+def _targets(rng, n, n_out, output, loss, dtype=np.float64):
+    """A 2-D target array that suits the output activation and the cost."""
+    if output == "softmax":
+        return np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, n)]
+    if loss == "cross_entropy" or output == "sigmoid":
+        # Binary cross-entropy takes soft targets in [0, 1]; include the ends.
+        y = rng.uniform(0, 1, (n, n_out))
+        y[rng.uniform(size=y.shape) < 0.3] = 0.0
+        y[rng.uniform(size=y.shape) < 0.3] = 1.0
+        return y.astype(dtype)
+    if output == "tanh":
+        return rng.uniform(-1, 1, (n, n_out)).astype(dtype)
+    if output == "relu":
+        return np.abs(rng.normal(size=(n, n_out))).astype(dtype)
+    return rng.normal(size=(n, n_out)).astype(dtype)
+
+
+@pytest.fixture
+def make_targets():
+    """``make_targets(rng, n, n_out, output, loss, dtype)`` -> 2-D targets."""
+    return _targets
+
+
+def _randomise(net, rng, scale=1.0):
+    """Overwrite net's parameters (through the writable views) with fresh
+    normal draws of standard deviation scale/sqrt(fan_in), so that tests do not
+    depend on the library's own initialisation."""
+    for W, b in zip(net.weights, net.biases):
+        W[...] = rng.normal(scale=scale / np.sqrt(W.shape[1]), size=W.shape)
+        b[...] = rng.normal(scale=0.5 * scale, size=b.shape)
+
+
+@pytest.fixture
+def randomise():
+    """``randomise(net, rng, scale=1.0)``: new parameters drawn from ``rng``."""
+    return _randomise
+
+
+@pytest.fixture
+def assert_params_close():
+    """``assert_params_close(net, ref, **tol)``: compare every W and b."""
+
+    def check(net, ref, **kw):
+        assert len(net.weights) == len(ref.weights)
+        for m, (W, Wr, b, br) in enumerate(zip(net.weights, ref.weights, net.biases, ref.biases)):
+            np.testing.assert_allclose(W, Wr, err_msg=f"weights[{m}]", **kw)
+            np.testing.assert_allclose(b, br, err_msg=f"biases[{m}]", **kw)
+
+    return check
+
+
+@pytest.fixture
+def params_of():
+    """``params_of(net)`` -> a deep copy of (weights, biases)."""
+    return lambda net: ([np.array(w) for w in net.weights], [np.array(b) for b in net.biases])
