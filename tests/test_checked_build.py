@@ -32,11 +32,13 @@ else:
 
 @pytest.mark.skipif(os.environ.get("BACKPROP_FAST_EXPECT_CHECKED", "0") in ("", "0"),
                     reason="set BACKPROP_FAST_EXPECT_CHECKED=1 when testing a BACKPROP_FAST_DEBUG=1 build")
-def test_kernel_has_bounds_checks():
+def test_kernel_has_bounds_checks(tmp_path):
+    # The child imports the same backprop_fast, from an empty working directory
+    # (a source tree there would come first on sys.path).
     parent = os.path.dirname(os.path.dirname(os.path.abspath(backprop_fast.__file__)))
     env = dict(os.environ, PYTHONPATH=parent)
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
-                         env=env, timeout=120)
+                         env=env, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "checked", (
         f"the kernel at {backprop_fast.__file__} was built without bounds checks")

@@ -20,6 +20,7 @@ import threading
 import numpy as np
 import pytest
 
+import backprop_fast
 from backprop_fast import Network
 
 
@@ -68,12 +69,18 @@ _MEASURE = textwrap.dedent("""
 """)
 
 
-def test_separate_networks_train_in_parallel(record_property):
+def test_separate_networks_train_in_parallel(record_property, tmp_path):
     """Two networks in two threads against the same two in sequence: the ratio
     is reported (ideally 2 on two idle cores), the results must be identical."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # The child imports the backprop_fast this process imports (installed, or an
+    # editable source tree), and runs in an empty folder so that a source tree
+    # in the working directory cannot shadow it.
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(backprop_fast.__file__)))
+    path = os.environ.get("PYTHONPATH")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=parent + (os.pathsep + path if path else ""))
     seconds = os.environ.get("BACKPROP_FAST_THREAD_SECONDS", "0.5")
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, seconds], env=env,
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, seconds], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
