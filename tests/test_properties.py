@@ -25,6 +25,7 @@ import numbers
 import os
 import re
 import tempfile
+import warnings
 
 import numpy as np
 import pytest
@@ -454,7 +455,7 @@ def test_extreme_inputs(arch, seed, n, data):
         z, a, Ez, Ea, largest = _forward_bound(net, X64)
         with np.errstate(all="ignore"):
             want = _ref64(net).evaluate(X64, Y64)
-        if np.isfinite(want) and abs(want) < np.finfo(dtype).max / 1e6:
+        if np.isfinite(want) and abs(want) < float(np.finfo(dtype).max) / 1e6:
             bound = _cost_bound(net, z, a, Ez, Ea, Y64)
             assert abs(cost - want) <= bound, (cost, want, bound)
     dW, db = net.gradients(X, y)
@@ -603,8 +604,10 @@ def _layouts(A, tmpdir, kind):
         return tuple(map(tuple, A.tolist()))
     if kind == "broadcast":  # zero stride along the rows
         return np.broadcast_to(A[:1], A.shape)
-    if kind == "matrix":
-        return np.asmatrix(A)
+    if kind == "matrix":  # deprecated, but users still pass them
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            return np.asmatrix(A)
     raise AssertionError(kind)
 
 
