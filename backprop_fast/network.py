@@ -48,7 +48,8 @@ class History:
     learning_rate : list of float
         The rate each epoch used.
     time : list of float
-        Seconds each epoch took, validation included.
+        Seconds each epoch took, validation included. Epochs shorter than
+        about 20 us are timed in blocks, each getting the block's mean.
     stopped_early : bool
         Whether early stopping or a callback ended training before ``epochs``.
     best_epoch : int or None
@@ -226,7 +227,9 @@ class Network:
         self._params = np.empty(n_params, dtype=self.dtype)
         self._make_views()
         self._initialise()
-        self._lock = threading.Lock()
+        # Re-entrant, so that callbacks of fit may use predict or evaluate.
+        self._lock = threading.RLock()
+        self._in_fit = False
         # The shuffling generator and the optimizer state live on the network,
         # so that training continued over several fit calls is one training.
         self._rng_state = np.empty(4, dtype=np.uint64)
@@ -679,8 +682,12 @@ class Network:
         hook = epoch_end if (callbacks or progress is not None) else None
 
         with self._lock:
+            if self._in_fit:
+                raise RuntimeError("fit was called from a callback of fit on the same "
+                                   "network; train it after the outer fit returns")
             self._check_params_finite()
             grad, m1, m2 = self._optimizer_buffers(settings, empty)
+            self._in_fit = True
             best = (np.empty_like(self._params)
                     if settings.early_stopping and settings.restore_best else empty)
             try:
@@ -690,6 +697,7 @@ class Network:
                     np.empty(n, dtype=np.intp), work, bsum, grad, m1, m2,
                     np.empty_like(self._params), best, out, hook)
             finally:
+                self._in_fit = False
                 if progress is not None:
                     progress.close()
             if status != 0:
@@ -726,16 +734,15 @@ class Network:
         return callbacks
 
     def _check_validation(self, validation_data):
-        try:
-            X_val, y_val = validation_data
-        except (TypeError, ValueError):
-            raise TypeError("validation_data must be a pair (X_val, y_val), got "
-                            f"{type(validation_data).__name__}") from None
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a tuple (X_val, y_val), got "
+                            f"{type(validation_data).__name__}")
+        X_val, y_val = validation_data
         X_val, single = self._check_X(X_val, "validation_data[0] (X_val)")
         try:
             Y_val = self._check_y(y_val, X_val.shape[0], single)
-        except ValueError as exc:
-            raise ValueError(f"validation_data[1] (y_val): {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"validation_data[1] (y_val): {exc}") from None
         return X_val, Y_val
 
     def _sample_weights(self, sw, class_weight, Y):
