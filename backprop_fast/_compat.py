@@ -84,8 +84,8 @@ def fit_with_callback(net: Network, X, y, *, epochs: int, callback: Optional[Cal
     if callback is None:
         return net.fit(X, y, epochs=epochs, **options)
     if fit_accepts("callbacks"):
-        callbacks = list(options.pop("callbacks", None) or []) + [callback]
-        return net.fit(X, y, epochs=epochs, callbacks=callbacks, **options)
+        options["callbacks"] = list(options.get("callbacks") or []) + [callback]
+        return net.fit(X, y, epochs=epochs, **options)
     losses = []
     for epoch in range(epochs):
         history = net.fit(X, y, epochs=1, **options)

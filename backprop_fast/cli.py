@@ -492,8 +492,12 @@ def run_evaluate(args) -> int:
         raise CLIError(f"{args.model} was not written by 'train' (it has no record of its "
                        "target column): give --target")
     table, X = _read_features(args, net, info)
-    key = args.target if args.target is not None else (
-        info["target"] if table.has_header and info["header"] else str(info["target_index"]))
+    if args.target is not None:
+        key = args.target
+    elif info is not None and table.has_header and info["header"]:
+        key = info["target"]
+    else:
+        key = str(info["target_index"]) if info is not None else ""
     target = table.column_index(key, "--target")
     cells = _target_cells(table, target)
     if info is not None and info["task"] == "classification":
@@ -589,7 +593,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: {default})"
 
 
-def add_commands(commands) -> None:
+def add_commands(commands: "argparse._SubParsersAction") -> None:
     """Register ``train``, ``predict`` and ``evaluate`` on ``commands`` (the
     object returned by ``ArgumentParser.add_subparsers``)."""
     train = commands.add_parser(

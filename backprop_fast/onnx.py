@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
+    import onnx
+
     from .network import Network
 
 __all__ = ["to_onnx", "OPSET", "INPUT_NAME", "OUTPUT_NAME"]
@@ -53,7 +55,7 @@ def _import_onnx():
     return onnx, helper, numpy_helper
 
 
-def to_onnx_model(net: "Network"):
+def to_onnx_model(net: "Network") -> "onnx.ModelProto":
     """Build the ONNX model (an ``onnx.ModelProto``) of ``net``'s forward pass.
 
     Parameters

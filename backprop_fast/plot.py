@@ -7,7 +7,10 @@ display, no pyplot state, safe to call from any thread.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_history", "history_lists"]
 
@@ -54,7 +57,7 @@ def history_lists(history: Any) -> Dict[str, List[float]]:
 
 def plot_history(history: Any, path: Optional[PathLike] = None, *,
                  title: Optional[str] = None, log_scale: bool = False,
-                 dpi: int = 100):
+                 dpi: int = 100) -> "Figure":
     """Draw training (and validation) curves per epoch; save them if ``path`` is given.
 
     Parameters
