@@ -32,14 +32,15 @@ def fit_accepts(name: str) -> bool:
     return name in inspect.signature(Network.fit).parameters
 
 
-def check_fit_options(options: Mapping[str, Any], how: Optional[Mapping[str, str]] = None
+def check_fit_options(options: Mapping[str, Any], how: Optional[Mapping[str, str]] = None,
+                      hint: str = "Leave the option at its default to train with plain SGD."
                       ) -> Dict[str, Any]:
     """Return the options to pass to ``Network.fit``.
 
     Options at their plain-SGD value (see ``PLAIN_SGD``) that ``Network.fit``
     does not take are dropped; any other option it does not take raises a
     ``ValueError`` that names it, as ``how[name]`` (how the user spelled it,
-    e.g. ``"--optimizer adam"``) when given.
+    e.g. ``"--optimizer adam"``) when given, followed by ``hint``.
     """
     out = {}
     for name, value in options.items():
@@ -52,8 +53,7 @@ def check_fit_options(options: Mapping[str, Any], how: Optional[Mapping[str, str
         raise ValueError(
             f"{spelled} needs Network.fit(..., {name}=...), which this build of "
             "backprop_fast does not have yet (it arrives with the training-features "
-            "work: optimizers, validation, sample weights). Leave the option at its "
-            "default to train with plain SGD.")
+            f"work: optimizers, validation, sample weights). {hint}")
     return out
 
 
