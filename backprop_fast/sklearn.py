@@ -373,7 +373,7 @@ class _BaseMLP(BaseEstimator):
         else:
             if self.batch_size > n_samples:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
-                              "It is going to be clipped", stacklevel=3)
+                              "It is going to be clipped", stacklevel=4)
             batch = int(np.clip(self.batch_size, 1, n_samples))
         mean_weight = 1.0
         if sw is not None:
@@ -436,9 +436,9 @@ class _BaseMLP(BaseEstimator):
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                                   "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=3)
+                                  ConvergenceWarning, stacklevel=4)
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=3)
+            warnings.warn("Training interrupted by user.", stacklevel=4)
         if early_stopping:
             for p, q in zip(net.weights + net.biases, best):
                 p[...] = q
@@ -490,7 +490,7 @@ class _BaseMLP(BaseEstimator):
         if result.status != 0:
             warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
                           f"(status={result.status}): {result.message}. Increase max_iter "
-                          "(or max_fun) or scale the data.", ConvergenceWarning, stacklevel=3)
+                          "(or max_fun) or scale the data.", ConvergenceWarning, stacklevel=4)
 
     def _loss_scale(self) -> float:
         return 1.0
@@ -781,9 +781,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by backprop_fast's kernel.
 
     An identity output layer with one unit per target and the squared error
-    cost. The parameters are scikit-learn's ``MLPRegressor``'s (with its
-    squared-error loss), plus ``dtype``; see :class:`MLPClassifier` for their
-    meaning. Early stopping monitors the validation R^2.
+    cost. The parameters are scikit-learn's ``MLPRegressor``'s, plus
+    ``dtype``; see :class:`MLPClassifier` for their meaning. ``loss`` takes
+    only "squared_error" (scikit-learn's "poisson" is not offered). Early
+    stopping monitors the validation R^2.
 
     Attributes
     ----------
@@ -795,6 +796,28 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     out_activation_ ("identity"), n_features_in_, feature_names_in_, network_
         As for :class:`MLPClassifier`.
     """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error",
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, max_fun=15000, dtype=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, dtype=dtype)
+        self.loss = loss
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        _check_choice(self, "loss", ("squared_error",))
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
