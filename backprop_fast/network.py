@@ -1,9 +1,12 @@
 """The ``Network`` class: validation, parameter ownership and the calls into the kernel."""
 import json
+import math
 import numbers
 import os
+import sys
 import tempfile
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -14,6 +17,8 @@ __all__ = ["Network", "History", "DivergenceError"]
 
 ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2, "identity": 3, "softmax": 4}
 LOSSES = {"squared_error": 0, "cross_entropy": 1}
+OPTIMIZERS = {"sgd": 0, "adam": 1, "adamw": 2}
+SCHEDULES = {"constant": 0, "invscaling": 1, "cosine": 2, "plateau": 3}
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FORMAT_VERSION = 1
 
@@ -26,23 +31,92 @@ class DivergenceError(FloatingPointError):
 
 
 class History:
-    """Per-epoch figures of one ``fit`` call.
+    """Per-epoch figures of one ``fit`` call: one list per figure, one entry per epoch.
 
     Attributes
     ----------
     loss : list of float
         Mean training cost of each epoch: the mean over all samples of the
-        cost their minibatch had before its step.
+        (weighted) cost their minibatch had before its step.
+    val_loss : list of float
+        Mean cost on the validation data after each epoch (empty without
+        validation data).
+    val_accuracy : list of float
+        For classifiers (cross-entropy) with validation data: the fraction of
+        validation samples whose largest softmax output is the target class,
+        or of sigmoid units on the right side of 0.5.
+    learning_rate : list of float
+        The rate each epoch used.
+    time : list of float
+        Seconds each epoch took, validation included.
+    stopped_early : bool
+        Whether early stopping or a callback ended training before ``epochs``.
+    best_epoch : int or None
+        Index of the epoch with the best monitored cost (validation cost if
+        there is validation data, training cost otherwise).
     """
 
-    def __init__(self, loss=None):
-        self.loss = list(loss) if loss is not None else []
+    FIGURES = ("loss", "val_loss", "val_accuracy", "learning_rate", "time")
+
+    def __init__(self):
+        for name in self.FIGURES:
+            setattr(self, name, [])
+        self.stopped_early = False
+        self.best_epoch = None
+
+    def _append(self, row, validation, classifier):
+        self.loss.append(float(row[0]))
+        if validation:
+            self.val_loss.append(float(row[1]))
+            if classifier:
+                self.val_accuracy.append(float(row[2]))
+        self.learning_rate.append(float(row[3]))
+        self.time.append(float(row[4]))
+
+    def logs(self, epoch):
+        """The figures of one epoch as a dict (what callbacks receive)."""
+        return {name: getattr(self, name)[epoch] for name in self.FIGURES
+                if len(getattr(self, name)) > epoch}
 
     def __len__(self):
         return len(self.loss)
 
     def __repr__(self):
         return f"History(epochs={len(self.loss)}, loss={self.loss[-1:] or None})"
+
+
+class _Progress:
+    """Progress output of fit: a bar for the whole fit (verbose=1) or a line per epoch (2)."""
+
+    WIDTH = 24
+
+    def __init__(self, epochs, verbose, stream=None):
+        self.epochs = epochs
+        self.verbose = verbose
+        self.stream = stream if stream is not None else sys.stderr
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def update(self, epoch, logs):
+        done = epoch + 1
+        elapsed = time.perf_counter() - self.start
+        figures = "  ".join(f"{k} {v:.4g}" for k, v in logs.items() if k != "time")
+        if self.verbose == 2:
+            self.stream.write(f"epoch {done}/{self.epochs}  {figures}  "
+                              f"{logs.get('time', 0.0):.3g} s\n")
+        else:
+            filled = int(self.WIDTH * done / self.epochs)
+            bar = "=" * filled + " " * (self.WIDTH - filled)
+            left = elapsed / done * (self.epochs - done)
+            self.stream.write(f"\r{done}/{self.epochs} [{bar}] {figures}  "
+                              f"{left:.1f} s left ")
+            self.shown = True
+        self.stream.flush()
+
+    def close(self):
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def _check_int(value, name, minimum):
@@ -53,12 +127,30 @@ def _check_int(value, name, minimum):
     return int(value)
 
 
-def _check_rate(value, name="learning_rate"):
+def _check_real(value, name, low=None, high=None, low_open=False, high_open=False):
+    """A finite float in the given range, or a TypeError/ValueError naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     value = float(value)
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    bad = not np.isfinite(value)
+    if low is not None:
+        bad = bad or value < low or (low_open and value == low)
+    if high is not None:
+        bad = bad or value > high or (high_open and value == high)
+    if bad:
+        lo = "" if low is None else f"{low} {'<' if low_open else '<='} "
+        hi = "" if high is None else f" {'<' if high_open else '<='} {high}"
+        raise ValueError(f"{name} must be a finite number with {lo}{name}{hi}, got {value}")
+    return value
+
+
+def _check_rate(value, name="learning_rate"):
+    return _check_real(value, name, low=0, low_open=True)
+
+
+def _check_choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} = {value!r} is not one of {sorted(choices)}")
     return value
 
 
@@ -135,6 +227,13 @@ class Network:
         self._make_views()
         self._initialise()
         self._lock = threading.Lock()
+        # The shuffling generator and the optimizer state live on the network,
+        # so that training continued over several fit calls is one training.
+        self._rng_state = np.empty(4, dtype=np.uint64)
+        _kernel.rng_seed(self._rng_state, int(self._rng.integers(0, 2**63)))
+        self._optimizer = None
+        self._opt_m1 = self._opt_m2 = None
+        self._opt_step = np.zeros(1, dtype=np.int64)
 
     # ------------------------------------------------------------ validation
 
@@ -382,7 +481,30 @@ class Network:
         return self.fit(X, y, epochs=1, batch_size=None, learning_rate=learning_rate,
                         shuffle=False).loss[0]
 
-    def fit(self, X, y, *, epochs, batch_size=None, learning_rate=0.1, shuffle=True):
+    def partial_fit(self, X, y, **options):
+        """One pass over (X, y) in order, continuing the training so far.
+
+        For online learning on data that arrives in pieces: each call takes
+        the minibatches of (X, y) in order (``batch_size`` as in ``fit``,
+        default the whole piece) and continues the optimizer state. Takes the
+        keyword arguments of ``fit`` except ``epochs`` and ``shuffle``.
+
+        Returns
+        -------
+        History
+            One epoch.
+        """
+        for name in ("epochs", "shuffle"):
+            if name in options:
+                raise TypeError(f"partial_fit makes one pass in order; {name} is not an option")
+        return self.fit(X, y, epochs=1, shuffle=False, **options)
+
+    def fit(self, X, y, *, epochs, batch_size=None, learning_rate=0.1, shuffle=True,
+            optimizer="sgd", momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999,
+            epsilon=1e-8, weight_decay=0.0, lr_schedule="constant", power_t=0.5,
+            validation_data=None, validation_split=0.0, early_stopping=False,
+            patience=10, min_delta=0.0, restore_best=True, sample_weight=None,
+            class_weight=None, verbose=0, callbacks=None):
         """Train by minibatch gradient descent, all epochs in one native call.
 
         Parameters
@@ -399,41 +521,169 @@ class Network:
         shuffle : bool
             Visit the samples in a new random order each epoch (seeded by the
             network's seed); False takes them in order.
+        optimizer : {"sgd", "adam", "adamw"}
+            The step of ``torch.optim.SGD``, ``Adam`` or ``AdamW`` with the same
+            hyperparameters. Its state (momentum buffer, Adam's moments and
+            step count) lives on the network and carries over to the next
+            ``fit`` call with the same optimizer.
+        momentum : float, 0 <= momentum < 1
+            For "sgd".
+        nesterov : bool
+            Nesterov momentum as PyTorch defines it, for "sgd".
+        beta1, beta2, epsilon : float
+            For "adam" and "adamw".
+        weight_decay : float >= 0
+            L2 penalty added to the gradient ("sgd", "adam") or decoupled decay
+            ("adamw"). Applies to weights and biases alike, as in PyTorch.
+        lr_schedule : {"constant", "invscaling", "cosine", "plateau"}
+            Learning rate of epoch e (0-based) of this call: constant;
+            learning_rate / (e + 1) ** power_t; learning_rate * (1 + cos(pi e /
+            epochs)) / 2; or divided by 5 whenever the monitored cost has not
+            improved by more than ``min_delta`` for ``patience`` epochs.
+        power_t : float
+            Exponent of "invscaling".
+        validation_data : (X_val, y_val), optional
+            Evaluated by the kernel after each epoch (``history.val_loss``,
+            and ``history.val_accuracy`` for classifiers).
+        validation_split : float in [0, 1)
+            Without ``validation_data``: hold out this fraction of (X, y), the
+            last samples, before any shuffling.
+        early_stopping : bool
+            Stop once the monitored cost (validation cost if there is
+            validation data, otherwise training cost) has not improved by more
+            than ``min_delta`` for ``patience`` epochs. With the "plateau"
+            schedule each reduced rate gets its own ``patience`` epochs first.
+        patience : int >= 1
+        min_delta : float >= 0
+        restore_best : bool
+            With early stopping, end with the parameters of the best epoch.
+        sample_weight : array_like, shape (n_samples,), optional
+            Non-negative weights of the samples in the cost. They are scaled
+            to mean 1 over the training set, so a full-batch cost is the
+            weighted mean and minibatch costs are unbiased estimates of it.
+        class_weight : dict or "balanced", optional
+            For sigmoid (single unit) and softmax outputs: a weight per class
+            (label or 0/1 target), multiplied into ``sample_weight``.
+            "balanced" uses n_samples / (n_classes * count of the class).
+        verbose : {0, 1, 2}
+            0 silent, 1 one progress bar for the whole fit, 2 one line per
+            epoch (to standard error).
+        callbacks : list of callables, optional
+            Each is called after every epoch as ``callback(epoch, logs)``,
+            ``logs`` a dict of that epoch's figures; one that returns True
+            stops training after that epoch.
 
         Returns
         -------
         History
-            ``history.loss[e]``: mean training cost of epoch e.
 
         Raises
         ------
         DivergenceError
             If the cost or a parameter becomes non-finite. The network keeps
-            the last finite parameters.
+            the last finite parameters and its optimizer state is reset.
+        KeyboardInterrupt
+            Ctrl-C stops training at the next minibatch boundary; the network
+            holds the parameters of a finished step.
         """
         epochs = _check_int(epochs, "epochs", 0)
         if batch_size is not None:
             batch_size = _check_int(batch_size, "batch_size", 1)
         rate = _check_rate(learning_rate)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        for flag, name in ((shuffle, "shuffle"), (nesterov, "nesterov"),
+                           (early_stopping, "early_stopping"),
+                           (restore_best, "restore_best")):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        settings = _kernel.Settings()
+        settings.optimizer = OPTIMIZERS[_check_choice(optimizer, "optimizer", OPTIMIZERS)]
+        settings.momentum = _check_real(momentum, "momentum", 0, 1, high_open=True)
+        if nesterov and settings.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        settings.nesterov = bool(nesterov)
+        settings.beta1 = _check_real(beta1, "beta1", 0, 1, high_open=True)
+        settings.beta2 = _check_real(beta2, "beta2", 0, 1, high_open=True)
+        settings.epsilon = _check_real(epsilon, "epsilon", 0, low_open=True)
+        settings.weight_decay = _check_real(weight_decay, "weight_decay", 0)
+        settings.schedule = SCHEDULES[_check_choice(lr_schedule, "lr_schedule", SCHEDULES)]
+        settings.power_t = _check_real(power_t, "power_t", 0)
+        settings.patience = _check_int(patience, "patience", 1)
+        settings.min_delta = _check_real(min_delta, "min_delta", 0)
+        settings.early_stopping = bool(early_stopping)
+        settings.restore_best = bool(restore_best)
+        settings.shuffle = bool(shuffle)
+        settings.learning_rate = rate
+        split = _check_real(validation_split, "validation_split", 0, 1, high_open=True)
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        callbacks = self._check_callbacks(callbacks)
+
         X, single = self._check_X(X)
         Y = self._check_y(y, X.shape[0], single)
-        n = X.shape[0]
-        batch = n if batch_size is None else min(batch_size, n)
+        weights = self._sample_weights(sample_weight, class_weight, y, Y)
+        if validation_data is not None:
+            if split:
+                raise ValueError("give validation_data or validation_split, not both")
+            X_val, Y_val = self._check_validation(validation_data)
+        elif split:
+            n_val = int(math.floor(split * X.shape[0]))
+            if n_val == 0 or n_val == X.shape[0]:
+                raise ValueError(f"validation_split={split} leaves {n_val} of "
+                                 f"{X.shape[0]} samples for validation; it needs at "
+                                 "least one for each side")
+            X, X_val = X[:-n_val], X[-n_val:]
+            Y, Y_val = Y[:-n_val], Y[-n_val:]
+            if weights.size:
+                weights = weights[:-n_val]
+        else:
+            X_val = np.empty((0, self.layer_sizes[0]), dtype=self.dtype)
+            Y_val = np.empty((0, self.layer_sizes[-1]), dtype=self.dtype)
+        if weights.size:
+            total = weights.sum(dtype=np.float64)
+            if not total > 0:
+                raise ValueError("sample_weight (times class_weight) must have a "
+                                 "positive sum over the training samples")
+            weights = (weights * (weights.size / total)).astype(self.dtype)
+
+        history = History()
         if epochs == 0:
-            return History()
-        work, bsum = self._workspace(batch)
-        order = np.empty(n, dtype=np.intp)
-        losses = np.empty(epochs)
+            return history
+        n = X.shape[0]
+        settings.batch = n if batch_size is None else min(batch_size, n)
+        settings.epochs = epochs
+        work, bsum = self._workspace(settings.batch)
+        empty = np.empty(0, dtype=self.dtype)
+        out = np.full((epochs, len(History.FIGURES)), np.nan)
+        validation = X_val.shape[0] > 0
+        classifier = self.loss == "cross_entropy"
+        progress = _Progress(epochs, verbose) if verbose else None
+
+        def epoch_end(epoch):
+            history._append(out[epoch], validation, classifier)
+            logs = history.logs(epoch)
+            if progress is not None:
+                progress.update(epoch, logs)
+            stop = False
+            for callback in callbacks:
+                stop = bool(callback(epoch, logs)) or stop
+            return stop
+
         with self._lock:
             self._check_params_finite()
-            snapshot = np.empty_like(self._params)
-            seed = int(self._rng.integers(0, 2**63))
-            status, done = _kernel.fit(
-                self._params, self._sizes, self._acts, LOSSES[self.loss], X, Y,
-                epochs, batch, rate, bool(shuffle), seed, order, work, bsum,
-                snapshot, losses)
+            grad, m1, m2 = self._optimizer_buffers(settings, empty)
+            best = (np.empty_like(self._params)
+                    if settings.early_stopping and settings.restore_best else empty)
+            try:
+                status, done, best_epoch = _kernel.fit(
+                    self._params, self._sizes, self._acts, LOSSES[self.loss], X, Y,
+                    weights, X_val, Y_val, settings, self._rng_state, self._opt_step,
+                    np.empty(n, dtype=np.intp), work, bsum, grad, m1, m2,
+                    np.empty_like(self._params), best, out, epoch_end)
+            finally:
+                if progress is not None:
+                    progress.close()
+            if status != 0:
+                self._optimizer = None  # the state may hold NaN/inf
         if status != 0:
             what = "the cost" if status == 1 else "a parameter"
             raise DivergenceError(
@@ -441,7 +691,105 @@ class Network:
                 f"at learning_rate={rate:g}. The network keeps its last finite "
                 "parameters. Try a smaller learning_rate, scale the inputs to unit "
                 "range, or use a larger batch_size.")
-        return History(losses[:done].tolist())
+        history.stopped_early = done < epochs
+        history.best_epoch = int(best_epoch) if best_epoch >= 0 else None
+        return history
+
+    # ------------------------------------------------------------ fit helpers
+
+    @staticmethod
+    def _check_callbacks(callbacks):
+        if callbacks is None:
+            return []
+        if callable(callbacks):
+            callbacks = [callbacks]
+        try:
+            callbacks = list(callbacks)
+        except TypeError:
+            raise TypeError(f"callbacks must be a list of callables, got {callbacks!r}") from None
+        for i, cb in enumerate(callbacks):
+            if not callable(cb):
+                raise TypeError(f"callbacks[{i}] = {cb!r} is not callable")
+        return callbacks
+
+    def _check_validation(self, validation_data):
+        try:
+            X_val, y_val = validation_data
+        except (TypeError, ValueError):
+            raise TypeError("validation_data must be a pair (X_val, y_val), got "
+                            f"{type(validation_data).__name__}") from None
+        X_val, single = self._check_X(X_val, "validation_data[0] (X_val)")
+        try:
+            Y_val = self._check_y(y_val, X_val.shape[0], single)
+        except ValueError as exc:
+            raise ValueError(f"validation_data[1] (y_val): {exc}") from None
+        return X_val, Y_val
+
+    def _sample_weights(self, sample_weight, class_weight, y, Y):
+        """Per-sample weights (sample_weight times class_weight), or an empty array."""
+        n = Y.shape[0]
+        weights = None
+        if sample_weight is not None:
+            sw = _numeric_array(sample_weight, "sample_weight")
+            if sw.shape != (n,):
+                raise ValueError(f"sample_weight must have shape ({n},), one weight per "
+                                 f"sample, got shape {sw.shape}")
+            _check_finite(sw, "sample_weight")
+            if sw.size and sw.min() < 0:
+                raise ValueError("sample_weight must be >= 0, got a minimum of "
+                                 f"{sw.min()}")
+            weights = sw.astype(np.float64)
+        if class_weight is not None:
+            output = self.activations[-1]
+            if self.loss != "cross_entropy" or (output == "sigmoid" and Y.shape[1] != 1):
+                raise ValueError("class_weight needs a classifier: a softmax output, or "
+                                 "a single sigmoid unit, with cross_entropy")
+            if output == "softmax":
+                if not np.all((Y == 0) | (Y == 1)) or not np.all(Y.sum(axis=1) == 1):
+                    raise ValueError("class_weight needs one-hot targets or class labels y")
+                classes = np.argmax(Y, axis=1)
+                n_classes = Y.shape[1]
+            else:
+                if not np.all((Y == 0) | (Y == 1)):
+                    raise ValueError("class_weight needs 0/1 targets y")
+                classes = Y[:, 0].astype(np.intp)
+                n_classes = 2
+            if isinstance(class_weight, str):
+                if class_weight != "balanced":
+                    raise ValueError(f"class_weight = {class_weight!r}: give a dict or "
+                                     "'balanced'")
+                counts = np.bincount(classes, minlength=n_classes).astype(np.float64)
+                per_class = np.where(counts > 0, n / (np.count_nonzero(counts) *
+                                                      np.maximum(counts, 1)), 0.0)
+            elif isinstance(class_weight, dict):
+                per_class = np.ones(n_classes)
+                for label, w in class_weight.items():
+                    if (isinstance(label, (bool, np.bool_)) or not isinstance(label, numbers.Integral)
+                            or not 0 <= label < n_classes):
+                        raise ValueError(f"class_weight has class {label!r}; classes are "
+                                         f"0..{n_classes - 1}")
+                    per_class[label] = _check_real(w, f"class_weight[{label}]", 0)
+            else:
+                raise TypeError("class_weight must be a dict {class: weight} or "
+                                f"'balanced', got {class_weight!r}")
+            cw = per_class[classes]
+            weights = cw if weights is None else weights * cw
+        if weights is None:
+            return np.empty(0, dtype=self.dtype)
+        return weights
+
+    def _optimizer_buffers(self, settings, empty):
+        """grad, m1, m2 for the kernel, keeping the state of the last fit."""
+        kind = settings.optimizer
+        fold = kind == 0 and settings.momentum == 0 and settings.weight_decay == 0
+        if fold:
+            return empty, empty, empty
+        if self._optimizer != kind:
+            self._optimizer = kind
+            self._opt_m1 = np.zeros_like(self._params)
+            self._opt_m2 = np.zeros_like(self._params) if kind != 0 else empty
+            self._opt_step[0] = 0
+        return np.empty_like(self._params), self._opt_m1, self._opt_m2
 
     # ------------------------------------------------------------ persistence
 

@@ -85,14 +85,18 @@ cdef inline void _ab_small(const floating* D, const floating* W, floating* P,
 
 
 cdef inline void _atb_small(floating alpha, const floating* D,
-                            const floating* A, floating* G, Py_ssize_t rows,
-                            Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+                            const floating* A, floating beta, floating* G,
+                            Py_ssize_t rows, Py_ssize_t n_out,
+                            Py_ssize_t n_in) noexcept nogil:
     cdef Py_ssize_t r, j, i
     cdef floating c
     cdef const floating* a
     cdef floating* g
     for j in range(n_out):
         g = G + j * n_in
+        if beta == 0:
+            for i in range(n_in):
+                g[i] = 0
         for r in range(rows):
             c = alpha * D[r * n_out + j]
             a = A + r * n_in
@@ -143,23 +147,24 @@ cdef inline void matmul_ab(const floating* D, const floating* W, floating* P,
 
 
 cdef inline void matmul_atb_acc(floating alpha, const floating* D,
-                                const floating* A, floating* G, Py_ssize_t rows,
-                                Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
-    """G (n_out x n_in) += alpha D.T @ A.
+                                const floating* A, floating beta, floating* G,
+                                Py_ssize_t rows, Py_ssize_t n_out,
+                                Py_ssize_t n_in) noexcept nogil:
+    """G (n_out x n_in) = alpha D.T @ A + beta G, beta being 0 or 1.
 
-    With G the weights and alpha = -rate / batch this is the SGD update
-    folded into the weight-gradient product.
+    With G the weights, beta = 1 and alpha = -rate / batch this is the SGD
+    update folded into the weight-gradient product.
     """
     if rows * n_out * n_in > SMALL_PRODUCT:
         _gemm(c'N', c'T', <int>n_in, <int>n_out, <int>rows, alpha,
-              A, <int>n_in, D, <int>n_out, <floating>1.0, G, <int>n_in)
+              A, <int>n_in, D, <int>n_out, beta, G, <int>n_in)
     elif n_in == 1:
-        _atb_small(alpha, D, A, G, rows, n_out, 1)
+        _atb_small(alpha, D, A, beta, G, rows, n_out, 1)
     elif n_in == 2:
-        _atb_small(alpha, D, A, G, rows, n_out, 2)
+        _atb_small(alpha, D, A, beta, G, rows, n_out, 2)
     elif n_in == 3:
-        _atb_small(alpha, D, A, G, rows, n_out, 3)
+        _atb_small(alpha, D, A, beta, G, rows, n_out, 3)
     elif n_in == 4:
-        _atb_small(alpha, D, A, G, rows, n_out, 4)
+        _atb_small(alpha, D, A, beta, G, rows, n_out, 4)
     else:
-        _atb_small(alpha, D, A, G, rows, n_out, n_in)
+        _atb_small(alpha, D, A, beta, G, rows, n_out, n_in)
