@@ -29,7 +29,6 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
-from . import _compat
 from ._csv import CSVError, Table, is_number, read_csv
 from ._io import atomic_open
 from .network import ACTIVATIONS, DivergenceError, Network
@@ -250,39 +249,23 @@ def _scale(X: np.ndarray, info: Dict[str, Any]) -> np.ndarray:
 
 # ---------------------------------------------------------------- train
 
-_ISSUE4_OPTIONS = {  # fit keyword -> command-line spelling
-    "optimizer": "--optimizer", "momentum": "--momentum", "nesterov": "--nesterov",
-    "weight_decay": "--weight-decay", "lr_schedule": "--lr-schedule",
-    "validation_split": "--validation-split", "early_stopping": "--early-stopping",
-    "patience": "--patience", "class_weight": "--class-weight",
-}
-
-
 def _fit_options(args) -> Dict[str, Any]:
-    options = {"optimizer": args.optimizer, "weight_decay": args.weight_decay,
-               "lr_schedule": args.lr_schedule}
+    """Network.fit keyword arguments from the training options."""
+    options: Dict[str, Any] = {"optimizer": args.optimizer, "weight_decay": args.weight_decay,
+                               "lr_schedule": args.lr_schedule, "power_t": args.power_t}
     if args.optimizer == "sgd":
-        options["momentum"] = args.momentum
-        if args.momentum > 0:
-            options["nesterov"] = args.nesterov
+        if args.nesterov and args.momentum == 0:
+            raise CLIError("--nesterov needs --momentum > 0 (e.g. 0.9)")
+        options.update(momentum=args.momentum, nesterov=args.nesterov)
     elif args.momentum or args.nesterov:
         raise CLIError(f"--momentum/--nesterov apply to --optimizer sgd, not {args.optimizer}")
-    if args.validation_split:
-        options["validation_split"] = args.validation_split
+    if args.early_stopping or args.lr_schedule == "plateau":
+        options.update(patience=args.patience, min_delta=args.min_delta)
     if args.early_stopping:
-        if not args.validation_split:
-            raise CLIError("--early-stopping needs --validation-split (e.g. 0.1)")
         options["early_stopping"] = True
-        options["patience"] = args.patience
     if args.class_weight:
         options["class_weight"] = args.class_weight
-    how = {k: f"{v} {getattr(args, k)}" for k, v in _ISSUE4_OPTIONS.items()}
-    how["early_stopping"] = "--early-stopping"
-    how["nesterov"] = "--nesterov"
-    try:
-        return _compat.check_fit_options(options, how)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    return options
 
 
 def run_train(args) -> int:
@@ -347,12 +330,24 @@ def run_train(args) -> int:
           f"{net.dtype.name}, {args.epochs} epochs, batch "
           f"{'all' if batch is None else batch}, learning rate {args.learning_rate:g}",
           file=out)
+    if args.validation_split:
+        # A random hold-out (the file may be sorted by the target), fixed by --seed.
+        order = np.random.default_rng(args.seed).permutation(X.shape[0])
+        n_val = int(round(args.validation_split * X.shape[0]))
+        if not 0 < n_val < X.shape[0]:
+            raise CLIError(f"--validation-split {args.validation_split} leaves {n_val} of "
+                           f"{X.shape[0]} rows for validation; each side needs at least one")
+        val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+        options["validation_data"] = (X[val], y[val])
+        X, y = X[train], y[train]
+        cells = [cells[i] for i in train]
+        print(f"validation: {n_val} rows held out at random", file=out)
     out.flush()
     bar = ProgressBar(args.epochs, enabled=not args.quiet)
     try:
-        history = _compat.fit_with_callback(
-            net, X, y, epochs=args.epochs, callback=bar, batch_size=batch,
-            learning_rate=args.learning_rate, shuffle=args.shuffle, **options)
+        history = net.fit(X, y, epochs=args.epochs, batch_size=batch,
+                          learning_rate=args.learning_rate, shuffle=args.shuffle,
+                          callbacks=[bar], **options)
     except KeyboardInterrupt:
         bar.close()
         print(f"interrupted after {bar.epochs_done} epoch(s); the model was not saved",
@@ -365,11 +360,17 @@ def run_train(args) -> int:
 
     save_model(net, args.model, info)
     summary = [f"trained {len(history.loss)} epoch(s)"]
+    if history.stopped_early:
+        summary[0] += " (stopped early"
+        if history.best_epoch is not None and args.early_stopping:
+            summary[0] += f"; kept the parameters of epoch {history.best_epoch + 1}"
+        summary[0] += ")"
     if history.loss:
         summary.append(f"final cost {history.loss[-1]:.4g}")
-    val = getattr(history, "val_loss", None)
-    if val:
-        summary.append(f"validation cost {val[-1]:.4g}")
+    if history.val_loss:
+        summary.append(f"validation cost {history.val_loss[-1]:.4g}")
+    if history.val_accuracy:
+        summary.append(f"validation accuracy {history.val_accuracy[-1]:.4g}")
     metrics = _metrics(net, info, X, cells if task == "classification" else None,
                        y, scaled=True)
     summary.append(", ".join(f"training {k} {v:.4g}" for k, v in metrics.items()
@@ -554,6 +555,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -649,17 +657,28 @@ def add_commands(commands: "argparse._SubParsersAction") -> None:
     fit.add_argument("--weight-decay", type=_non_negative_float, default=0.0, metavar="L2",
                      help="L2 penalty (decoupled for adamw)")
     fit.add_argument("--lr-schedule", choices=["constant", "invscaling", "cosine", "plateau"],
-                     default="constant", help="how the learning rate changes over the epochs")
+                     default="constant",
+                     help="how the learning rate changes over the epochs: invscaling divides "
+                          "it by (epoch + 1) ** --power-t, cosine anneals it to 0, plateau "
+                          "divides it by 5 when the monitored cost stalls for --patience "
+                          "epochs")
+    fit.add_argument("--power-t", type=_non_negative_float, default=0.5, metavar="P",
+                     help="exponent of --lr-schedule invscaling")
     fit.add_argument("--class-weight", choices=["balanced"], default=None,
                      help="weight classes inversely to their frequency (classification)")
     fit.add_argument("--validation-split", type=_probability, default=None, metavar="FRACTION",
-                     help="hold out this fraction of the rows to report a validation cost "
-                          "each epoch")
+                     help="hold out this fraction of the rows, drawn at random (--seed), to "
+                          "report a validation cost (and accuracy) each epoch")
     fit.add_argument("--early-stopping", action="store_true",
-                     help="stop when the validation cost has not improved for --patience "
-                          "epochs, keeping the best parameters (needs --validation-split)")
-    fit.add_argument("--patience", type=_non_negative_int, default=10, metavar="N",
-                     help="epochs without improvement before --early-stopping stops")
+                     help="stop when the monitored cost (the validation cost, or the "
+                          "training cost without --validation-split) has not improved by "
+                          "--min-delta for --patience epochs, keeping the best parameters")
+    fit.add_argument("--patience", type=_positive_int, default=10, metavar="N",
+                     help="epochs without improvement for --early-stopping and "
+                          "--lr-schedule plateau")
+    fit.add_argument("--min-delta", type=_non_negative_float, default=0.0, metavar="D",
+                     help="smallest decrease of the monitored cost that counts as an "
+                          "improvement")
     show = train.add_argument_group("output")
     show.add_argument("--plot", metavar="FILE.png", default=None,
                       help="draw the training (and validation) cost per epoch to this image "

@@ -122,8 +122,8 @@ def plot_history(history: Any, path: Optional[PathLike] = None, *,
         ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    # On the axes drawn last, so that no curve of the other one covers it.
-    (right or ax).legend(handles=handles, loc="best")
+    # Below the axes, where no curve runs.
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     if title:
         ax.set_title(title)
     if path is not None:

@@ -18,8 +18,8 @@ backprop_fast[sklearn]``.
 """
 from __future__ import annotations
 
+import copy
 import numbers
-import sys
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -40,7 +40,6 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
         "backprop_fast.sklearn needs scikit-learn >= 1.6: pip install "
         f"'backprop_fast[sklearn]' (the import failed with: {exc})") from None
 
-from . import _compat
 from .network import Network
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -94,6 +93,16 @@ def _check_choice(est, name, choices):
 class _BaseMLP(BaseEstimator):
     """What MLPClassifier and MLPRegressor share: parameters, checks, training."""
 
+    # Fitted attributes (set by fit, not by __init__).
+    network_: Network
+    loss_: float
+    loss_curve_: List[float]
+    best_loss_: Any  # float, or None with early stopping
+    validation_scores_: Optional[List[float]]
+    best_validation_score_: Any  # float, or None without early stopping
+    n_iter_: int
+    t_: int
+
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
@@ -144,7 +153,7 @@ class _BaseMLP(BaseEstimator):
         _check_bool(self, "shuffle")
         _check_real(self, "tol", 0)
         _check_bool(self, "warm_start")
-        _check_real(self, "momentum", 0, 1)
+        _check_real(self, "momentum", 0, 1, high_open=True)
         _check_bool(self, "nesterovs_momentum")
         _check_bool(self, "early_stopping")
         _check_real(self, "validation_fraction", 0, 1, high_open=True)
@@ -301,9 +310,25 @@ class _BaseMLP(BaseEstimator):
 
     def _initialize(self, Y, layer_units, activations, dtype, rs) -> None:
         output, loss = self._output(Y)
-        seed = int(rs.randint(np.iinfo(np.int32).max))
+        # scikit-learn's initialisation, drawn from the same stream in the same
+        # order, so that the same random_state gives the same starting weights:
+        # Glorot-uniform, factor 2 instead of 6 for logistic layers (the output
+        # layer takes the factor of the last hidden layer), biases alike.
+        factors = [2.0 if a == "sigmoid" else 6.0 for a in activations]
+        factors.append(factors[-1] if factors else 6.0)
+        start = []
+        for fan_in, fan_out, factor in zip(layer_units, layer_units[1:], factors):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            start.append((rs.uniform(-bound, bound, (fan_in, fan_out)),
+                          rs.uniform(-bound, bound, fan_out)))
+        # The kernel's shuffling seed, from a copy of the stream: the stream
+        # itself goes on to the validation split, as in scikit-learn.
+        seed = int(copy.deepcopy(rs).randint(np.iinfo(np.int32).max))
         self.network_ = Network(layer_units, activations + [output], loss, dtype=dtype,
                                 seed=seed)
+        for W, b, (coef, intercept) in zip(self.network_.weights, self.network_.biases, start):
+            W[...] = coef.T
+            b[...] = intercept
         self.n_iter_ = 0
         self.t_ = 0
         self.n_outputs_ = Y.shape[1]
@@ -327,23 +352,15 @@ class _BaseMLP(BaseEstimator):
         scikit-learn adds alpha * W / (sum of the batch's sample weights) to the
         gradient of each step: weight decay alpha / (batch * mean weight).
         """
-        options: Dict[str, Any] = {}
-        how = {"optimizer": f"solver={self.solver!r}"}
+        options: Dict[str, Any] = {"weight_decay": self.alpha / (batch * mean_weight),
+                                   "sample_weight": sw}
         if self.solver == "sgd":
-            options.update(optimizer="sgd", momentum=float(self.momentum))
-            how["momentum"] = f"momentum={self.momentum}"
-            if self.momentum > 0:
-                options["nesterov"] = bool(self.nesterovs_momentum)
+            options.update(optimizer="sgd", momentum=float(self.momentum),
+                           nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
         else:
             options.update(optimizer="adam", beta1=float(self.beta_1),
                            beta2=float(self.beta_2), epsilon=float(self.epsilon))
-        options["weight_decay"] = self.alpha / (batch * mean_weight)
-        how["weight_decay"] = f"alpha={self.alpha}"
-        options["sample_weight"] = sw
-        how["sample_weight"] = "sample_weight (or class_weight)"
-        return _compat.check_fit_options(
-            options, how, hint="Until then use solver='lbfgs', or solver='sgd' with "
-                               "momentum=0, alpha=0 and no sample or class weights.")
+        return options
 
     def _fit_stochastic(self, X, Y, y_raw, sw, incremental, rs) -> None:
         if self.early_stopping and incremental:
@@ -354,6 +371,17 @@ class _BaseMLP(BaseEstimator):
             # optimizer); partial_fit continues it.
             self._learning_rate = float(self.learning_rate_init)
         early_stopping = self.early_stopping
+        # A warm start may switch early stopping on or off: keep the records valid.
+        scores: List[float] = []
+        if early_stopping:
+            if self.validation_scores_ is None:
+                self.validation_scores_ = scores
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            scores = self.validation_scores_
+        elif self.best_loss_ is None:
+            self.validation_scores_ = self.best_validation_score_ = None
+            self.best_loss_ = np.inf
         if early_stopping:
             stratify = y_raw if is_classifier(self) and self.n_outputs_ == 1 else None
             arrays = [X, Y, y_raw] + ([sw] if sw is not None else [])
@@ -399,22 +427,24 @@ class _BaseMLP(BaseEstimator):
                     print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
                 if early_stopping:
                     score = self._score_val(X_val, y_val, sw_val)
-                    self.validation_scores_.append(score)
+                    scores.append(score)
                     if self.verbose:
                         print(f"Validation score: {score:f}")
-                    if score < self.best_validation_score_ + self.tol:
+                    best_score = self.best_validation_score_
+                    if score < best_score + self.tol:
                         self._no_improvement_count += 1
                     else:
                         self._no_improvement_count = 0
-                    if score > self.best_validation_score_:
+                    if score > best_score:
                         self.best_validation_score_ = score
                         best = [np.array(p) for p in net.weights + net.biases]
                 else:
-                    if self.loss_ > self.best_loss_ - self.tol:
+                    best_loss = self.best_loss_
+                    if self.loss_ > best_loss - self.tol:
                         self._no_improvement_count += 1
                     else:
                         self._no_improvement_count = 0
-                    self.best_loss_ = min(self.best_loss_, self.loss_)
+                    self.best_loss_ = min(best_loss, self.loss_)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
                 if self._no_improvement_count > self.n_iter_no_change:

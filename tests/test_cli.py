@@ -12,7 +12,6 @@ import pytest
 
 from backprop_fast import Network
 from backprop_fast.__main__ import build_parser, main
-from backprop_fast._compat import fit_accepts
 from backprop_fast.cli import ProgressBar, load_model
 
 CLASSES = ["cat", "dog", "eel"]
@@ -230,19 +229,37 @@ def test_plot_option(tmp_path, capsys, blobs):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.skipif(fit_accepts("optimizer"), reason="Network.fit has the options")
-def test_options_that_wait_for_the_training_features(tmp_path, capsys, blobs):
+def test_training_options_validation_and_early_stopping(tmp_path, capsys, blobs):
+    data, _ = blobs
+    png = tmp_path / "curve.png"
+    code, out, err = _run(capsys, "train", data, "--target", "animal", "--ignore", "id",
+                          "--model", tmp_path / "m.npz", "--optimizer", "adam",
+                          "--learning-rate", "0.01", "--weight-decay", "1e-4",
+                          "--validation-split", "0.25", "--early-stopping", "--patience", "3",
+                          "--epochs", "300", "--class-weight", "balanced", "--plot", png)
+    assert code == 0, err
+    assert "validation: 22 rows held out at random" in out
+    assert "stopped early; kept the parameters of epoch" in out
+    assert "validation accuracy" in out and "val_loss" in err
+    if png.exists():  # matplotlib installed
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    code, _, err = _run(capsys, "train", data, "--target", "animal", "--ignore", "id",
+                        "--model", tmp_path / "m2.npz", "--optimizer", "sgd", "--momentum",
+                        "0.9", "--nesterov", "--lr-schedule", "cosine", "--epochs", "5",
+                        "--quiet")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--nesterov"], "--nesterov needs --momentum > 0"),
+    (["--optimizer", "adam", "--momentum", "0.9"], "apply to --optimizer sgd"),
+    (["--validation-split", "0.001"], "leaves 0 of 90 rows"),
+])
+def test_inconsistent_training_options(tmp_path, capsys, blobs, argv, message):
     data, _ = blobs
     code, _, err = _run(capsys, "train", data, "--target", "animal", "--ignore", "id",
-                        "--model", tmp_path / "m.npz", "--optimizer", "adam")
-    assert code == 1 and "--optimizer adam needs Network.fit" in err
-
-
-def test_early_stopping_needs_a_validation_split(tmp_path, capsys, blobs):
-    data, _ = blobs
-    code, _, err = _run(capsys, "train", data, "--target", "animal", "--model",
-                        tmp_path / "m.npz", "--early-stopping")
-    assert code == 1 and "--validation-split" in err
+                        "--model", tmp_path / "m.npz", "--quiet", *argv)
+    assert code == 1 and message in err
 
 
 def _subparsers(parser):

@@ -13,6 +13,13 @@ matplotlib = pytest.importorskip("matplotlib")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+def _history(**lists):
+    h = History()
+    for name, values in lists.items():
+        getattr(h, name).extend(values)
+    return h
+
+
 def _curves(fig):
     """{label: y data} of every line in the figure."""
     return {line.get_label(): list(line.get_ydata()) for ax in fig.axes for line in ax.lines}
@@ -24,6 +31,7 @@ def test_history_from_fit_to_png(tmp_path):
     net = Network([3, 4, 1], "sigmoid", seed=0)
     history = net.fit(X, y, epochs=12, batch_size=8, learning_rate=0.5)
     path = tmp_path / "curve.png"
+    assert history.learning_rate  # recorded, but not drawn
     fig = backprop_fast.plot_history(history, path, title="xor")
     assert path.read_bytes()[:8] == PNG
     assert _curves(fig) == {"training cost": history.loss}
@@ -43,9 +51,18 @@ def test_validation_curves_and_accuracy_axis(tmp_path):
 
 
 def test_history_object_with_extra_lists():
-    h = History([0.3, 0.2])
-    h.val_loss = [0.4, 0.35]
+    h = _history(loss=[0.3, 0.2], val_loss=[0.4, 0.35], learning_rate=[0.1, 0.1])
     assert history_lists(h) == {"loss": [0.3, 0.2], "val_loss": [0.4, 0.35]}
+
+
+def test_validation_from_fit(tmp_path):
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(60, 3)), rng.integers(0, 3, 60)
+    net = Network([3, 5, 3], ["tanh", "softmax"], seed=0)
+    history = net.fit(X, y, epochs=6, batch_size=10, validation_split=0.2)
+    fig = plot_history(history, tmp_path / "v.png")
+    assert _curves(fig) == {"training cost": history.loss, "validation cost": history.val_loss,
+                            "validation accuracy": history.val_accuracy}
 
 
 def test_estimator_curves():
@@ -56,7 +73,7 @@ def test_estimator_curves():
 
 
 def test_single_epoch_and_log_scale(tmp_path):
-    fig = plot_history(History([0.5]), tmp_path / "one.png", log_scale=True)
+    fig = plot_history(_history(loss=[0.5]), tmp_path / "one.png", log_scale=True)
     assert fig.axes[0].get_yscale() == "log"
     assert fig.axes[0].lines[0].get_marker() == "o"  # a lone point stays visible
 
@@ -69,5 +86,5 @@ def test_empty_history_is_an_error(tmp_path):
 
 def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(OSError):
-        plot_history(History([1.0]), tmp_path / "missing" / "x.png")
+        plot_history(_history(loss=[1.0]), tmp_path / "missing" / "x.png")
     assert list(tmp_path.iterdir()) == []

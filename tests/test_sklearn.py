@@ -19,14 +19,8 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from backprop_fast import Network  # noqa: E402
-from backprop_fast._compat import fit_accepts  # noqa: E402
 from backprop_fast._pickling import network_getstate, network_setstate  # noqa: E402
 from backprop_fast.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
-
-# The stochastic solvers with scikit-learn's defaults (adam, alpha, momentum,
-# sample weights) need the optimizer options of Network.fit.
-HAS_OPTIMIZERS = all(fit_accepts(k) for k in ("optimizer", "weight_decay", "sample_weight"))
-
 
 @pytest.fixture(autouse=True)
 def _setup(monkeypatch):
@@ -46,39 +40,14 @@ def _setup(monkeypatch):
 
 # ---------------------------------------------------------------- check_estimator
 
-def _stochastic():
-    if HAS_OPTIMIZERS:
-        return [MLPClassifier((20,), max_iter=100), MLPRegressor((20,), max_iter=100)]
-    # Plain SGD until then.
-    return [MLPClassifier((10,), solver="sgd", momentum=0.0, alpha=0.0,
-                          learning_rate_init=0.1, max_iter=100),
-            MLPRegressor((10,), solver="sgd", momentum=0.0, alpha=0.0,
-                         learning_rate_init=0.001, max_iter=100)]
-
-
-_WAITING = "needs Network.fit(sample_weight=, weight_decay=) (the training-features work)"
-
-
-def _expected_failures(estimator):
-    """None once Network.fit has the options. Until then, only checks that pass
-    sample or class weights, or set alpha > 0, to a plain-SGD estimator."""
-    if HAS_OPTIMIZERS or estimator.solver == "lbfgs":
-        return {}
-    out = {name: _WAITING for name in (
-        "check_sample_weights_not_overwritten",
-        "check_sample_weight_equivalence_on_dense_data",
-        "check_sample_weight_equivalence_on_sparse_data")}
-    if isinstance(estimator, MLPClassifier):
-        out["check_class_weight_classifiers"] = _WAITING
-    else:
-        out["check_regressors_train"] = _WAITING  # sets alpha=0.01
-    return out
-
-
-@parametrize_with_checks(
-    [MLPClassifier((10,), solver="lbfgs", max_iter=100),
-     MLPRegressor((10,), solver="lbfgs", max_iter=100)] + _stochastic(),
-    expected_failed_checks=_expected_failures)
+@parametrize_with_checks([
+    MLPClassifier((10,), solver="lbfgs", max_iter=100),
+    MLPRegressor((10,), solver="lbfgs", max_iter=100),
+    MLPClassifier(max_iter=100),     # adam: scikit-learn's settings for its own MLP
+    MLPRegressor(max_iter=100),
+    MLPClassifier((20,), solver="sgd", max_iter=200),     # momentum 0.9, Nesterov
+    MLPRegressor((20,), solver="sgd", max_iter=200),
+])
 def test_check_estimator(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -87,71 +56,89 @@ def test_check_estimator(estimator, check):
 
 # ---------------------------------------------------------------- the same as scikit-learn's MLP
 
-def _same_start(ours, theirs, X, y):
-    """Fit both for one epoch, then give ours scikit-learn's parameters and reset
-    both stopping rules: from here on both should take identical steps."""
-    theirs.fit(X, y)
-    ours.fit(X, y)
-    ours.coefs_ = theirs.coefs_
-    ours.intercepts_ = theirs.intercepts_
-    for est in (ours, theirs):
-        est.best_loss_ = np.inf
-        est._no_improvement_count = 0
-
-
-@pytest.mark.parametrize("schedule, activation", [("adaptive", "tanh"), ("invscaling", "relu"),
-                                                   ("constant", "logistic")])
-def test_sgd_matches_scikit_learn_step_for_step(schedule, activation):
-    """Full-batch plain SGD: the same costs, stopping epoch and final rate as
-    sklearn.neural_network.MLPClassifier, to rounding."""
-    X, y = make_classification(60, 5, n_informative=3, n_classes=3, random_state=0)
-    kw = dict(hidden_layer_sizes=(7, 4), activation=activation, solver="sgd", momentum=0.0,
-              alpha=0.0, batch_size=60, shuffle=False, learning_rate_init=0.2,
-              learning_rate=schedule, power_t=0.25, random_state=0, tol=1e-3,
-              n_iter_no_change=3, max_iter=1)
-    theirs, ours = sk_nn.MLPClassifier(**kw), MLPClassifier(**kw)
+def _both(kw, X, y, cls=("MLPClassifier", MLPClassifier)):
+    theirs, ours = getattr(sk_nn, cls[0])(**kw), cls[1](**kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        _same_start(ours, theirs, X, y)
-        for est in (theirs, ours):
-            est.set_params(max_iter=150, warm_start=True).fit(X, y)
+        return ours.fit(X, y), theirs.fit(X, y)
+
+
+FULL_BATCH = dict(hidden_layer_sizes=(7, 4), batch_size=60, shuffle=False, random_state=3,
+                  max_iter=150)
+
+
+@pytest.mark.parametrize("params", [
+    dict(solver="sgd", momentum=0.0, alpha=0.0, learning_rate="adaptive",
+         learning_rate_init=0.2, tol=1e-3, n_iter_no_change=3, activation="tanh"),
+    dict(solver="sgd", momentum=0.0, alpha=0.0, learning_rate="invscaling",
+         learning_rate_init=0.5, power_t=0.25, activation="relu"),
+    dict(solver="sgd", momentum=0.9, nesterovs_momentum=True, alpha=0.0, activation="logistic"),
+    dict(solver="sgd", momentum=0.5, nesterovs_momentum=False, alpha=0.0),
+    # Adam with epsilon out of the way: scikit-learn adds it to sqrt(v) before the
+    # bias correction, PyTorch (and so Network.fit) after.
+    dict(solver="adam", learning_rate_init=0.01, alpha=0.0, epsilon=1e-30),
+])
+def test_same_training_as_scikit_learn(params):
+    """The same random_state gives the same initial weights, and full-batch
+    training then takes the same steps as sklearn.neural_network.MLPClassifier:
+    the same costs, the same stopping epoch, the same final learning rate."""
+    X, y = make_classification(60, 5, n_informative=3, n_classes=3, random_state=0)
+    ours, theirs = _both(dict(FULL_BATCH, **params), X, y)
     assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
-    np.testing.assert_allclose(ours.loss_curve_[1:], theirs.loss_curve_[1:], rtol=1e-12)
-    assert ours._learning_rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-12)
+    if params["solver"] == "sgd":
+        assert ours._learning_rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-12)
+
+
+def test_same_initial_weights_as_scikit_learn():
+    X, y = make_classification(30, 4, random_state=0)
+    for activation in ("relu", "logistic"):
+        kw = dict(hidden_layer_sizes=(5, 3), activation=activation, solver="sgd",
+                  learning_rate_init=1e-300, max_iter=1, random_state=7)
+        ours, theirs = _both(kw, X, y)
+        for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_alpha_differs_only_by_the_bias_decay():
+    """alpha becomes weight_decay = alpha / batch; Network.fit decays biases too."""
+    X, y = make_classification(60, 5, n_informative=3, n_classes=3, random_state=0)
+    ours, theirs = _both(dict(FULL_BATCH, solver="sgd", momentum=0.0, alpha=1e-3), X, y)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-5)
     for a, b in zip(ours.coefs_, theirs.coefs_):
-        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def test_multi_output_regression_matches_scikit_learn():
     """loss_curve_ in scikit-learn's convention (mean over the targets too)."""
     X, y = make_regression(50, 4, n_targets=3, noise=0.1, random_state=1)
-    y /= np.abs(y).max()
     kw = dict(hidden_layer_sizes=(6,), solver="sgd", momentum=0.0, alpha=0.0, batch_size=50,
-              shuffle=False, learning_rate_init=0.05, random_state=0, max_iter=1, tol=0.0)
-    theirs, ours = sk_nn.MLPRegressor(**kw), MLPRegressor(**kw)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        _same_start(ours, theirs, X, y)
-        for est in (theirs, ours):
-            est.set_params(max_iter=40, warm_start=True).fit(X, y)
-    np.testing.assert_allclose(ours.loss_curve_[1:], theirs.loss_curve_[1:], rtol=1e-12)
+              shuffle=False, learning_rate_init=0.05, random_state=0, max_iter=40, tol=0.0)
+    ours, theirs = _both(kw, X, y / np.abs(y).max(), ("MLPRegressor", MLPRegressor))
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-12)
     np.testing.assert_allclose(ours.predict(X), theirs.predict(X), atol=1e-12)
 
 
 def test_lbfgs_matches_scikit_learn():
     X, y = make_classification(80, 4, random_state=2)
     kw = dict(hidden_layer_sizes=(5,), activation="tanh", solver="lbfgs", alpha=1e-3,
-              random_state=0, max_iter=1)
-    theirs, ours = sk_nn.MLPClassifier(**kw), MLPClassifier(**kw)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        _same_start(ours, theirs, X, y)
-        for est in (theirs, ours):
-            est.set_params(max_iter=30, warm_start=True).fit(X, y)
+              random_state=0, max_iter=30)
+    ours, theirs = _both(kw, X, y)
     assert ours.n_iter_ == theirs.n_iter_
     assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-6)
+
+
+def test_early_stopping_matches_scikit_learn():
+    """The same validation split and the same stopping epoch."""
+    X, y = make_classification(100, 5, n_informative=3, n_classes=3, random_state=0)
+    kw = dict(FULL_BATCH, batch_size=90, solver="sgd", momentum=0.0, alpha=0.0,
+              learning_rate_init=0.3, early_stopping=True, n_iter_no_change=4)
+    ours, theirs = _both(kw, X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-12)
 
 
 # ---------------------------------------------------------------- targets
@@ -274,6 +261,13 @@ def test_warm_start_continues_and_checks_the_architecture():
     clf.set_params(warm_start=False)
     _fit(clf, X, y)
     assert clf.network_ is not net and clf.network_.layer_sizes == [4, 6, 1]
+    # A warm start may switch early stopping on and off.
+    clf.set_params(warm_start=True, early_stopping=True)
+    _fit(clf, X, y)
+    assert clf.validation_scores_ and clf.best_loss_ is None
+    clf.set_params(early_stopping=False)
+    _fit(clf, X, y)
+    assert clf.validation_scores_ is None and clf.best_loss_ < np.inf
 
 
 def test_early_stopping_keeps_the_best_epoch():
@@ -295,24 +289,14 @@ def test_lbfgs_with_weights_and_class_weight():
     minority = y == 1
     assert (balanced.predict(X)[minority] == 1).mean() >= (plain.predict(X)[minority] == 1).mean()
     assert (balanced.predict(X) == 1).sum() > (plain.predict(X) == 1).sum()
-    # Integer weights act as repeated samples.
+    # Integer weights act as repeated samples (to the drift of 50 L-BFGS steps taken
+    # with two summation orders: NumPy for weighted, the kernel for repeated data).
     w = np.random.default_rng(0).integers(0, 3, 200)
     a = _fit(MLPClassifier((5,), solver="lbfgs", random_state=0, max_iter=50), X, y,
              sample_weight=w)
     b = _fit(MLPClassifier((5,), solver="lbfgs", random_state=0, max_iter=50),
              np.repeat(X, w, axis=0), np.repeat(y, w))
-    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-6)
-
-
-@pytest.mark.skipif(HAS_OPTIMIZERS, reason="Network.fit has the optimizer options")
-def test_options_that_wait_for_the_optimizers():
-    X, y = make_classification(30, 3, n_redundant=0, random_state=0)
-    with pytest.raises(ValueError, match="solver='adam' needs Network.fit"):
-        MLPClassifier().fit(X, y)
-    with pytest.raises(ValueError, match="momentum=0.9 needs"):
-        MLPClassifier(solver="sgd", alpha=0.0).fit(X, y)
-    with pytest.raises(ValueError, match="alpha=0.0001 needs"):
-        MLPClassifier(solver="sgd", momentum=0.0).fit(X, y)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-4)
 
 
 def test_verbose_and_convergence_warning(capsys):
