@@ -75,6 +75,21 @@ def test_training_continues_exactly_where_it_stopped(how):
     _assert_same(net, back)
 
 
+@pytest.mark.parametrize("options", [dict(optimizer="adam", learning_rate=0.01),
+                                     dict(optimizer="sgd", momentum=0.9, nesterov=True),
+                                     dict(optimizer="adamw", weight_decay=0.1)])
+def test_optimizer_state_travels(options):
+    """Adam's moments and step count, the momentum buffer and the kernel's random
+    stream all come along: a copy continues exactly like the original."""
+    net, X, y = _trained()
+    net.fit(X, y, epochs=2, batch_size=7, **options)
+    back = pickle.loads(pickle.dumps(net))
+    h1 = net.fit(X, y, epochs=3, batch_size=7, **options)
+    h2 = back.fit(X, y, epochs=3, batch_size=7, **options)
+    assert h1.loss == h2.loss
+    _assert_same(net, back)
+
+
 def test_pickled_while_another_thread_trains():
     """Pickling never captures the lock state: the copy is usable at once."""
     net, X, y = _trained()
