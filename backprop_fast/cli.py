@@ -247,6 +247,12 @@ def _scale(X: np.ndarray, info: Dict[str, Any]) -> np.ndarray:
     return (X - np.asarray(info["x_mean"])) / np.asarray(info["x_scale"])
 
 
+def _scale_y(y: np.ndarray, info: Dict[str, Any]) -> np.ndarray:
+    if info.get("y_mean") is None:
+        return y
+    return (y - info["y_mean"]) / info["y_scale"]
+
+
 # ---------------------------------------------------------------- train
 
 def _fit_options(args) -> Dict[str, Any]:
@@ -309,27 +315,7 @@ def run_train(args) -> int:
     else:
         y = table.numeric([target], what="target")
         n_out, output, loss = 1, "identity", "squared_error"
-    if args.standardize:
-        mean, scale = X.mean(axis=0), X.std(axis=0)
-        scale[scale == 0] = 1.0
-        info["x_mean"], info["x_scale"] = mean.tolist(), scale.tolist()
-        X = (X - mean) / scale
-        if task == "regression":
-            y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
-            info["y_mean"], info["y_scale"] = y_mean, y_scale
-            y = (y - y_mean) / y_scale
-
-    sizes = [len(features)] + hidden + [n_out]
-    net = Network(sizes, activations + [output], loss, dtype=args.dtype, seed=args.seed)
-    batch = None if args.batch_size == 0 else args.batch_size
-    arch = "-".join(map(str, sizes))
-    print(f"{table.path}: {table.n_rows} rows, {len(features)} features; target "
-          f"{info['target']!r}: {task} ({why}" + ("" if why == "--task" else
-                                                  "; --task overrides") + ")", file=out)
-    print(f"network {arch}, activations {','.join(net.activations)}, loss {loss}, "
-          f"{net.dtype.name}, {args.epochs} epochs, batch "
-          f"{'all' if batch is None else batch}, learning rate {args.learning_rate:g}",
-          file=out)
+    X_val = y_val = None
     if args.validation_split:
         # A random hold-out (the file may be sorted by the target), fixed by --seed.
         order = np.random.default_rng(args.seed).permutation(X.shape[0])
@@ -338,10 +324,34 @@ def run_train(args) -> int:
             raise CLIError(f"--validation-split {args.validation_split} leaves {n_val} of "
                            f"{X.shape[0]} rows for validation; each side needs at least one")
         val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-        options["validation_data"] = (X[val], y[val])
-        X, y = X[train], y[train]
+        X, X_val, y, y_val = X[train], X[val], y[train], y[val]
         cells = [cells[i] for i in train]
-        print(f"validation: {n_val} rows held out at random", file=out)
+    if args.standardize:  # with the training rows' statistics only
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+        scale[scale == 0] = 1.0
+        info["x_mean"], info["x_scale"] = mean.tolist(), scale.tolist()
+        X = (X - mean) / scale
+        if task == "regression":
+            y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
+            info["y_mean"], info["y_scale"] = y_mean, y_scale
+            y = (y - y_mean) / y_scale
+    if X_val is not None:
+        options["validation_data"] = (_scale(X_val, info), _scale_y(y_val, info))
+
+    sizes = [len(features)] + hidden + [n_out]
+    net = Network(sizes, activations + [output], loss, dtype=args.dtype, seed=args.seed)
+    batch = None if args.batch_size == 0 else args.batch_size
+    arch = "-".join(map(str, sizes))
+    print(f"{table.path}: {table.n_rows} rows, {len(features)} feature"
+          f"{'' if len(features) == 1 else 's'}; target "
+          f"{info['target']!r}: {task} ({why}" + ("" if why == "--task" else
+                                                  "; --task overrides") + ")", file=out)
+    print(f"network {arch}, activations {','.join(net.activations)}, loss {loss}, "
+          f"{net.dtype.name}, {args.epochs} epochs, batch "
+          f"{'all' if batch is None else batch}, learning rate {args.learning_rate:g}",
+          file=out)
+    if X_val is not None:
+        print(f"validation: {X_val.shape[0]} rows held out at random", file=out)
     out.flush()
     bar = ProgressBar(args.epochs, enabled=not args.quiet)
     try:
@@ -372,7 +382,7 @@ def run_train(args) -> int:
     if history.val_accuracy:
         summary.append(f"validation accuracy {history.val_accuracy[-1]:.4g}")
     metrics = _metrics(net, info, X, cells if task == "classification" else None,
-                       y, scaled=True)
+                       y)
     summary.append(", ".join(f"training {k} {v:.4g}" for k, v in metrics.items()
                              if k in ("accuracy", "rmse")))
     print("; ".join(s for s in summary if s), file=out)
@@ -466,7 +476,7 @@ class _output:
         return False
 
 
-def _metrics(net, info, X, label_cells, y_scaled, scaled) -> Dict[str, float]:
+def _metrics(net, info, X, label_cells, y_scaled) -> Dict[str, float]:
     """Cost and task metrics; X is already scaled, y_scaled is what the network fits."""
     out = {"cost": net.evaluate(X, y_scaled)}
     if info is None:
@@ -516,10 +526,10 @@ def run_evaluate(args) -> int:
         y = table.numeric([target], what="target")
         if info is None and net.activations[-1] == "softmax" and np.all(y == np.round(y)):
             y = y.ravel().astype(np.int64)
-        elif info is not None and info.get("y_mean") is not None:
-            y = (y - info["y_mean"]) / info["y_scale"]
+        elif info is not None:
+            y = _scale_y(y, info)
         label_cells = None
-    metrics = _metrics(net, info, X, label_cells, y, scaled=True)
+    metrics = _metrics(net, info, X, label_cells, y)
     metrics = {"rows": table.n_rows, **metrics}
     if args.json:
         print(json.dumps(metrics))

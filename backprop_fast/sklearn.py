@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import numbers
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
