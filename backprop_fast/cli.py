@@ -335,7 +335,7 @@ def run_train(args) -> int:
             y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
             info["y_mean"], info["y_scale"] = y_mean, y_scale
             y = (y - y_mean) / y_scale
-    if X_val is not None:
+    if X_val is not None and y_val is not None:
         options["validation_data"] = (_scale(X_val, info), _scale_y(y_val, info))
 
     sizes = [len(features)] + hidden + [n_out]
@@ -623,7 +623,7 @@ def add_commands(commands: "argparse._SubParsersAction") -> None:
                     "(--task overrides). Classification uses a sigmoid output (two "
                     "classes) or softmax (more) with cross-entropy; regression an "
                     "identity output with squared error. Features (and a regression "
-                    "target) are standardised with the training file's mean and spread, "
+                    "target) are standardised with the training rows' mean and spread, "
                     "which the model file keeps for predict and evaluate."),
         epilog="example:\n  python -m backprop_fast train iris.csv --target species "
                "--layers 16 --activation tanh --epochs 200 --model iris.npz --plot iris.png")

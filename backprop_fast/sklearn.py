@@ -24,6 +24,7 @@ import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
@@ -700,7 +701,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _score_val(self, X, y, sample_weight):
         return accuracy_score(y, self._predict_dense(X), sample_weight=sample_weight)
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike,
+            sample_weight: Optional[ArrayLike] = None) -> "MLPClassifier":
         """Fit the network to data matrix X and target(s) y.
 
         Parameters
@@ -723,7 +725,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return True
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None,
+                    classes: Optional[ArrayLike] = None) -> "MLPClassifier":
         """One epoch over the given data, continuing from the current state.
 
         Parameters
@@ -760,7 +763,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             out = out.ravel()
         return self._label_binarizer.inverse_transform(out)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted classes (or label indicator rows for multi-label targets).
 
         Parameters
@@ -776,7 +779,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             out = out.ravel()
         return self._label_binarizer.inverse_transform(out)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``.
 
         Parameters
@@ -795,7 +798,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.vstack([1 - p, p]).T
         return out
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Logarithm of ``predict_proba(X)``."""
         proba = self.predict_proba(X)
         with np.errstate(divide="ignore"):
@@ -872,7 +875,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return np.nan
         return r2_score(y, pred, sample_weight=sample_weight)
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike,
+            sample_weight: Optional[ArrayLike] = None) -> "MLPRegressor":
         """Fit the network to data matrix X and target(s) y.
 
         Parameters
@@ -894,7 +898,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return True
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike,
+                    sample_weight: Optional[ArrayLike] = None) -> "MLPRegressor":
         """One epoch over the given data, continuing from the current state.
 
         Parameters
@@ -909,7 +914,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted targets.
 
         Parameters
