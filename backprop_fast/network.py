@@ -620,7 +620,11 @@ class Network:
 
         X, single = self._check_X(X)
         Y = self._check_y(y, X.shape[0], single)
-        weights = self._sample_weights(sample_weight, class_weight, y, Y)
+        if sample_weight is not None:
+            sample_weight = _numeric_array(sample_weight, "sample_weight")
+            if sample_weight.shape != (X.shape[0],):
+                raise ValueError(f"sample_weight must have shape ({X.shape[0]},), one "
+                                 f"weight per sample, got shape {sample_weight.shape}")
         if validation_data is not None:
             if split:
                 raise ValueError("give validation_data or validation_split, not both")
@@ -633,11 +637,13 @@ class Network:
                                  "least one for each side")
             X, X_val = X[:-n_val], X[-n_val:]
             Y, Y_val = Y[:-n_val], Y[-n_val:]
-            if weights.size:
-                weights = weights[:-n_val]
+            if sample_weight is not None:
+                sample_weight = sample_weight[:-n_val]
         else:
             X_val = np.empty((0, self.layer_sizes[0]), dtype=self.dtype)
             Y_val = np.empty((0, self.layer_sizes[-1]), dtype=self.dtype)
+        # Class weights count the training samples only.
+        weights = self._sample_weights(sample_weight, class_weight, Y)
         if weights.size:
             total = weights.sum(dtype=np.float64)
             if not total > 0:
@@ -668,6 +674,10 @@ class Network:
                 stop = bool(callback(epoch, logs)) or stop
             return stop
 
+        # Without callbacks or progress the kernel never calls back: the
+        # history is read from its array afterwards.
+        hook = epoch_end if (callbacks or progress is not None) else None
+
         with self._lock:
             self._check_params_finite()
             grad, m1, m2 = self._optimizer_buffers(settings, empty)
@@ -678,7 +688,7 @@ class Network:
                     self._params, self._sizes, self._acts, LOSSES[self.loss], X, Y,
                     weights, X_val, Y_val, settings, self._rng_state, self._opt_step,
                     np.empty(n, dtype=np.intp), work, bsum, grad, m1, m2,
-                    np.empty_like(self._params), best, out, epoch_end)
+                    np.empty_like(self._params), best, out, hook)
             finally:
                 if progress is not None:
                     progress.close()
@@ -691,6 +701,9 @@ class Network:
                 f"at learning_rate={rate:g}. The network keeps its last finite "
                 "parameters. Try a smaller learning_rate, scale the inputs to unit "
                 "range, or use a larger batch_size.")
+        if hook is None:
+            for epoch in range(done):
+                history._append(out[epoch], validation, classifier)
         history.stopped_early = done < epochs
         history.best_epoch = int(best_epoch) if best_epoch >= 0 else None
         return history
@@ -725,15 +738,15 @@ class Network:
             raise ValueError(f"validation_data[1] (y_val): {exc}") from None
         return X_val, Y_val
 
-    def _sample_weights(self, sample_weight, class_weight, y, Y):
-        """Per-sample weights (sample_weight times class_weight), or an empty array."""
+    def _sample_weights(self, sw, class_weight, Y):
+        """Per-sample weights (sample_weight times class_weight), or an empty array.
+
+        ``sw`` is None or a numeric array already checked to hold one weight
+        per row of Y.
+        """
         n = Y.shape[0]
         weights = None
-        if sample_weight is not None:
-            sw = _numeric_array(sample_weight, "sample_weight")
-            if sw.shape != (n,):
-                raise ValueError(f"sample_weight must have shape ({n},), one weight per "
-                                 f"sample, got shape {sw.shape}")
+        if sw is not None:
             _check_finite(sw, "sample_weight")
             if sw.size and sw.min() < 0:
                 raise ValueError("sample_weight must be >= 0, got a minimum of "
