@@ -56,3 +56,4 @@ def network_setstate(net, state: Dict[str, Any]) -> None:
     for name, kind in state["locks"].items():
         setattr(net, name, threading.RLock() if kind == "rlock" else threading.Lock())
     net._make_views()
+    net._in_fit = False  # a copy taken inside a callback is not itself training

@@ -892,6 +892,25 @@ class Network:
         net._params[...] = params
         return net
 
+    def to_onnx(self, path):
+        """Write the forward pass to ``path`` as an ONNX model (needs the ``onnx`` extra).
+
+        The graph is Gemm and activation nodes in the network's dtype;
+        onnxruntime reproduces ``predict``.
+        """
+        from .onnx import to_onnx
+        to_onnx(self, path)
+
+    # pickle and copy.deepcopy: a fresh lock and fresh views into the
+    # unpickled parameters; the optimizer and shuffling state travel along.
+    def __getstate__(self):
+        from ._pickling import network_getstate
+        return network_getstate(self)
+
+    def __setstate__(self, state):
+        from ._pickling import network_setstate
+        network_setstate(self, state)
+
     def __repr__(self):
         return (f"Network({self.layer_sizes}, activations={self.activations}, "
                 f"loss={self.loss!r}, dtype={self.dtype.name!r})")

@@ -102,8 +102,6 @@ def test_unwritable_destination_leaves_nothing(tmp_path):
 
 
 def test_network_method(tmp_path):
-    if not hasattr(Network, "to_onnx"):
-        pytest.skip("Network.to_onnx is not wired yet (one line in network.py)")
     net = Network([2, 3, 1], "tanh", "squared_error", seed=0)
     net.to_onnx(tmp_path / "m.onnx")
     X = np.array([[0.5, -1.0]])

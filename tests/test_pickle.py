@@ -11,14 +11,6 @@ from backprop_fast import Network
 from backprop_fast._pickling import STATE_VERSION, network_getstate, network_setstate
 
 
-@pytest.fixture(autouse=True)
-def wired(monkeypatch):
-    """Until network.py carries the two lines, attach the helpers for these tests."""
-    if "__getstate__" not in Network.__dict__:
-        monkeypatch.setattr(Network, "__getstate__", network_getstate, raising=False)
-        monkeypatch.setattr(Network, "__setstate__", network_setstate, raising=False)
-
-
 def _trained(dtype=np.float64, activations=("tanh", "relu", "softmax")):
     rng = np.random.default_rng(0)
     net = Network([5, 6, 4, 3], list(activations), "cross_entropy", dtype=dtype, seed=2)
@@ -124,5 +116,5 @@ def test_state_holds_no_lock_and_no_views():
     state = network_getstate(net)
     attrs = state["attributes"]
     assert "_lock" not in attrs and "_weights" not in attrs and "_biases" not in attrs
-    assert state["locks"] == {"_lock": "lock"}
+    assert state["locks"] == {"_lock": "rlock"}
     assert not any(isinstance(v, type(threading.Lock())) for v in attrs.values())

@@ -1,7 +1,7 @@
 """The README's examples for the ecosystem features run as written.
 
-``test_readme.py`` runs the ```python blocks; this runs the ```py blocks
-(examples that need Network's pickle support) and the command-line example.
+``test_readme.py`` runs the ```python blocks; this runs the command-line
+example.
 """
 import pathlib
 import re
@@ -9,9 +9,7 @@ import shlex
 
 import pytest
 
-from backprop_fast import Network
 from backprop_fast.__main__ import main
-from backprop_fast._pickling import network_getstate, network_setstate
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 pytestmark = pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests")
@@ -19,17 +17,6 @@ pytestmark = pytest.mark.skipif(not README.exists(), reason="README.md is not be
 
 def _blocks(fence):
     return re.findall(rf"```{fence}\n(.*?)```", README.read_text(), re.S)
-
-
-def test_py_blocks_run(tmp_path, monkeypatch):
-    if "__getstate__" not in Network.__dict__:  # until network.py carries the two lines
-        monkeypatch.setattr(Network, "__getstate__", network_getstate, raising=False)
-        monkeypatch.setattr(Network, "__setstate__", network_setstate, raising=False)
-    monkeypatch.chdir(tmp_path)
-    blocks = _blocks("py")
-    assert blocks
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), {})
 
 
 def test_command_line_example_runs(tmp_path, monkeypatch, capsys):

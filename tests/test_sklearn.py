@@ -19,16 +19,11 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from backprop_fast import Network  # noqa: E402
-from backprop_fast._pickling import network_getstate, network_setstate  # noqa: E402
 from backprop_fast.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _setup(monkeypatch):
-    """Network pickling (until network.py carries the two lines); one BLAS thread,
-    since these problems are tiny and the machine is shared."""
-    if "__getstate__" not in Network.__dict__:
-        monkeypatch.setattr(Network, "__getstate__", network_getstate, raising=False)
-        monkeypatch.setattr(Network, "__setstate__", network_setstate, raising=False)
+    """One BLAS thread: these problems are tiny and the machine is shared."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover
