@@ -4,7 +4,6 @@ import math
 import numbers
 import os
 import sys
-import tempfile
 import threading
 import time
 import zipfile
@@ -12,12 +11,16 @@ import zipfile
 import numpy as np
 
 from . import _kernel
+from ._io import atomic_open
 
 __all__ = ["Network", "History", "DivergenceError"]
 
 ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2, "identity": 3, "softmax": 4}
 LOSSES = {"squared_error": 0, "cross_entropy": 1}
 OPTIMIZERS = {"sgd": 0, "adam": 1, "adamw": 2}
+_OPTIMIZER_NAMES = {code: name for name, code in OPTIMIZERS.items()}
+# The arrays a saved file may hold.
+_FILE_ARRAYS = {"meta", "params", "rng_state", "opt_m1", "opt_m2"}
 SCHEDULES = {"constant": 0, "invscaling": 1, "cosine": 2, "plateau": 3}
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FORMAT_VERSION = 1
@@ -237,6 +240,8 @@ class Network:
         self._optimizer = None
         self._opt_m1 = self._opt_m2 = None
         self._opt_step = np.zeros(1, dtype=np.int64)
+        # Every epoch trained so far, across fit calls (saved with the network).
+        self.history = History()
 
     # ------------------------------------------------------------ validation
 
@@ -712,6 +717,8 @@ class Network:
         if hook is None:
             for epoch in range(done):
                 history._append(out[epoch], validation, classifier)
+        for figure in History.FIGURES:
+            getattr(self.history, figure).extend(getattr(history, figure))
         history.stopped_early = done < epochs
         history.best_epoch = int(best_epoch) if best_epoch >= 0 else None
         return history
@@ -816,8 +823,11 @@ class Network:
     def save(self, path):
         """Write the network to ``path`` (an .npz file, written atomically).
 
-        The file holds the parameters and a JSON description; it is read
-        without pickle by ``Network.load``.
+        The file holds arrays — the parameters, the optimizer state and the
+        shuffling generator's state — and a JSON description: format version,
+        architecture, dtype, optimizer name and step count, and the history of
+        every epoch trained so far. ``Network.load`` reads it without pickle,
+        and training continues exactly where it stopped.
         """
         meta = {
             "format": "backprop_fast.Network",
@@ -826,22 +836,18 @@ class Network:
             "activations": self.activations,
             "loss": self.loss,
             "dtype": self.dtype.name,
+            "optimizer": {"name": _OPTIMIZER_NAMES.get(self._optimizer),
+                          "step": int(self._opt_step[0])},
+            "history": {name: getattr(self.history, name) for name in History.FIGURES},
         }
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".backprop_fast-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, meta=np.array(json.dumps(meta)), params=self._params)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        arrays = {"meta": np.array(json.dumps(meta)), "params": self._params,
+                  "rng_state": self._rng_state}
+        if self._optimizer is not None:
+            arrays["opt_m1"] = self._opt_m1
+            if self._opt_m2.size:
+                arrays["opt_m2"] = self._opt_m2
+        with atomic_open(path, "wb") as fh:
+            np.savez(fh, **arrays)
 
     @classmethod
     def load(cls, path):
@@ -851,7 +857,8 @@ class Network:
         ------
         ValueError
             If the file is not a backprop_fast model, is truncated or corrupt,
-            or describes an inconsistent network.
+            comes from a newer format version, or describes an inconsistent
+            network.
         """
         path = os.fspath(path)
         what = f"{path!r} is not a readable backprop_fast model file"
@@ -860,10 +867,11 @@ class Network:
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise ValueError(f"{what}: it holds a single array, not an .npz archive")
             with data:
-                if set(data.files) != {"meta", "params"}:
-                    raise ValueError(f"{what}: it holds arrays {sorted(data.files)}")
+                names = set(data.files)
+                if not {"meta", "params", "rng_state"} <= names or names - _FILE_ARRAYS:
+                    raise ValueError(f"{what}: it holds arrays {sorted(names)}")
                 meta = json.loads(str(data["meta"][()]))
-                params = data["params"]
+                arrays = {name: data[name] for name in names - {"meta"}}
         except (zipfile.BadZipFile, EOFError, OSError, KeyError, UnicodeDecodeError,
                 json.JSONDecodeError) as exc:
             if isinstance(exc, FileNotFoundError):
@@ -883,14 +891,43 @@ class Network:
         try:
             net = cls(meta["layer_sizes"], meta["activations"], meta["loss"],
                       dtype=meta["dtype"])
+            net._restore_state(meta, arrays)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{what}: invalid description: {exc}") from None
-        if params.dtype != net.dtype or params.shape != net._params.shape:
-            raise ValueError(f"{what}: parameters of dtype {params.dtype} and shape "
-                             f"{params.shape} do not match the described network "
-                             f"({net.dtype}, {net._params.shape})")
-        net._params[...] = params
+            raise ValueError(f"{what}: {exc}") from None
         return net
+
+    def _restore_state(self, meta, arrays):
+        """Parameters, optimizer, generator and history from a saved file's contents."""
+        def take(name, dtype, shape):
+            arr = arrays[name]
+            if arr.dtype != dtype or arr.shape != shape:
+                raise ValueError(f"array {name!r} of dtype {arr.dtype} and shape "
+                                 f"{arr.shape} does not match the described network "
+                                 f"({np.dtype(dtype)}, {shape})")
+            return arr
+
+        self._params[...] = take("params", self.dtype, self._params.shape)
+        self._rng_state[...] = take("rng_state", np.uint64, (4,))
+        opt = meta.get("optimizer") or {}
+        name = opt.get("name")
+        if name is not None:
+            if name not in OPTIMIZERS or "opt_m1" not in arrays:
+                raise ValueError(f"optimizer state {name!r} is incomplete or unknown")
+            self._optimizer = OPTIMIZERS[name]
+            self._opt_m1 = take("opt_m1", self.dtype, self._params.shape).copy()
+            self._opt_m2 = (take("opt_m2", self.dtype, self._params.shape).copy()
+                            if name != "sgd" else np.empty(0, dtype=self.dtype))
+            step = opt.get("step", 0)
+            if not isinstance(step, int) or step < 0:
+                raise ValueError(f"optimizer step {step!r} is not a count")
+            self._opt_step[0] = step
+        figures = meta.get("history") or {}
+        for figure in History.FIGURES:
+            values = figures.get(figure, [])
+            if not isinstance(values, list) or not all(
+                    isinstance(v, (int, float)) for v in values):
+                raise ValueError(f"history.{figure} is not a list of numbers")
+            getattr(self.history, figure).extend(float(v) for v in values)
 
     def to_onnx(self, path):
         """Write the forward pass to ``path`` as an ONNX model (needs the ``onnx`` extra).
