@@ -1,4 +1,6 @@
 """The ``Network`` class: validation, parameter ownership and the calls into the kernel."""
+from __future__ import annotations
+
 import json
 import math
 import numbers
@@ -7,13 +9,18 @@ import sys
 import threading
 import time
 import zipfile
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _kernel
 from ._io import atomic_open
 
 __all__ = ["Network", "History", "DivergenceError"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Callback = Callable[[int, Dict[str, float]], Any]
 
 ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2, "identity": 3, "softmax": 4}
 LOSSES = {"squared_error": 0, "cross_entropy": 1}
@@ -62,11 +69,14 @@ class History:
 
     FIGURES = ("loss", "val_loss", "val_accuracy", "learning_rate", "time")
 
-    def __init__(self):
-        for name in self.FIGURES:
-            setattr(self, name, [])
+    def __init__(self) -> None:
+        self.loss: List[float] = []
+        self.val_loss: List[float] = []
+        self.val_accuracy: List[float] = []
+        self.learning_rate: List[float] = []
+        self.time: List[float] = []
         self.stopped_early = False
-        self.best_epoch = None
+        self.best_epoch: Optional[int] = None
 
     def _append(self, row, validation, classifier):
         self.loss.append(float(row[0]))
@@ -77,7 +87,7 @@ class History:
         self.learning_rate.append(float(row[3]))
         self.time.append(float(row[4]))
 
-    def logs(self, epoch):
+    def logs(self, epoch: int) -> Dict[str, float]:
         """The figures of one epoch as a dict (what callbacks receive)."""
         return {name: getattr(self, name)[epoch] for name in self.FIGURES
                 if len(getattr(self, name)) > epoch}
@@ -214,8 +224,10 @@ class Network:
     (sqrt(6 / fan_in)) for ReLU layers; biases are drawn the same way.
     """
 
-    def __init__(self, layer_sizes, activations="sigmoid", loss="cross_entropy",
-                 *, dtype="float64", seed=None):
+    def __init__(self, layer_sizes: Sequence[int],
+                 activations: Union[str, Sequence[str]] = "sigmoid",
+                 loss: str = "cross_entropy", *, dtype: DTypeLike = "float64",
+                 seed: Optional[int] = None) -> None:
         self.layer_sizes = self._check_sizes(layer_sizes)
         n_layers = len(self.layer_sizes) - 1
         self.activations = self._check_activations(activations, n_layers)
@@ -393,15 +405,15 @@ class Network:
             b[...] = self._rng.uniform(-bound, bound, size=b.shape)
 
     @property
-    def weights(self):
+    def weights(self) -> List[np.ndarray]:
         return list(self._weights)
 
     @property
-    def biases(self):
+    def biases(self) -> List[np.ndarray]:
         return list(self._biases)
 
     @property
-    def n_parameters(self):
+    def n_parameters(self) -> int:
         """Total number of weights and biases."""
         return self._params.size
 
@@ -414,7 +426,7 @@ class Network:
     def _chunk_rows(self, n):
         return max(1, min(n, _CHUNK_ELEMENTS // sum(self.layer_sizes)))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Output activations for the samples in X.
 
         Parameters
@@ -425,15 +437,15 @@ class Network:
         -------
         ndarray, shape (n_samples, layer_sizes[-1]), or (layer_sizes[-1],) for a 1-D X.
         """
-        X, single = self._check_X(X)
-        out = np.empty((X.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
-        rows = self._chunk_rows(X.shape[0])
+        Xc, single = self._check_X(X)
+        out = np.empty((Xc.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
+        rows = self._chunk_rows(Xc.shape[0])
         work, _ = self._workspace(rows)
         with self._lock:
-            _kernel.predict(self._params, self._sizes, self._acts, X, out, work, rows)
+            _kernel.predict(self._params, self._sizes, self._acts, Xc, out, work, rows)
         return out[0] if single else out
 
-    def evaluate(self, X, y):
+    def evaluate(self, X: ArrayLike, y: ArrayLike) -> float:
         """Mean over the samples of the per-sample cost.
 
         Parameters
@@ -446,29 +458,29 @@ class Network:
         -------
         float
         """
-        X, single = self._check_X(X)
-        Y = self._check_y(y, X.shape[0], single)
-        rows = self._chunk_rows(X.shape[0])
+        Xc, single = self._check_X(X)
+        Y = self._check_y(y, Xc.shape[0], single)
+        rows = self._chunk_rows(Xc.shape[0])
         work, bsum = self._workspace(rows)
         with self._lock:
             total = _kernel.evaluate(self._params, self._sizes, self._acts,
-                                     LOSSES[self.loss], X, Y, work, bsum, rows)
-        return total / X.shape[0]
+                                     LOSSES[self.loss], Xc, Y, work, bsum, rows)
+        return total / Xc.shape[0]
 
-    def gradients(self, X, y):
+    def gradients(self, X: ArrayLike, y: ArrayLike) -> Tuple[List[np.ndarray], List[np.ndarray]]:
         """Gradient of ``evaluate(X, y)`` with respect to every parameter.
 
         Returns
         -------
         dW, db : lists of ndarray shaped like ``weights`` and ``biases``.
         """
-        X, single = self._check_X(X)
-        Y = self._check_y(y, X.shape[0], single)
+        Xc, single = self._check_X(X)
+        Y = self._check_y(y, Xc.shape[0], single)
         grad = np.empty_like(self._params)
-        work, bsum = self._workspace(X.shape[0])
+        work, bsum = self._workspace(Xc.shape[0])
         with self._lock:
             _kernel.gradients(self._params, self._sizes, self._acts, LOSSES[self.loss],
-                              X, Y, grad, work, bsum)
+                              Xc, Y, grad, work, bsum)
         dW, db, off = [], [], 0
         for W in self._weights:
             n_out, n_in = W.shape
@@ -478,7 +490,7 @@ class Network:
             off += n_out
         return dW, db
 
-    def train_step(self, X, y, learning_rate):
+    def train_step(self, X: ArrayLike, y: ArrayLike, learning_rate: float) -> float:
         """One gradient-descent step on the batch (X, y).
 
         Returns
@@ -489,7 +501,7 @@ class Network:
         return self.fit(X, y, epochs=1, batch_size=None, learning_rate=learning_rate,
                         shuffle=False).loss[0]
 
-    def partial_fit(self, X, y, **options):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, **options: Any) -> History:
         """One pass over (X, y) in order, continuing the training so far.
 
         For online learning on data that arrives in pieces: each call takes
@@ -507,12 +519,18 @@ class Network:
                 raise TypeError(f"partial_fit makes one pass in order; {name} is not an option")
         return self.fit(X, y, epochs=1, shuffle=False, **options)
 
-    def fit(self, X, y, *, epochs, batch_size=None, learning_rate=0.1, shuffle=True,
-            optimizer="sgd", momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999,
-            epsilon=1e-8, weight_decay=0.0, lr_schedule="constant", power_t=0.5,
-            validation_data=None, validation_split=0.0, early_stopping=False,
-            patience=10, min_delta=0.0, restore_best=True, sample_weight=None,
-            class_weight=None, verbose=0, callbacks=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int,
+            batch_size: Optional[int] = None, learning_rate: float = 0.1,
+            shuffle: bool = True, optimizer: str = "sgd", momentum: float = 0.0,
+            nesterov: bool = False, beta1: float = 0.9, beta2: float = 0.999,
+            epsilon: float = 1e-8, weight_decay: float = 0.0,
+            lr_schedule: str = "constant", power_t: float = 0.5,
+            validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+            validation_split: float = 0.0, early_stopping: bool = False,
+            patience: int = 10, min_delta: float = 0.0, restore_best: bool = True,
+            sample_weight: Optional[ArrayLike] = None,
+            class_weight: Union[None, str, Dict[int, float]] = None, verbose: int = 0,
+            callbacks: Optional[Sequence[Callback]] = None) -> History:
         """Train by minibatch gradient descent, all epochs in one native call.
 
         Parameters
@@ -626,32 +644,33 @@ class Network:
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         callbacks = self._check_callbacks(callbacks)
 
-        X, single = self._check_X(X)
-        Y = self._check_y(y, X.shape[0], single)
+        Xc, single = self._check_X(X)
+        Y = self._check_y(y, Xc.shape[0], single)
+        sw = None
         if sample_weight is not None:
-            sample_weight = _numeric_array(sample_weight, "sample_weight")
-            if sample_weight.shape != (X.shape[0],):
-                raise ValueError(f"sample_weight must have shape ({X.shape[0]},), one "
-                                 f"weight per sample, got shape {sample_weight.shape}")
+            sw = _numeric_array(sample_weight, "sample_weight")
+            if sw.shape != (Xc.shape[0],):
+                raise ValueError(f"sample_weight must have shape ({Xc.shape[0]},), one "
+                                 f"weight per sample, got shape {sw.shape}")
         if validation_data is not None:
             if split:
                 raise ValueError("give validation_data or validation_split, not both")
             X_val, Y_val = self._check_validation(validation_data)
         elif split:
-            n_val = int(math.floor(split * X.shape[0]))
-            if n_val == 0 or n_val == X.shape[0]:
+            n_val = int(math.floor(split * Xc.shape[0]))
+            if n_val == 0 or n_val == Xc.shape[0]:
                 raise ValueError(f"validation_split={split} leaves {n_val} of "
-                                 f"{X.shape[0]} samples for validation; it needs at "
+                                 f"{Xc.shape[0]} samples for validation; it needs at "
                                  "least one for each side")
-            X, X_val = X[:-n_val], X[-n_val:]
+            Xc, X_val = Xc[:-n_val], Xc[-n_val:]
             Y, Y_val = Y[:-n_val], Y[-n_val:]
-            if sample_weight is not None:
-                sample_weight = sample_weight[:-n_val]
+            if sw is not None:
+                sw = sw[:-n_val]
         else:
             X_val = np.empty((0, self.layer_sizes[0]), dtype=self.dtype)
             Y_val = np.empty((0, self.layer_sizes[-1]), dtype=self.dtype)
         # Class weights count the training samples only.
-        weights = self._sample_weights(sample_weight, class_weight, Y)
+        weights = self._sample_weights(sw, class_weight, Y)
         if weights.size:
             total = weights.sum(dtype=np.float64)
             if not total > 0:
@@ -662,7 +681,7 @@ class Network:
         history = History()
         if epochs == 0:
             return history
-        n = X.shape[0]
+        n = Xc.shape[0]
         settings.batch = n if batch_size is None else min(batch_size, n)
         settings.epochs = epochs
         work, bsum = self._workspace(settings.batch)
@@ -697,7 +716,7 @@ class Network:
                     if settings.early_stopping and settings.restore_best else empty)
             try:
                 status, done, best_epoch = _kernel.fit(
-                    self._params, self._sizes, self._acts, LOSSES[self.loss], X, Y,
+                    self._params, self._sizes, self._acts, LOSSES[self.loss], Xc, Y,
                     weights, X_val, Y_val, settings, self._rng_state, self._opt_step,
                     np.empty(n, dtype=np.intp), work, bsum, grad, m1, m2,
                     np.empty_like(self._params), best, out, hook)
@@ -820,7 +839,7 @@ class Network:
 
     # ------------------------------------------------------------ persistence
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the network to ``path`` (an .npz file, written atomically).
 
         The file holds arrays — the parameters, the optimizer state and the
@@ -836,11 +855,12 @@ class Network:
             "activations": self.activations,
             "loss": self.loss,
             "dtype": self.dtype.name,
-            "optimizer": {"name": _OPTIMIZER_NAMES.get(self._optimizer),
+            "optimizer": {"name": (None if self._optimizer is None
+                                   else _OPTIMIZER_NAMES[self._optimizer]),
                           "step": int(self._opt_step[0])},
             "history": {name: getattr(self.history, name) for name in History.FIGURES},
         }
-        arrays = {"meta": np.array(json.dumps(meta)), "params": self._params,
+        arrays: Dict[str, Any] = {"meta": np.array(json.dumps(meta)), "params": self._params,
                   "rng_state": self._rng_state}
         if self._optimizer is not None:
             arrays["opt_m1"] = self._opt_m1
@@ -850,7 +870,7 @@ class Network:
             np.savez(fh, **arrays)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: PathLike) -> "Network":
         """Read a network written by ``save``.
 
         Raises
@@ -929,7 +949,7 @@ class Network:
                 raise ValueError(f"history.{figure} is not a list of numbers")
             getattr(self.history, figure).extend(float(v) for v in values)
 
-    def to_onnx(self, path):
+    def to_onnx(self, path: PathLike) -> None:
         """Write the forward pass to ``path`` as an ONNX model (needs the ``onnx`` extra).
 
         The graph is Gemm and activation nodes in the network's dtype;

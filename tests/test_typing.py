@@ -27,3 +27,12 @@ def test_public_functions_added_here_are_annotated():
         assert all(p.annotation is not inspect.Parameter.empty
                    for name, p in sig.parameters.items() if name != "self"), func.__qualname__
         assert sig.return_annotation is not inspect.Signature.empty, func.__qualname__
+
+
+def test_network_api_is_annotated():
+    from backprop_fast import Network
+
+    for func in (Network.__init__, Network.fit, Network.partial_fit, Network.predict,
+                 Network.evaluate, Network.gradients, Network.train_step, Network.save,
+                 Network.load, Network.to_onnx):
+        assert "return" in func.__annotations__, func.__qualname__
