@@ -280,9 +280,11 @@ def test_help_documents_every_option(command):
     assert "example:" in text
 
 
-def test_help_from_the_command_line():
+def test_help_from_the_command_line(tmp_path):
+    # Run outside the checkout: there the source package (without its compiled
+    # kernel) would come first on sys.path instead of the installed one.
     result = subprocess.run([sys.executable, "-m", "backprop_fast", "train", "--help"],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0
     assert "--target COLUMN" in result.stdout and "--plot FILE.png" in result.stdout
 
