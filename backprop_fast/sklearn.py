@@ -104,6 +104,13 @@ class _BaseMLP(BaseEstimator):
     n_iter_: int
     t_: int
 
+    def _check_solver(self) -> bool:
+        """partial_fit exists for the stochastic solvers only (as in scikit-learn)."""
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
@@ -568,7 +575,6 @@ def _weighted_loss_grad(net: Network, X, Y, sw):
             delta = (delta @ net.weights[m]) * derivative(net.activations[m - 1], acts[m])
     return loss, dW, db
 
-
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by backprop_fast's kernel.
 
@@ -717,12 +723,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self : MLPClassifier
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
-
-    def _check_solver(self) -> bool:
-        if self.solver not in ("sgd", "adam"):
-            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
-                                 f"{self.solver} is not stochastic.")
-        return True
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None,
@@ -890,12 +890,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self : MLPRegressor
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
-
-    def _check_solver(self) -> bool:
-        if self.solver not in ("sgd", "adam"):
-            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
-                                 f"{self.solver} is not stochastic.")
-        return True
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: ArrayLike, y: ArrayLike,
