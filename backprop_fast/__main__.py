@@ -185,6 +185,8 @@ def build_parser():
     demo = commands.add_parser("demo", help="the default: XOR table and digits comparison",
                                description="Train the XOR network and the digits classifier.")
     demo.set_defaults(func=run_demo)
+    from backprop_fast.bench import add_bench_command
+    add_bench_command(commands)
     return parser
 
 
