@@ -115,13 +115,15 @@ WORKLOADS = (
              "regression", 512, 0.001, 1, n_samples=4096, repeats=5),
 )
 
-# --quick: fewer repeats; W2 2 epochs; W3 on the first 512 digits; W4 on 4,096
-# of its samples (32 steps), W5 on 2,048 (4 steps). Per-step times are
+# --quick: fewer repeats; W2 1 epoch; W3 on the first 512 digits; W4 on 2,048
+# of its samples (16 steps), W5 on 1,024 (2 steps). Per-step times are
 # comparable with the full run's; final costs are not.
-_QUICK = {"W1": dict(repeats=3), "W2-f32": dict(epochs=2, repeats=3),
-          "W2-f64": dict(epochs=2, repeats=3), "W3-f32": dict(n_samples=512, repeats=3),
-          "W3-f64": dict(n_samples=512, repeats=3), "W4": dict(n_samples=4096, repeats=3),
-          "W5": dict(n_samples=2048, repeats=3)}
+_QUICK = {"W1": dict(repeats=3), "W2-f32": dict(epochs=1, repeats=3),
+          "W2-f64": dict(epochs=1, repeats=3), "W3-f32": dict(n_samples=512, repeats=3),
+          "W3-f64": dict(n_samples=512, repeats=3), "W4": dict(n_samples=2048, repeats=3),
+          "W5": dict(n_samples=1024, repeats=3)}
+QUICK_BUDGET = 2.0   # seconds of timed calls per peer and workload, after the first
+FULL_BUDGET = 30.0
 
 # Issue 3's targets for backprop_fast: (workload key, figure, bound, what).
 TARGETS = (
@@ -565,7 +567,7 @@ def target_report(results):
     return lines
 
 
-def plot_speedups(results, path):
+def plot_speedups(results, path, threads=None):
     """Bar chart of each peer's time / backprop_fast's time, per workload (log scale)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -593,7 +595,8 @@ def plot_speedups(results, path):
     ax.set_yscale("log")
     ax.set_xticks(range(len(keys)), keys)
     ax.set_ylabel("peer time / backprop_fast time\n(above 1: backprop_fast is faster)")
-    ax.set_title("backprop_fast speed-up over each peer (medians)")
+    ax.set_title("backprop_fast speed-up over each peer (medians"
+                 + (f", {threads} threads each)" if threads else ")"))
     ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -627,7 +630,7 @@ def run(only=None, quick=False, threads=2, peers=None, repeats=None, plot=None,
                 log(f"{w.key}: building data and peers")
             problem = Problem(w)
             rows = compare(problem, classes, threads, repeats=repeats,
-                           budget=4.0 if quick else 30.0, log=log)
+                           budget=QUICK_BUDGET if quick else FULL_BUDGET, log=log)
             results.append((w, problem, rows))
     print(env, file=out)
     print(f"threads: {threads} for every peer" + "".join(f"; {n}" for n in notes), file=out)
@@ -652,7 +655,7 @@ def run(only=None, quick=False, threads=2, peers=None, repeats=None, plot=None,
         print("\n".join(lines), file=out)
     if plot:
         try:
-            plot_speedups(results, plot)
+            plot_speedups(results, plot, threads)
             print(f"\nspeed-up chart written to {plot}", file=out)
         except ImportError:
             print("\nno chart: matplotlib is not installed "
