@@ -689,8 +689,10 @@ def configure_parser(parser):
 
 
 def _run_command(args):
+    start = time.perf_counter()
+
     def log(message):
-        print(message, file=sys.stderr, flush=True)
+        print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
     try:
         run(only=args.only, quick=args.quick, threads=args.threads, peers=args.peers,
             repeats=args.repeats, plot=args.plot, markdown=args.markdown, log=log)
