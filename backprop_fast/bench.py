@@ -44,6 +44,7 @@ import os
 import platform
 import statistics
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, replace
 
@@ -543,7 +544,10 @@ LEGEND = ("time: median per epoch (ep) or step (st; W3: one sample) over interle
           "GFLOP/s: 6 x batch x parameters per step; state MiB: resident memory added by "
           "setting the peer up; run MiB: extra peak resident memory during a training call; "
           "final cost: mean cost of the trained parameters on the training data "
-          f"(first {EVAL_ROWS:,} samples at most), same float64 code for every peer.")
+          f"(first {EVAL_ROWS:,} samples at most), same float64 code for every peer. "
+          "Peers without their own shuffling share one pre-drawn order and agree to rounding; "
+          "backprop_fast and scikit-learn draw their own orders, which moves the final cost "
+          "of shuffled runs (much for online SGD, W3).")
 
 
 def target_report(results):
@@ -640,7 +644,7 @@ def run(only=None, quick=False, threads=2, peers=None, repeats=None, plot=None,
     print(file=out)
     print(format_table(results, markdown=markdown), file=out)
     print(file=out)
-    print(LEGEND, file=out)
+    print(textwrap.fill(LEGEND, 100), file=out)
     noisy = [f"{w.key} {row['label']}" for w, _, rows in results for row in rows
              if row["note"] is None and row["spread"] > 0.25]
     if noisy:
