@@ -39,11 +39,14 @@ def test_quick_w1_table_rows():
     assert "machine:" in text and "BLAS:" in text and "date:" in text
 
 
-def test_cli_runs_bench_command():
+def test_cli_runs_bench_command(tmp_path):
+    # Run outside the repository: from its root, ``-m`` would import the source
+    # tree (without a compiled kernel under a regular install) instead of the
+    # installed package.
     proc = subprocess.run(
         [sys.executable, "-m", "backprop_fast", "bench", "--quick", "--only", "W1",
          "--peers", "numpy", "--repeats", "1"],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "backprop_fast" in proc.stdout and "numpy reference" in proc.stdout
     assert "W1 xor 2-2-1" in proc.stdout
