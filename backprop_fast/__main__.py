@@ -186,6 +186,8 @@ def build_parser():
                                description="Train the XOR network and the digits classifier.")
     demo.set_defaults(func=run_demo)
     cli.add_commands(commands)  # train, predict, evaluate
+    from backprop_fast.bench import add_bench_command
+    add_bench_command(commands)
     return parser
 
 
