@@ -70,27 +70,64 @@ class History:
     FIGURES = ("loss", "val_loss", "val_accuracy", "learning_rate", "time")
 
     def __init__(self) -> None:
-        self.loss: List[float] = []
-        self.val_loss: List[float] = []
-        self.val_accuracy: List[float] = []
-        self.learning_rate: List[float] = []
-        self.time: List[float] = []
+        # Blocks of figures as the kernel wrote them; the lists are made on
+        # first access, so that fit spends nothing per epoch in Python.
+        self._blocks: List[Dict[str, Any]] = []
+        self._lists: Optional[Dict[str, List[float]]] = None
         self.stopped_early = False
         self.best_epoch: Optional[int] = None
 
-    def _append(self, row, validation, classifier):
-        self.loss.append(float(row[0]))
-        if validation:
-            self.val_loss.append(float(row[1]))
-            if classifier:
-                self.val_accuracy.append(float(row[2]))
-        self.learning_rate.append(float(row[3]))
-        self.time.append(float(row[4]))
+    def _extend(self, rows, validation, classifier):
+        """Add the epochs of ``rows``, an (epochs, 5) block of the kernel's history array."""
+        self._add({
+            "loss": rows[:, 0],
+            "val_loss": rows[:, 1] if validation else (),
+            "val_accuracy": rows[:, 2] if validation and classifier else (),
+            "learning_rate": rows[:, 3],
+            "time": rows[:, 4],
+        })
+
+    def _add(self, block):
+        """Add a block: figure -> sequence of that figure's values."""
+        self._blocks.append(block)
+        self._lists = None
+
+    def _figures(self) -> Dict[str, List[float]]:
+        if self._lists is None:
+            self._lists = {name: [] for name in self.FIGURES}
+            for block in self._blocks:
+                for name in self.FIGURES:
+                    values = block[name]
+                    self._lists[name].extend(values.tolist() if isinstance(values, np.ndarray)
+                                             else values)
+            self._blocks = [self._lists]
+        return self._lists
+
+    @property
+    def loss(self) -> List[float]:
+        return self._figures()["loss"]
+
+    @property
+    def val_loss(self) -> List[float]:
+        return self._figures()["val_loss"]
+
+    @property
+    def val_accuracy(self) -> List[float]:
+        return self._figures()["val_accuracy"]
+
+    @property
+    def learning_rate(self) -> List[float]:
+        return self._figures()["learning_rate"]
+
+    @property
+    def time(self) -> List[float]:
+        return self._figures()["time"]
 
     def logs(self, epoch: int) -> Dict[str, float]:
         """The figures of one epoch as a dict (what callbacks receive)."""
-        return {name: getattr(self, name)[epoch] for name in self.FIGURES
-                if len(getattr(self, name)) > epoch}
+        lists = self._figures()
+        return {name: lists[name][epoch] for name in self.FIGURES
+                if len(lists[name]) > epoch}
 
     def __len__(self):
         return len(self.loss)
@@ -372,7 +409,9 @@ class Network:
         """A C-contiguous copy (or view) of arr in the network's dtype, all finite."""
         with np.errstate(over="ignore"):
             out = np.ascontiguousarray(arr, dtype=self.dtype)
-        if not np.isfinite(out).all():
+        # min and max propagate NaN and reach +-inf: a check with no temporary
+        # array of the data's size.
+        if not (np.isfinite(out.min()) and np.isfinite(out.max())):
             _check_finite(arr, name)
             raise ValueError(f"{name} has values too large for {self.dtype} "
                              f"(largest magnitude {np.max(np.abs(arr)):g})")
@@ -692,8 +731,14 @@ class Network:
         progress = _Progress(epochs, verbose) if verbose else None
 
         def epoch_end(epoch):
-            history._append(out[epoch], validation, classifier)
-            logs = history.logs(epoch)
+            row = out[epoch]
+            logs = {"loss": float(row[0])}
+            if validation:
+                logs["val_loss"] = float(row[1])
+                if classifier:
+                    logs["val_accuracy"] = float(row[2])
+            logs["learning_rate"] = float(row[3])
+            logs["time"] = float(row[4])
             if progress is not None:
                 progress.update(epoch, logs)
             stop = False
@@ -733,11 +778,8 @@ class Network:
                 f"at learning_rate={rate:g}. The network keeps its last finite "
                 "parameters. Try a smaller learning_rate, scale the inputs to unit "
                 "range, or use a larger batch_size.")
-        if hook is None:
-            for epoch in range(done):
-                history._append(out[epoch], validation, classifier)
-        for figure in History.FIGURES:
-            getattr(self.history, figure).extend(getattr(history, figure))
+        history._extend(out[:done], validation, classifier)
+        self.history._extend(out[:done], validation, classifier)
         history.stopped_early = done < epochs
         history.best_epoch = int(best_epoch) if best_epoch >= 0 else None
         return history
@@ -942,12 +984,14 @@ class Network:
                 raise ValueError(f"optimizer step {step!r} is not a count")
             self._opt_step[0] = step
         figures = meta.get("history") or {}
+        block = {}
         for figure in History.FIGURES:
             values = figures.get(figure, [])
             if not isinstance(values, list) or not all(
                     isinstance(v, (int, float)) for v in values):
                 raise ValueError(f"history.{figure} is not a list of numbers")
-            getattr(self.history, figure).extend(float(v) for v in values)
+            block[figure] = [float(v) for v in values]
+        self.history._add(block)
 
     def to_onnx(self, path: PathLike) -> None:
         """Write the forward pass to ``path`` as an ONNX model (needs the ``onnx`` extra).
