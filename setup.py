@@ -6,6 +6,7 @@ BACKPROP_FAST_DEBUG=1
     Build with bounds, wraparound and initialisation checks on (and -O0 -g),
     so the test suite can run against a checked kernel.
 """
+import json
 import os
 import sys
 
@@ -39,6 +40,21 @@ else:
         "-fno-tree-loop-distribute-patterns"]
     compile_args += ["-fno-strict-aliasing", "-Wno-unused-function"]
 
+# Cython and setuptools rebuild by timestamps only: without this, a tree built
+# in one mode keeps its kernel when rebuilt in the other (a checked build after
+# a normal one would silently be unchecked). The mode of the last cythonize
+# run is recorded under build/; a different mode forces the C file to be
+# regenerated, which makes it newer than the compiled module, so the module is
+# recompiled too.
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODE = json.dumps({"directives": directives, "compile_args": compile_args}, sort_keys=True)
+STAMP = os.path.join(HERE, "build", "backprop_fast-build-mode.json")
+try:
+    with open(STAMP) as f:
+        mode_changed = f.read() != MODE
+except OSError:
+    mode_changed = True
+
 extensions = [
     Extension(
         "backprop_fast._kernel",
@@ -49,10 +65,15 @@ extensions = [
     )
 ]
 
-setup(
-    ext_modules=cythonize(
-        extensions,
-        compiler_directives=directives,
-        include_path=["src"],
-    ),
+ext_modules = cythonize(
+    extensions,
+    compiler_directives=directives,
+    include_path=["src"],
+    force=mode_changed,
 )
+if mode_changed:
+    os.makedirs(os.path.dirname(STAMP), exist_ok=True)
+    with open(STAMP, "w") as f:
+        f.write(MODE)
+
+setup(ext_modules=ext_modules)

@@ -4,10 +4,29 @@ The suite runs with ``--import-mode=importlib``, so test modules cannot import
 each other or this file; shared helpers are handed out as fixtures instead.
 Every test draws its random numbers from an explicitly seeded generator.
 """
+import os
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from backprop_fast.reference import ReferenceNetwork
+
+# Hypothesis profiles for the property-based tests (tests/test_properties.py).
+# "quick" runs by default: 30 examples per property, derandomised, so that the
+# suite stays a few seconds long and draws the same examples on every run, as
+# the rest of the suite does. "long" is the on-demand fuzzing run, randomised,
+# 10,000 examples per property:
+#     pytest tests/test_properties.py --hypothesis-profile=long
+# or  BACKPROP_FAST_HYPOTHESIS_PROFILE=long pytest tests/test_properties.py
+# No deadline: the same tests run against the checked (-O0) build and under
+# valgrind, where one example can take a hundred times longer. (No example can
+# hang: each trains for a few bounded steps on a few samples.)
+_COMMON = dict(deadline=None, print_blob=True,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("quick", max_examples=30, derandomize=True, **_COMMON)
+settings.register_profile("long", max_examples=10_000, **_COMMON)
+settings.load_profile(os.environ.get("BACKPROP_FAST_HYPOTHESIS_PROFILE", "quick"))
 
 # Per-dtype tolerances for comparing the kernel with the NumPy reference: the
 # two compute the same formulas in a different summation order (BLAS versus

@@ -1,0 +1,44 @@
+"""Which kernel the suite runs against: a checked build really has its checks on.
+
+CI runs the whole suite a second time against a kernel built with
+``BACKPROP_FAST_DEBUG=1`` and sets ``BACKPROP_FAST_EXPECT_CHECKED=1``; this test
+then proves that the imported kernel raises IndexError on an out-of-bounds
+buffer access instead of reading past the end of the array. (A build that
+silently reused the unchecked kernel would otherwise pass unnoticed.)
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import backprop_fast
+
+# The kernel's predict entry point indexes X[0, 0] of an X with no columns: a
+# checked kernel raises IndexError before touching memory. Run in a child, so
+# that an unchecked kernel's out-of-bounds read cannot disturb this process.
+_PROBE = """
+import numpy as np
+from backprop_fast import _kernel
+try:
+    _kernel.predict(np.zeros(2), np.array([1, 1], dtype=np.intp), np.zeros(1, dtype=np.intc),
+                    np.zeros((1, 0)), np.zeros((1, 1)), np.zeros(16), 1)
+except IndexError:
+    print("checked")
+else:
+    print("unchecked")
+"""
+
+
+@pytest.mark.skipif(os.environ.get("BACKPROP_FAST_EXPECT_CHECKED", "0") in ("", "0"),
+                    reason="set BACKPROP_FAST_EXPECT_CHECKED=1 when testing a BACKPROP_FAST_DEBUG=1 build")
+def test_kernel_has_bounds_checks(tmp_path):
+    # The child imports the same backprop_fast, from an empty working directory
+    # (a source tree there would come first on sys.path).
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(backprop_fast.__file__)))
+    env = dict(os.environ, PYTHONPATH=parent)
+    out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "checked", (
+        f"the kernel at {backprop_fast.__file__} was built without bounds checks")
