@@ -230,6 +230,82 @@ def _check_finite(arr, name):
                          "remove or impute them before training")
 
 
+# Largest layer width: BLAS takes int dimensions.
+_MAX_WIDTH = 2**31 - 1
+# Largest JSON description read from a model file.
+_MAX_META_BYTES = 1 << 24
+
+
+def _npy_header(archive, info):
+    """(shape, fortran_order, dtype) of one .npy member, reading only its header."""
+    with archive.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(fh)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(fh)
+        raise ValueError(f"member {info.filename!r} has .npy format version {version}")
+
+
+def _read_npy(archive, info):
+    with archive.open(info) as fh:
+        return np.lib.format.read_array(fh, allow_pickle=False)
+
+
+def _read_model_archive(archive, what):
+    """The description and arrays of a model file, checked header by header."""
+    members = {}
+    for info in archive.infolist():
+        name = info.filename[:-4] if info.filename.endswith(".npy") else None
+        if name not in _FILE_ARRAYS:
+            raise ValueError(f"{what}: it holds a member {info.filename!r}")
+        members[name] = info
+    if not {"meta", "params", "rng_state"} <= set(members):
+        raise ValueError(f"{what}: it holds arrays {sorted(members)}")
+    shape, _, dtype = _npy_header(archive, members["meta"])
+    if shape != () or dtype.kind != "U" or dtype.itemsize > _MAX_META_BYTES:
+        raise ValueError(f"{what}: its description is not a JSON string")
+    meta = json.loads(str(_read_npy(archive, members["meta"])[()]))
+    if not isinstance(meta, dict) or meta.get("format") != "backprop_fast.Network":
+        raise ValueError(f"{what}: no backprop_fast metadata")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise ValueError(f"{archive.filename!r} uses model format version {version!r}; this "
+                         f"backprop_fast reads versions up to {FORMAT_VERSION}. "
+                         "Upgrade backprop_fast to load it.")
+    sizes = meta.get("layer_sizes")
+    if (not isinstance(sizes, list) or len(sizes) < 2
+            or not all(type(s) is int and 1 <= s <= _MAX_WIDTH for s in sizes)):
+        raise ValueError(f"{what}: invalid layer_sizes {sizes!r}")
+    try:
+        dtype = np.dtype(meta.get("dtype"))
+    except TypeError:
+        dtype = None
+    if dtype not in DTYPES:
+        raise ValueError(f"{what}: invalid dtype {meta.get('dtype')!r}")
+    try:
+        Network._check_loss(meta.get("loss"), Network._check_activations(
+            meta.get("activations"), len(sizes) - 1)[-1])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: invalid description: {exc}") from None
+    n_params = sum(o * (i + 1) for i, o in zip(sizes, sizes[1:]))
+    expected = {"params": (dtype, (n_params,)), "rng_state": (np.dtype(np.uint64), (4,)),
+                "opt_m1": (dtype, (n_params,)), "opt_m2": (dtype, (n_params,))}
+    arrays = {}
+    for name, info in members.items():
+        if name == "meta":
+            continue
+        shape, _, member_dtype = _npy_header(archive, info)
+        if (member_dtype, shape) != expected[name]:
+            raise ValueError(f"{what}: array {name!r} of dtype {member_dtype} and shape "
+                             f"{shape} does not match the described network "
+                             f"({expected[name][0]}, {expected[name][1]})")
+        if info.file_size < n_params * dtype.itemsize and name != "rng_state":
+            raise ValueError(f"{what}: array {name!r} is truncated")
+        arrays[name] = _read_npy(archive, info)
+    return meta, arrays
+
+
 class Network:
     """A dense feed-forward network trained by backpropagation.
 
@@ -312,6 +388,9 @@ class Network:
                                 f"{type(s).__name__} {s!r}")
             if s < 1:
                 raise ValueError(f"layer_sizes[{i}] must be >= 1, got {s}")
+            if s > _MAX_WIDTH:
+                raise ValueError(f"layer_sizes[{i}] = {s} is wider than {_MAX_WIDTH}, the "
+                                 "largest width BLAS can address")
             out.append(int(s))
         return out
 
@@ -918,6 +997,10 @@ class Network:
     def load(cls, path: PathLike) -> "Network":
         """Read a network written by ``save``.
 
+        Every member's header is checked against the description before any
+        data is read, so a hostile file cannot make ``load`` allocate more
+        than the network it describes; nothing is unpickled.
+
         Raises
         ------
         ValueError
@@ -928,34 +1011,20 @@ class Network:
         path = os.fspath(path)
         what = f"{path!r} is not a readable backprop_fast model file"
         try:
-            data = np.load(path, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError(f"{what}: it holds a single array, not an .npz archive")
-            with data:
-                names = set(data.files)
-                if not {"meta", "params", "rng_state"} <= names or names - _FILE_ARRAYS:
-                    raise ValueError(f"{what}: it holds arrays {sorted(names)}")
-                meta = json.loads(str(data["meta"][()]))
-                arrays = {name: data[name] for name in names - {"meta"}}
-        except (zipfile.BadZipFile, EOFError, OSError, KeyError, UnicodeDecodeError,
-                json.JSONDecodeError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise ValueError(f"{what}: {exc}") from None
+            with zipfile.ZipFile(path) as archive:
+                meta, arrays = _read_model_archive(archive, what)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, KeyError,
+                UnicodeDecodeError, json.JSONDecodeError, RecursionError,
+                NotImplementedError, OverflowError, TypeError, MemoryError) as exc:
+            raise ValueError(f"{what}: {type(exc).__name__}: {exc}") from None
         except ValueError as exc:
-            if str(exc).startswith(what):
+            if str(exc).startswith(what) or str(exc).startswith(f"{path!r} uses"):
                 raise
             raise ValueError(f"{what}: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("format") != "backprop_fast.Network":
-            raise ValueError(f"{what}: no backprop_fast metadata")
-        version = meta.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ValueError(f"{path!r} uses model format version {version!r}; this "
-                             f"backprop_fast reads versions up to {FORMAT_VERSION}. "
-                             "Upgrade backprop_fast to load it.")
+        net = cls(meta["layer_sizes"], meta["activations"], meta["loss"], dtype=meta["dtype"])
         try:
-            net = cls(meta["layer_sizes"], meta["activations"], meta["loss"],
-                      dtype=meta["dtype"])
             net._restore_state(meta, arrays)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{what}: {exc}") from None

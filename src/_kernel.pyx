@@ -705,6 +705,10 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                     if steps % check_every == 0:
                         with gil:
                             PyErr_CheckSignals()
+                if status == STATUS_OK and not isfinite(total):
+                    # Every batch's cost was finite, their sum is not: the
+                    # costs are near the largest double, as good as diverged.
+                    status = STATUS_NONFINITE_COST
                 if status == STATUS_OK and not _all_finite(p, net.n_params):
                     status = STATUS_NONFINITE_PARAMS
                 if status != STATUS_OK:
