@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from backprop_fast import Network
+from backprop_fast import Network, cli
 from backprop_fast.datasets import load_digits
 from backprop_fast.reference import ReferenceNetwork
 
@@ -185,6 +185,9 @@ def build_parser():
     demo = commands.add_parser("demo", help="the default: XOR table and digits comparison",
                                description="Train the XOR network and the digits classifier.")
     demo.set_defaults(func=run_demo)
+    cli.add_commands(commands)  # train, predict, evaluate
+    from backprop_fast.bench import add_bench_command
+    add_bench_command(commands)
     return parser
 
 

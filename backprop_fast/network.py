@@ -1,19 +1,34 @@
 """The ``Network`` class: validation, parameter ownership and the calls into the kernel."""
+from __future__ import annotations
+
 import json
+import math
 import numbers
 import os
-import tempfile
+import sys
 import threading
+import time
 import zipfile
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _kernel
+from ._io import atomic_open
 
 __all__ = ["Network", "History", "DivergenceError"]
 
+PathLike = Union[str, "os.PathLike[str]"]
+Callback = Callable[[int, Dict[str, float]], Any]
+
 ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2, "identity": 3, "softmax": 4}
 LOSSES = {"squared_error": 0, "cross_entropy": 1}
+OPTIMIZERS = {"sgd": 0, "adam": 1, "adamw": 2}
+_OPTIMIZER_NAMES = {code: name for name, code in OPTIMIZERS.items()}
+# The arrays a saved file may hold.
+_FILE_ARRAYS = {"meta", "params", "rng_state", "opt_m1", "opt_m2"}
+SCHEDULES = {"constant": 0, "invscaling": 1, "cosine": 2, "plateau": 3}
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FORMAT_VERSION = 1
 
@@ -26,17 +41,93 @@ class DivergenceError(FloatingPointError):
 
 
 class History:
-    """Per-epoch figures of one ``fit`` call.
+    """Per-epoch figures of one ``fit`` call: one list per figure, one entry per epoch.
 
     Attributes
     ----------
     loss : list of float
         Mean training cost of each epoch: the mean over all samples of the
-        cost their minibatch had before its step.
+        (weighted) cost their minibatch had before its step.
+    val_loss : list of float
+        Mean cost on the validation data after each epoch (empty without
+        validation data).
+    val_accuracy : list of float
+        For classifiers (cross-entropy) with validation data: the fraction of
+        validation samples whose largest softmax output is the target class,
+        or of sigmoid units on the right side of 0.5.
+    learning_rate : list of float
+        The rate each epoch used.
+    time : list of float
+        Seconds each epoch took, validation included. Epochs shorter than
+        about 20 us are timed in blocks, each getting the block's mean.
+    stopped_early : bool
+        Whether early stopping or a callback ended training before ``epochs``.
+    best_epoch : int or None
+        Index of the epoch with the best monitored cost (validation cost if
+        there is validation data, training cost otherwise).
     """
 
-    def __init__(self, loss=None):
-        self.loss = list(loss) if loss is not None else []
+    FIGURES = ("loss", "val_loss", "val_accuracy", "learning_rate", "time")
+
+    def __init__(self) -> None:
+        # Blocks of figures as the kernel wrote them; the lists are made on
+        # first access, so that fit spends nothing per epoch in Python.
+        self._blocks: List[Dict[str, Any]] = []
+        self._lists: Optional[Dict[str, List[float]]] = None
+        self.stopped_early = False
+        self.best_epoch: Optional[int] = None
+
+    def _extend(self, rows, validation, classifier):
+        """Add the epochs of ``rows``, an (epochs, 5) block of the kernel's history array."""
+        self._add({
+            "loss": rows[:, 0],
+            "val_loss": rows[:, 1] if validation else (),
+            "val_accuracy": rows[:, 2] if validation and classifier else (),
+            "learning_rate": rows[:, 3],
+            "time": rows[:, 4],
+        })
+
+    def _add(self, block):
+        """Add a block: figure -> sequence of that figure's values."""
+        self._blocks.append(block)
+        self._lists = None
+
+    def _figures(self) -> Dict[str, List[float]]:
+        if self._lists is None:
+            self._lists = {name: [] for name in self.FIGURES}
+            for block in self._blocks:
+                for name in self.FIGURES:
+                    values = block[name]
+                    self._lists[name].extend(values.tolist() if isinstance(values, np.ndarray)
+                                             else values)
+            self._blocks = [self._lists]
+        return self._lists
+
+    @property
+    def loss(self) -> List[float]:
+        return self._figures()["loss"]
+
+    @property
+    def val_loss(self) -> List[float]:
+        return self._figures()["val_loss"]
+
+    @property
+    def val_accuracy(self) -> List[float]:
+        return self._figures()["val_accuracy"]
+
+    @property
+    def learning_rate(self) -> List[float]:
+        return self._figures()["learning_rate"]
+
+    @property
+    def time(self) -> List[float]:
+        return self._figures()["time"]
+
+    def logs(self, epoch: int) -> Dict[str, float]:
+        """The figures of one epoch as a dict (what callbacks receive)."""
+        lists = self._figures()
+        return {name: lists[name][epoch] for name in self.FIGURES
+                if len(lists[name]) > epoch}
 
     def __len__(self):
         return len(self.loss)
@@ -45,20 +136,75 @@ class History:
         return f"History(epochs={len(self.loss)}, loss={self.loss[-1:] or None})"
 
 
+class _Progress:
+    """Progress output of fit: a bar for the whole fit (verbose=1) or a line per epoch (2)."""
+
+    WIDTH = 24
+
+    def __init__(self, epochs, verbose, stream=None):
+        self.epochs = epochs
+        self.verbose = verbose
+        self.stream = stream if stream is not None else sys.stderr
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def update(self, epoch, logs):
+        done = epoch + 1
+        elapsed = time.perf_counter() - self.start
+        figures = "  ".join(f"{k} {v:.4g}" for k, v in logs.items() if k != "time")
+        if self.verbose == 2:
+            self.stream.write(f"epoch {done}/{self.epochs}  {figures}  "
+                              f"{logs.get('time', 0.0):.3g} s\n")
+        else:
+            filled = int(self.WIDTH * done / self.epochs)
+            bar = "=" * filled + " " * (self.WIDTH - filled)
+            left = elapsed / done * (self.epochs - done)
+            self.stream.write(f"\r{done}/{self.epochs} [{bar}] {figures}  "
+                              f"{left:.1f} s left ")
+            self.shown = True
+        self.stream.flush()
+
+    def close(self):
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
 def _check_int(value, name, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    # The type test first: the ABC isinstance checks cost microseconds a call.
+    if type(value) is not int and (isinstance(value, (bool, np.bool_))
+                                   or not isinstance(value, numbers.Integral)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
-def _check_rate(value, name="learning_rate"):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+def _check_real(value, name, low=None, high=None, low_open=False, high_open=False):
+    """A finite float in the given range, or a TypeError/ValueError naming ``name``."""
+    if type(value) is not float and type(value) is not int and (
+            isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     value = float(value)
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad = bad or value < low or (low_open and value == low)
+    if high is not None:
+        bad = bad or value > high or (high_open and value == high)
+    if bad:
+        lo = "" if low is None else f"{low} {'<' if low_open else '<='} "
+        hi = "" if high is None else f" {'<' if high_open else '<='} {high}"
+        raise ValueError(f"{name} must be a finite number with {lo}{name}{hi}, got {value}")
+    return value
+
+
+def _check_rate(value, name="learning_rate"):
+    return _check_real(value, name, low=0, low_open=True)
+
+
+def _check_choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} = {value!r} is not one of {sorted(choices)}")
     return value
 
 
@@ -82,6 +228,82 @@ def _check_finite(arr, name):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s); "
                          "remove or impute them before training")
+
+
+# Largest layer width: BLAS takes int dimensions.
+_MAX_WIDTH = 2**31 - 1
+# Largest JSON description read from a model file.
+_MAX_META_BYTES = 1 << 24
+
+
+def _npy_header(archive, info):
+    """(shape, fortran_order, dtype) of one .npy member, reading only its header."""
+    with archive.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(fh)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(fh)
+        raise ValueError(f"member {info.filename!r} has .npy format version {version}")
+
+
+def _read_npy(archive, info):
+    with archive.open(info) as fh:
+        return np.lib.format.read_array(fh, allow_pickle=False)
+
+
+def _read_model_archive(archive, what):
+    """The description and arrays of a model file, checked header by header."""
+    members = {}
+    for info in archive.infolist():
+        name = info.filename[:-4] if info.filename.endswith(".npy") else None
+        if name not in _FILE_ARRAYS:
+            raise ValueError(f"{what}: it holds a member {info.filename!r}")
+        members[name] = info
+    if not {"meta", "params", "rng_state"} <= set(members):
+        raise ValueError(f"{what}: it holds arrays {sorted(members)}")
+    shape, _, dtype = _npy_header(archive, members["meta"])
+    if shape != () or dtype.kind != "U" or dtype.itemsize > _MAX_META_BYTES:
+        raise ValueError(f"{what}: its description is not a JSON string")
+    meta = json.loads(str(_read_npy(archive, members["meta"])[()]))
+    if not isinstance(meta, dict) or meta.get("format") != "backprop_fast.Network":
+        raise ValueError(f"{what}: no backprop_fast metadata")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise ValueError(f"{archive.filename!r} uses model format version {version!r}; this "
+                         f"backprop_fast reads versions up to {FORMAT_VERSION}. "
+                         "Upgrade backprop_fast to load it.")
+    sizes = meta.get("layer_sizes")
+    if (not isinstance(sizes, list) or len(sizes) < 2
+            or not all(type(s) is int and 1 <= s <= _MAX_WIDTH for s in sizes)):
+        raise ValueError(f"{what}: invalid layer_sizes {sizes!r}")
+    try:
+        dtype = np.dtype(meta.get("dtype"))
+    except TypeError:
+        dtype = None
+    if dtype not in DTYPES:
+        raise ValueError(f"{what}: invalid dtype {meta.get('dtype')!r}")
+    try:
+        Network._check_loss(meta.get("loss"), Network._check_activations(
+            meta.get("activations"), len(sizes) - 1)[-1])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: invalid description: {exc}") from None
+    n_params = sum(o * (i + 1) for i, o in zip(sizes, sizes[1:]))
+    expected = {"params": (dtype, (n_params,)), "rng_state": (np.dtype(np.uint64), (4,)),
+                "opt_m1": (dtype, (n_params,)), "opt_m2": (dtype, (n_params,))}
+    arrays = {}
+    for name, info in members.items():
+        if name == "meta":
+            continue
+        shape, _, member_dtype = _npy_header(archive, info)
+        if (member_dtype, shape) != expected[name]:
+            raise ValueError(f"{what}: array {name!r} of dtype {member_dtype} and shape "
+                             f"{shape} does not match the described network "
+                             f"({expected[name][0]}, {expected[name][1]})")
+        if info.file_size < n_params * dtype.itemsize and name != "rng_state":
+            raise ValueError(f"{what}: array {name!r} is truncated")
+        arrays[name] = _read_npy(archive, info)
+    return meta, arrays
 
 
 class Network:
@@ -118,8 +340,10 @@ class Network:
     (sqrt(6 / fan_in)) for ReLU layers; biases are drawn the same way.
     """
 
-    def __init__(self, layer_sizes, activations="sigmoid", loss="cross_entropy",
-                 *, dtype="float64", seed=None):
+    def __init__(self, layer_sizes: Sequence[int],
+                 activations: Union[str, Sequence[str]] = "sigmoid",
+                 loss: str = "cross_entropy", *, dtype: DTypeLike = "float64",
+                 seed: Optional[int] = None) -> None:
         self.layer_sizes = self._check_sizes(layer_sizes)
         n_layers = len(self.layer_sizes) - 1
         self.activations = self._check_activations(activations, n_layers)
@@ -134,7 +358,18 @@ class Network:
         self._params = np.empty(n_params, dtype=self.dtype)
         self._make_views()
         self._initialise()
-        self._lock = threading.Lock()
+        # Re-entrant, so that callbacks of fit may use predict or evaluate.
+        self._lock = threading.RLock()
+        self._in_fit = False
+        # The shuffling generator and the optimizer state live on the network,
+        # so that training continued over several fit calls is one training.
+        self._rng_state = np.empty(4, dtype=np.uint64)
+        _kernel.rng_seed(self._rng_state, int(self._rng.integers(0, 2**63)))
+        self._optimizer = None
+        self._opt_m1 = self._opt_m2 = None
+        self._opt_step = np.zeros(1, dtype=np.int64)
+        # Every epoch trained so far, across fit calls (saved with the network).
+        self.history = History()
 
     # ------------------------------------------------------------ validation
 
@@ -153,6 +388,9 @@ class Network:
                                 f"{type(s).__name__} {s!r}")
             if s < 1:
                 raise ValueError(f"layer_sizes[{i}] must be >= 1, got {s}")
+            if s > _MAX_WIDTH:
+                raise ValueError(f"layer_sizes[{i}] = {s} is wider than {_MAX_WIDTH}, the "
+                                 "largest width BLAS can address")
             out.append(int(s))
         return out
 
@@ -253,7 +491,9 @@ class Network:
         """A C-contiguous copy (or view) of arr in the network's dtype, all finite."""
         with np.errstate(over="ignore"):
             out = np.ascontiguousarray(arr, dtype=self.dtype)
-        if not np.isfinite(out).all():
+        # min and max propagate NaN and reach +-inf: a check with no temporary
+        # array of the data's size.
+        if not (np.isfinite(out.min()) and np.isfinite(out.max())):
             _check_finite(arr, name)
             raise ValueError(f"{name} has values too large for {self.dtype} "
                              f"(largest magnitude {np.max(np.abs(arr)):g})")
@@ -286,15 +526,15 @@ class Network:
             b[...] = self._rng.uniform(-bound, bound, size=b.shape)
 
     @property
-    def weights(self):
+    def weights(self) -> List[np.ndarray]:
         return list(self._weights)
 
     @property
-    def biases(self):
+    def biases(self) -> List[np.ndarray]:
         return list(self._biases)
 
     @property
-    def n_parameters(self):
+    def n_parameters(self) -> int:
         """Total number of weights and biases."""
         return self._params.size
 
@@ -307,7 +547,7 @@ class Network:
     def _chunk_rows(self, n):
         return max(1, min(n, _CHUNK_ELEMENTS // sum(self.layer_sizes)))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Output activations for the samples in X.
 
         Parameters
@@ -318,15 +558,15 @@ class Network:
         -------
         ndarray, shape (n_samples, layer_sizes[-1]), or (layer_sizes[-1],) for a 1-D X.
         """
-        X, single = self._check_X(X)
-        out = np.empty((X.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
-        rows = self._chunk_rows(X.shape[0])
+        Xc, single = self._check_X(X)
+        out = np.empty((Xc.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
+        rows = self._chunk_rows(Xc.shape[0])
         work, _ = self._workspace(rows)
         with self._lock:
-            _kernel.predict(self._params, self._sizes, self._acts, X, out, work, rows)
+            _kernel.predict(self._params, self._sizes, self._acts, Xc, out, work, rows)
         return out[0] if single else out
 
-    def evaluate(self, X, y):
+    def evaluate(self, X: ArrayLike, y: ArrayLike) -> float:
         """Mean over the samples of the per-sample cost.
 
         Parameters
@@ -339,29 +579,29 @@ class Network:
         -------
         float
         """
-        X, single = self._check_X(X)
-        Y = self._check_y(y, X.shape[0], single)
-        rows = self._chunk_rows(X.shape[0])
+        Xc, single = self._check_X(X)
+        Y = self._check_y(y, Xc.shape[0], single)
+        rows = self._chunk_rows(Xc.shape[0])
         work, bsum = self._workspace(rows)
         with self._lock:
             total = _kernel.evaluate(self._params, self._sizes, self._acts,
-                                     LOSSES[self.loss], X, Y, work, bsum, rows)
-        return total / X.shape[0]
+                                     LOSSES[self.loss], Xc, Y, work, bsum, rows)
+        return total / Xc.shape[0]
 
-    def gradients(self, X, y):
+    def gradients(self, X: ArrayLike, y: ArrayLike) -> Tuple[List[np.ndarray], List[np.ndarray]]:
         """Gradient of ``evaluate(X, y)`` with respect to every parameter.
 
         Returns
         -------
         dW, db : lists of ndarray shaped like ``weights`` and ``biases``.
         """
-        X, single = self._check_X(X)
-        Y = self._check_y(y, X.shape[0], single)
+        Xc, single = self._check_X(X)
+        Y = self._check_y(y, Xc.shape[0], single)
         grad = np.empty_like(self._params)
-        work, bsum = self._workspace(X.shape[0])
+        work, bsum = self._workspace(Xc.shape[0])
         with self._lock:
             _kernel.gradients(self._params, self._sizes, self._acts, LOSSES[self.loss],
-                              X, Y, grad, work, bsum)
+                              Xc, Y, grad, work, bsum)
         dW, db, off = [], [], 0
         for W in self._weights:
             n_out, n_in = W.shape
@@ -371,7 +611,7 @@ class Network:
             off += n_out
         return dW, db
 
-    def train_step(self, X, y, learning_rate):
+    def train_step(self, X: ArrayLike, y: ArrayLike, learning_rate: float) -> float:
         """One gradient-descent step on the batch (X, y).
 
         Returns
@@ -382,7 +622,36 @@ class Network:
         return self.fit(X, y, epochs=1, batch_size=None, learning_rate=learning_rate,
                         shuffle=False).loss[0]
 
-    def fit(self, X, y, *, epochs, batch_size=None, learning_rate=0.1, shuffle=True):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, **options: Any) -> History:
+        """One pass over (X, y) in order, continuing the training so far.
+
+        For online learning on data that arrives in pieces: each call takes
+        the minibatches of (X, y) in order (``batch_size`` as in ``fit``,
+        default the whole piece) and continues the optimizer state. Takes the
+        keyword arguments of ``fit`` except ``epochs`` and ``shuffle``.
+
+        Returns
+        -------
+        History
+            One epoch.
+        """
+        for name in ("epochs", "shuffle"):
+            if name in options:
+                raise TypeError(f"partial_fit makes one pass in order; {name} is not an option")
+        return self.fit(X, y, epochs=1, shuffle=False, **options)
+
+    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int,
+            batch_size: Optional[int] = None, learning_rate: float = 0.1,
+            shuffle: bool = True, optimizer: str = "sgd", momentum: float = 0.0,
+            nesterov: bool = False, beta1: float = 0.9, beta2: float = 0.999,
+            epsilon: float = 1e-8, weight_decay: float = 0.0,
+            lr_schedule: str = "constant", power_t: float = 0.5,
+            validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+            validation_split: float = 0.0, early_stopping: bool = False,
+            patience: int = 10, min_delta: float = 0.0, restore_best: bool = True,
+            sample_weight: Optional[ArrayLike] = None,
+            class_weight: Union[None, str, Dict[int, float]] = None, verbose: int = 0,
+            callbacks: Optional[Sequence[Callback]] = None) -> History:
         """Train by minibatch gradient descent, all epochs in one native call.
 
         Parameters
@@ -399,41 +668,191 @@ class Network:
         shuffle : bool
             Visit the samples in a new random order each epoch (seeded by the
             network's seed); False takes them in order.
+        optimizer : {"sgd", "adam", "adamw"}
+            The step of ``torch.optim.SGD``, ``Adam`` or ``AdamW`` with the same
+            hyperparameters. Its state (momentum buffer, Adam's moments and
+            step count) lives on the network and carries over to the next
+            ``fit`` call with the same optimizer.
+        momentum : float, 0 <= momentum < 1
+            For "sgd".
+        nesterov : bool
+            Nesterov momentum as PyTorch defines it, for "sgd".
+        beta1, beta2, epsilon : float
+            For "adam" and "adamw".
+        weight_decay : float >= 0
+            L2 penalty added to the gradient ("sgd", "adam") or decoupled decay
+            ("adamw"). Applies to weights and biases alike, as in PyTorch.
+        lr_schedule : {"constant", "invscaling", "cosine", "plateau"}
+            Learning rate of epoch e (0-based) of this call: constant;
+            learning_rate / (e + 1) ** power_t; learning_rate * (1 + cos(pi e /
+            epochs)) / 2; or divided by 5 whenever the monitored cost has not
+            improved by more than ``min_delta`` for ``patience`` epochs.
+        power_t : float
+            Exponent of "invscaling".
+        validation_data : (X_val, y_val), optional
+            Evaluated by the kernel after each epoch (``history.val_loss``,
+            and ``history.val_accuracy`` for classifiers).
+        validation_split : float in [0, 1)
+            Without ``validation_data``: hold out this fraction of (X, y), the
+            last samples, before any shuffling.
+        early_stopping : bool
+            Stop once the monitored cost (validation cost if there is
+            validation data, otherwise training cost) has not improved by more
+            than ``min_delta`` for ``patience`` epochs. With the "plateau"
+            schedule each reduced rate gets its own ``patience`` epochs first.
+        patience : int >= 1
+        min_delta : float >= 0
+        restore_best : bool
+            With early stopping, end with the parameters of the best epoch.
+        sample_weight : array_like, shape (n_samples,), optional
+            Non-negative weights of the samples in the cost. They are scaled
+            to mean 1 over the training set, so a full-batch cost is the
+            weighted mean and minibatch costs are unbiased estimates of it.
+        class_weight : dict or "balanced", optional
+            For sigmoid (single unit) and softmax outputs: a weight per class
+            (label or 0/1 target), multiplied into ``sample_weight``.
+            "balanced" uses n_samples / (n_classes * count of the class).
+        verbose : {0, 1, 2}
+            0 silent, 1 one progress bar for the whole fit, 2 one line per
+            epoch (to standard error).
+        callbacks : list of callables, optional
+            Each is called after every epoch as ``callback(epoch, logs)``,
+            ``logs`` a dict of that epoch's figures; one that returns True
+            stops training after that epoch.
 
         Returns
         -------
         History
-            ``history.loss[e]``: mean training cost of epoch e.
 
         Raises
         ------
         DivergenceError
             If the cost or a parameter becomes non-finite. The network keeps
-            the last finite parameters.
+            the last finite parameters and its optimizer state is reset.
+        KeyboardInterrupt
+            Ctrl-C stops training at the next minibatch boundary; the network
+            holds the parameters of a finished step.
         """
         epochs = _check_int(epochs, "epochs", 0)
         if batch_size is not None:
             batch_size = _check_int(batch_size, "batch_size", 1)
         rate = _check_rate(learning_rate)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-        X, single = self._check_X(X)
-        Y = self._check_y(y, X.shape[0], single)
-        n = X.shape[0]
-        batch = n if batch_size is None else min(batch_size, n)
+        for flag, name in ((shuffle, "shuffle"), (nesterov, "nesterov"),
+                           (early_stopping, "early_stopping"),
+                           (restore_best, "restore_best")):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        settings = _kernel.Settings()
+        settings.optimizer = OPTIMIZERS[_check_choice(optimizer, "optimizer", OPTIMIZERS)]
+        settings.momentum = _check_real(momentum, "momentum", 0, 1, high_open=True)
+        if nesterov and settings.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        settings.nesterov = bool(nesterov)
+        settings.beta1 = _check_real(beta1, "beta1", 0, 1, high_open=True)
+        settings.beta2 = _check_real(beta2, "beta2", 0, 1, high_open=True)
+        settings.epsilon = _check_real(epsilon, "epsilon", 0, low_open=True)
+        settings.weight_decay = _check_real(weight_decay, "weight_decay", 0)
+        settings.schedule = SCHEDULES[_check_choice(lr_schedule, "lr_schedule", SCHEDULES)]
+        settings.power_t = _check_real(power_t, "power_t", 0)
+        settings.patience = _check_int(patience, "patience", 1)
+        settings.min_delta = _check_real(min_delta, "min_delta", 0)
+        settings.early_stopping = bool(early_stopping)
+        settings.restore_best = bool(restore_best)
+        settings.shuffle = bool(shuffle)
+        settings.learning_rate = rate
+        split = _check_real(validation_split, "validation_split", 0, 1, high_open=True)
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        callbacks = self._check_callbacks(callbacks)
+
+        Xc, single = self._check_X(X)
+        Y = self._check_y(y, Xc.shape[0], single)
+        sw = None
+        if sample_weight is not None:
+            sw = _numeric_array(sample_weight, "sample_weight")
+            if sw.shape != (Xc.shape[0],):
+                raise ValueError(f"sample_weight must have shape ({Xc.shape[0]},), one "
+                                 f"weight per sample, got shape {sw.shape}")
+        if validation_data is not None:
+            if split:
+                raise ValueError("give validation_data or validation_split, not both")
+            X_val, Y_val = self._check_validation(validation_data)
+        elif split:
+            n_val = int(math.floor(split * Xc.shape[0]))
+            if n_val == 0 or n_val == Xc.shape[0]:
+                raise ValueError(f"validation_split={split} leaves {n_val} of "
+                                 f"{Xc.shape[0]} samples for validation; it needs at "
+                                 "least one for each side")
+            Xc, X_val = Xc[:-n_val], Xc[-n_val:]
+            Y, Y_val = Y[:-n_val], Y[-n_val:]
+            if sw is not None:
+                sw = sw[:-n_val]
+        else:
+            X_val = np.empty((0, self.layer_sizes[0]), dtype=self.dtype)
+            Y_val = np.empty((0, self.layer_sizes[-1]), dtype=self.dtype)
+        # Class weights count the training samples only.
+        weights = self._sample_weights(sw, class_weight, Y)
+        if weights.size:
+            total = weights.sum(dtype=np.float64)
+            if not total > 0:
+                raise ValueError("sample_weight (times class_weight) must have a "
+                                 "positive sum over the training samples")
+            weights = (weights * (weights.size / total)).astype(self.dtype)
+
+        history = History()
         if epochs == 0:
-            return History()
-        work, bsum = self._workspace(batch)
-        order = np.empty(n, dtype=np.intp)
-        losses = np.empty(epochs)
+            return history
+        n = Xc.shape[0]
+        settings.batch = n if batch_size is None else min(batch_size, n)
+        settings.epochs = epochs
+        work, bsum = self._workspace(settings.batch)
+        empty = np.empty(0, dtype=self.dtype)
+        out = np.full((epochs, len(History.FIGURES)), np.nan)
+        validation = X_val.shape[0] > 0
+        classifier = self.loss == "cross_entropy"
+        progress = _Progress(epochs, verbose) if verbose else None
+
+        def epoch_end(epoch):
+            row = out[epoch]
+            logs = {"loss": float(row[0])}
+            if validation:
+                logs["val_loss"] = float(row[1])
+                if classifier:
+                    logs["val_accuracy"] = float(row[2])
+            logs["learning_rate"] = float(row[3])
+            logs["time"] = float(row[4])
+            if progress is not None:
+                progress.update(epoch, logs)
+            stop = False
+            for callback in callbacks:
+                stop = bool(callback(epoch, logs)) or stop
+            return stop
+
+        # Without callbacks or progress the kernel never calls back: the
+        # history is read from its array afterwards.
+        hook = epoch_end if (callbacks or progress is not None) else None
+
         with self._lock:
+            if self._in_fit:
+                raise RuntimeError("fit was called from a callback of fit on the same "
+                                   "network; train it after the outer fit returns")
             self._check_params_finite()
-            snapshot = np.empty_like(self._params)
-            seed = int(self._rng.integers(0, 2**63))
-            status, done = _kernel.fit(
-                self._params, self._sizes, self._acts, LOSSES[self.loss], X, Y,
-                epochs, batch, rate, bool(shuffle), seed, order, work, bsum,
-                snapshot, losses)
+            grad, m1, m2 = self._optimizer_buffers(settings, empty)
+            self._in_fit = True
+            best = (np.empty_like(self._params)
+                    if settings.early_stopping and settings.restore_best else empty)
+            try:
+                status, done, best_epoch = _kernel.fit(
+                    self._params, self._sizes, self._acts, LOSSES[self.loss], Xc, Y,
+                    weights, X_val, Y_val, settings, self._rng_state, self._opt_step,
+                    np.empty(n, dtype=np.intp), work, bsum, grad, m1, m2,
+                    np.empty_like(self._params), best, out, hook)
+            finally:
+                self._in_fit = False
+                if progress is not None:
+                    progress.close()
+            if status != 0:
+                self._optimizer = None  # the state may hold NaN/inf
         if status != 0:
             what = "the cost" if status == 1 else "a parameter"
             raise DivergenceError(
@@ -441,15 +860,117 @@ class Network:
                 f"at learning_rate={rate:g}. The network keeps its last finite "
                 "parameters. Try a smaller learning_rate, scale the inputs to unit "
                 "range, or use a larger batch_size.")
-        return History(losses[:done].tolist())
+        history._extend(out[:done], validation, classifier)
+        self.history._extend(out[:done], validation, classifier)
+        history.stopped_early = done < epochs
+        history.best_epoch = int(best_epoch) if best_epoch >= 0 else None
+        return history
+
+    # ------------------------------------------------------------ fit helpers
+
+    @staticmethod
+    def _check_callbacks(callbacks):
+        if callbacks is None:
+            return []
+        if callable(callbacks):
+            callbacks = [callbacks]
+        try:
+            callbacks = list(callbacks)
+        except TypeError:
+            raise TypeError(f"callbacks must be a list of callables, got {callbacks!r}") from None
+        for i, cb in enumerate(callbacks):
+            if not callable(cb):
+                raise TypeError(f"callbacks[{i}] = {cb!r} is not callable")
+        return callbacks
+
+    def _check_validation(self, validation_data):
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a tuple (X_val, y_val), got "
+                            f"{type(validation_data).__name__}")
+        X_val, y_val = validation_data
+        X_val, single = self._check_X(X_val, "validation_data[0] (X_val)")
+        try:
+            Y_val = self._check_y(y_val, X_val.shape[0], single)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"validation_data[1] (y_val): {exc}") from None
+        return X_val, Y_val
+
+    def _sample_weights(self, sw, class_weight, Y):
+        """Per-sample weights (sample_weight times class_weight), or an empty array.
+
+        ``sw`` is None or a numeric array already checked to hold one weight
+        per row of Y.
+        """
+        n = Y.shape[0]
+        weights = None
+        if sw is not None:
+            _check_finite(sw, "sample_weight")
+            if sw.size and sw.min() < 0:
+                raise ValueError("sample_weight must be >= 0, got a minimum of "
+                                 f"{sw.min()}")
+            weights = sw.astype(np.float64)
+        if class_weight is not None:
+            output = self.activations[-1]
+            if self.loss != "cross_entropy" or (output == "sigmoid" and Y.shape[1] != 1):
+                raise ValueError("class_weight needs a classifier: a softmax output, or "
+                                 "a single sigmoid unit, with cross_entropy")
+            if output == "softmax":
+                if not np.all((Y == 0) | (Y == 1)) or not np.all(Y.sum(axis=1) == 1):
+                    raise ValueError("class_weight needs one-hot targets or class labels y")
+                classes = np.argmax(Y, axis=1)
+                n_classes = Y.shape[1]
+            else:
+                if not np.all((Y == 0) | (Y == 1)):
+                    raise ValueError("class_weight needs 0/1 targets y")
+                classes = Y[:, 0].astype(np.intp)
+                n_classes = 2
+            if isinstance(class_weight, str):
+                if class_weight != "balanced":
+                    raise ValueError(f"class_weight = {class_weight!r}: give a dict or "
+                                     "'balanced'")
+                counts = np.bincount(classes, minlength=n_classes).astype(np.float64)
+                per_class = np.where(counts > 0, n / (np.count_nonzero(counts) *
+                                                      np.maximum(counts, 1)), 0.0)
+            elif isinstance(class_weight, dict):
+                per_class = np.ones(n_classes)
+                for label, w in class_weight.items():
+                    if (isinstance(label, (bool, np.bool_)) or not isinstance(label, numbers.Integral)
+                            or not 0 <= label < n_classes):
+                        raise ValueError(f"class_weight has class {label!r}; classes are "
+                                         f"0..{n_classes - 1}")
+                    per_class[label] = _check_real(w, f"class_weight[{label}]", 0)
+            else:
+                raise TypeError("class_weight must be a dict {class: weight} or "
+                                f"'balanced', got {class_weight!r}")
+            cw = per_class[classes]
+            weights = cw if weights is None else weights * cw
+        if weights is None:
+            return np.empty(0, dtype=self.dtype)
+        return weights
+
+    def _optimizer_buffers(self, settings, empty):
+        """grad, m1, m2 for the kernel, keeping the state of the last fit."""
+        kind = settings.optimizer
+        fold = kind == 0 and settings.momentum == 0 and settings.weight_decay == 0
+        if fold:
+            return empty, empty, empty
+        if self._optimizer != kind:
+            self._optimizer = kind
+            self._opt_m1 = np.zeros_like(self._params)
+            self._opt_m2 = np.zeros_like(self._params) if kind != 0 else empty
+            self._opt_step[0] = 0
+        return np.empty_like(self._params), self._opt_m1, self._opt_m2
 
     # ------------------------------------------------------------ persistence
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the network to ``path`` (an .npz file, written atomically).
 
-        The file holds the parameters and a JSON description; it is read
-        without pickle by ``Network.load``.
+        The file holds arrays — the parameters, the optimizer state and the
+        shuffling generator's state — and a JSON description: format version,
+        architecture, dtype, optimizer name and step count, and the history of
+        every epoch trained so far. ``Network.load`` reads it without pickle,
+        and training continues exactly where it stopped.
         """
         meta = {
             "format": "backprop_fast.Network",
@@ -458,71 +979,110 @@ class Network:
             "activations": self.activations,
             "loss": self.loss,
             "dtype": self.dtype.name,
+            "optimizer": {"name": (None if self._optimizer is None
+                                   else _OPTIMIZER_NAMES[self._optimizer]),
+                          "step": int(self._opt_step[0])},
+            "history": {name: getattr(self.history, name) for name in History.FIGURES},
         }
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".backprop_fast-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, meta=np.array(json.dumps(meta)), params=self._params)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        arrays: Dict[str, Any] = {"meta": np.array(json.dumps(meta)), "params": self._params,
+                  "rng_state": self._rng_state}
+        if self._optimizer is not None:
+            arrays["opt_m1"] = self._opt_m1
+            if self._opt_m2.size:
+                arrays["opt_m2"] = self._opt_m2
+        with atomic_open(path, "wb") as fh:
+            np.savez(fh, **arrays)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: PathLike) -> "Network":
         """Read a network written by ``save``.
+
+        Every member's header is checked against the description before any
+        data is read, so a hostile file cannot make ``load`` allocate more
+        than the network it describes; nothing is unpickled.
 
         Raises
         ------
         ValueError
             If the file is not a backprop_fast model, is truncated or corrupt,
-            or describes an inconsistent network.
+            comes from a newer format version, or describes an inconsistent
+            network.
         """
         path = os.fspath(path)
         what = f"{path!r} is not a readable backprop_fast model file"
         try:
-            data = np.load(path, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError(f"{what}: it holds a single array, not an .npz archive")
-            with data:
-                if set(data.files) != {"meta", "params"}:
-                    raise ValueError(f"{what}: it holds arrays {sorted(data.files)}")
-                meta = json.loads(str(data["meta"][()]))
-                params = data["params"]
-        except (zipfile.BadZipFile, EOFError, OSError, KeyError, UnicodeDecodeError,
-                json.JSONDecodeError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise ValueError(f"{what}: {exc}") from None
+            with zipfile.ZipFile(path) as archive:
+                meta, arrays = _read_model_archive(archive, what)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, KeyError,
+                UnicodeDecodeError, json.JSONDecodeError, RecursionError,
+                NotImplementedError, OverflowError, TypeError, MemoryError) as exc:
+            raise ValueError(f"{what}: {type(exc).__name__}: {exc}") from None
         except ValueError as exc:
-            if str(exc).startswith(what):
+            if str(exc).startswith(what) or str(exc).startswith(f"{path!r} uses"):
                 raise
             raise ValueError(f"{what}: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("format") != "backprop_fast.Network":
-            raise ValueError(f"{what}: no backprop_fast metadata")
-        version = meta.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ValueError(f"{path!r} uses model format version {version!r}; this "
-                             f"backprop_fast reads versions up to {FORMAT_VERSION}. "
-                             "Upgrade backprop_fast to load it.")
+        net = cls(meta["layer_sizes"], meta["activations"], meta["loss"], dtype=meta["dtype"])
         try:
-            net = cls(meta["layer_sizes"], meta["activations"], meta["loss"],
-                      dtype=meta["dtype"])
+            net._restore_state(meta, arrays)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{what}: invalid description: {exc}") from None
-        if params.dtype != net.dtype or params.shape != net._params.shape:
-            raise ValueError(f"{what}: parameters of dtype {params.dtype} and shape "
-                             f"{params.shape} do not match the described network "
-                             f"({net.dtype}, {net._params.shape})")
-        net._params[...] = params
+            raise ValueError(f"{what}: {exc}") from None
         return net
+
+    def _restore_state(self, meta, arrays):
+        """Parameters, optimizer, generator and history from a saved file's contents."""
+        def take(name, dtype, shape):
+            arr = arrays[name]
+            if arr.dtype != dtype or arr.shape != shape:
+                raise ValueError(f"array {name!r} of dtype {arr.dtype} and shape "
+                                 f"{arr.shape} does not match the described network "
+                                 f"({np.dtype(dtype)}, {shape})")
+            return arr
+
+        self._params[...] = take("params", self.dtype, self._params.shape)
+        self._rng_state[...] = take("rng_state", np.uint64, (4,))
+        opt = meta.get("optimizer") or {}
+        name = opt.get("name")
+        if name is not None:
+            if name not in OPTIMIZERS or "opt_m1" not in arrays:
+                raise ValueError(f"optimizer state {name!r} is incomplete or unknown")
+            self._optimizer = OPTIMIZERS[name]
+            self._opt_m1 = take("opt_m1", self.dtype, self._params.shape).copy()
+            self._opt_m2 = (take("opt_m2", self.dtype, self._params.shape).copy()
+                            if name != "sgd" else np.empty(0, dtype=self.dtype))
+            step = opt.get("step", 0)
+            if not isinstance(step, int) or step < 0:
+                raise ValueError(f"optimizer step {step!r} is not a count")
+            self._opt_step[0] = step
+        figures = meta.get("history") or {}
+        block = {}
+        for figure in History.FIGURES:
+            values = figures.get(figure, [])
+            if not isinstance(values, list) or not all(
+                    isinstance(v, (int, float)) for v in values):
+                raise ValueError(f"history.{figure} is not a list of numbers")
+            block[figure] = [float(v) for v in values]
+        self.history._add(block)
+
+    def to_onnx(self, path: PathLike) -> None:
+        """Write the forward pass to ``path`` as an ONNX model (needs the ``onnx`` extra).
+
+        The graph is Gemm and activation nodes in the network's dtype;
+        onnxruntime reproduces ``predict``.
+        """
+        from .onnx import to_onnx
+        to_onnx(self, path)
+
+    # pickle and copy.deepcopy: a fresh lock and fresh views into the
+    # unpickled parameters; the optimizer and shuffling state travel along.
+    def __getstate__(self):
+        from ._pickling import network_getstate
+        return network_getstate(self)
+
+    def __setstate__(self, state):
+        from ._pickling import network_setstate
+        network_setstate(self, state)
 
     def __repr__(self):
         return (f"Network({self.layer_sizes}, activations={self.activations}, "

@@ -110,10 +110,12 @@ class ReferenceNetwork:
 
     def evaluate(self, X, y):
         zs, acts = self._forward(X)
+        y = np.asarray(y, dtype=self.dtype)
         return float(np.mean(sample_costs(self.loss, self.activations[-1], zs[-1], acts[-1], y)))
 
     def gradients(self, X, y):
         """Return (cost, dW, db): the mean cost and its gradients."""
+        X = np.asarray(X, dtype=self.dtype)
         zs, acts = self._forward(X)
         y = np.asarray(y, dtype=self.dtype)
         n = X.shape[0]

@@ -1,17 +1,18 @@
-"""backprop_fast beside the pure-NumPy reference, interleaved, in one process.
+"""backprop_fast beside every installed peer, interleaved, in one process.
 
-    python benches/compare.py            # about a minute
-    python benches/compare.py --quick    # fewer repeats, for a smoke check
+    python benches/compare.py            # the full comparison, then the memory check
+    python benches/compare.py --quick    # the --quick sizes, for a smoke check
+    python benches/compare.py --only W4 --no-memory
 
-For each workload (see workloads.py) both implementations start from the same
-initial weights (restored in place before every timed call) and train for the
-same number of epochs on the same data; the calls alternate kernel, reference,
-kernel, reference, ... so that drift of the machine (frequency, other load)
-hits both alike. The table gives the median over the repeats, per epoch for
-W1 and per step (minibatch) otherwise, the speedup (reference time / kernel
-time), GFLOP/s counted as 6 x samples x parameters per epoch, and the final
-epoch's mean training cost of each (the two differ a little where the data are
-shuffled: each implementation draws its own permutations).
+The comparison is ``python -m backprop_fast bench`` (backprop_fast/bench.py,
+the peers in backprop_fast/bench_peers.py, re-exported by peers.py here):
+every workload W1-W5 trained by backprop_fast, the NumPy reference,
+scikit-learn, PyTorch eager and JAX (jitted step; whole run under lax.scan)
+where installed, from the same initial weights on the same data with the same
+number of threads, timed interleaved; the table gives medians, the ratio to
+backprop_fast, GFLOP/s (6 x batch x parameters per step), memory and the
+final cost of each. Below it, NumPy's bare 2048^3 float32 matmul as a FLOP-rate
+ceiling.
 
 It closes with a peak-memory check of ``fit`` on W5-sized data, each case in a
 fresh child process: the extra peak resident memory of fit (VmHWM, reset
@@ -37,79 +38,21 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import workloads  # noqa: E402  (benches/ is not a package)
-from workloads import fmt_time  # noqa: E402
+from backprop_fast import bench  # noqa: E402
 
 MiB = 1024.0 ** 2
-
-
-def build_workloads(quick):
-    """The workload pairs and their repeat counts: [(pair, repeats), ...]."""
-    r = 3 if quick else 7
-    return [
-        (workloads.xor_pair(1000, 1000), r),
-        (workloads.digits_pair("float32", 32, 5, 5), r),
-        (workloads.digits_pair("float64", 32, 5, 5), r),
-        (workloads.digits_pair("float32", 1, 1, 1), r),
-        (workloads.digits_pair("float64", 1, 1, 1), r),
-        (workloads.wide_pair(1, 1), 2 if quick else 3),
-    ]
-
-
-def time_call(fn):
-    """(seconds, result) of one call, timed with perf_counter."""
-    t0 = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - t0, result
-
-
-def compare_pair(pair, repeats):
-    """Interleaved timings of both implementations; returns a result row (dict)."""
-    impls = ("backprop_fast", "numpy_reference")
-    times = {impl: [] for impl in impls}
-    costs = {}
-    for impl in impls:  # warm-up: first-call costs (imports, page faults, BLAS threads)
-        pair.reset()
-        pair.run(impl)
-    for _ in range(repeats):
-        for impl in impls:
-            pair.reset()
-            gc.collect()
-            seconds, costs[impl] = time_call(lambda: pair.run(impl))
-            times[impl].append(seconds)
-    row = {"name": pair.name, "unit": "epoch" if pair.name.startswith("W1") else "step",
-           "epochs": pair.fast_epochs, "repeats": repeats}
-    for impl in impls:
-        median = statistics.median(times[impl])
-        row[impl] = dict(pair.figures(impl, median), final_cost=costs[impl],
-                         spread=(max(times[impl]) - min(times[impl])) / median)
-    return row
 
 
 def matmul_ceiling(repeats):
     """Median GFLOP/s of NumPy's float32 2048x2048 product into a preallocated output."""
     mm = workloads.Matmul(2048)
     mm.run()
-    seconds = [time_call(mm.run)[0] for _ in range(repeats)]
+    seconds = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        mm.run()
+        seconds.append(time.perf_counter() - t0)
     return mm.name, mm.flops / statistics.median(seconds) / 1e9
-
-
-def print_table(rows, ceiling):
-    head = (f"{'workload':<38}{'unit':>6}{'backprop_fast':>15}{'NumPy ref':>13}{'speedup':>9}"
-            f"{'GFLOP/s':>9}{'ref GFLOP/s':>12}{'cost':>11}{'ref cost':>11}")
-    print(head)
-    print("-" * len(head))
-    for row in rows:
-        fast, ref = row["backprop_fast"], row["numpy_reference"]
-        key = "per_epoch_s" if row["unit"] == "epoch" else "per_step_s"
-        print(f"{row['name']:<38}{row['unit']:>6}{fmt_time(fast[key]):>15}{fmt_time(ref[key]):>13}"
-              f"{ref[key] / fast[key]:>8.2f}x{fast['gflops']:>9.3g}{ref['gflops']:>12.3g}"
-              f"{fast['final_cost']:>11.5g}{ref['final_cost']:>11.5g}")
-    name, gflops = ceiling
-    print(f"{name:<38}{'':>6}{'':>15}{'':>13}{'':>9}{gflops:>9.3g}")
-    noisy = [r["name"] for r in rows
-             if max(r["backprop_fast"]["spread"], r["numpy_reference"]["spread"]) > 0.25]
-    if noisy:
-        print(f"note: max-min spread above 25% of the median for: {', '.join(noisy)}")
 
 
 # ---------------------------------------------------------------- memory check
@@ -155,7 +98,7 @@ def peak_rss():
 def memory_child(n_samples, epochs):
     """Run in a child process: the extra peak memory of one W5-sized fit, as JSON."""
     X, Y = workloads.synthetic_regression(n_samples)
-    net = workloads.Network(workloads.W5_LAYERS, ["relu", "relu", "identity"],
+    net = workloads.Network(list(workloads.W5_LAYERS), ["relu", "relu", "identity"],
                             "squared_error", dtype="float32", seed=workloads.SEED)
     gc.collect()
     was_reset = reset_peak_rss()
@@ -208,7 +151,13 @@ def memory_check(quick):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="fewer repeats and epochs (a smoke check, noisier figures)")
+                        help="the --quick sizes and repeats (a smoke check, noisier figures)")
+    parser.add_argument("--only", type=bench._comma_list, metavar="W2,W5",
+                        help="workload groups (W1..W5) or keys (W2-f32)")
+    parser.add_argument("--peers", type=bench._comma_list, metavar="NAMES",
+                        help="peers to run (default: all installed)")
+    parser.add_argument("--threads", type=int, default=2, help="threads for every peer")
+    parser.add_argument("--plot", metavar="FILE.png", help="bar chart of the speed-ups")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory check")
     parser.add_argument("--memory-child", nargs=2, type=int, metavar=("N_SAMPLES", "EPOCHS"),
                         help=argparse.SUPPRESS)
@@ -217,15 +166,14 @@ def main(argv=None):
         memory_child(*args.memory_child)
         return 0
 
-    print(workloads.environment())
-    rows = []
-    for pair, repeats in build_workloads(args.quick):
-        rows.append(compare_pair(pair, repeats))
-        print(f"  timed {pair.name} ({repeats} repeats)", file=sys.stderr, flush=True)
-    ceiling = matmul_ceiling(5 if args.quick else 15)
-    print()
-    print("Medians of interleaved repeats; speedup = NumPy reference time / backprop_fast time.")
-    print_table(rows, ceiling)
+    def log(message):
+        print(message, file=sys.stderr, flush=True)
+    bench.run(only=args.only, quick=args.quick, threads=args.threads, peers=args.peers,
+              plot=args.plot, log=log)
+    context, _ = bench.limit_threads(args.threads)
+    with context:
+        name, gflops = matmul_ceiling(5 if args.quick else 15)
+    print(f"{name}: {gflops:.3g} GFLOP/s")
     if not args.no_memory:
         print()
         print("Peak memory of Network.fit on W5-sized data "

@@ -69,35 +69,69 @@ cdef inline void _ab_small(const floating* D, const floating* W, floating* P,
                            Py_ssize_t rows, Py_ssize_t n_out,
                            Py_ssize_t n_in) noexcept nogil:
     cdef Py_ssize_t r, j, i
-    cdef floating d
+    cdef floating d0, d1, d2, d3
     cdef floating* p
-    cdef const floating* w
+    cdef const floating* d
     for r in range(rows):
         p = P + r * n_in
-        d = D[r * n_out]
+        d = D + r * n_out
+        d0 = d[0]
         for i in range(n_in):
-            p[i] = d * W[i]
-        for j in range(1, n_out):
-            d = D[r * n_out + j]
-            w = W + j * n_in
+            p[i] = d0 * W[i]
+        # Four rows of W per pass over p; the sum runs in the order of j.
+        j = 1
+        while j + 4 <= n_out:
+            d0 = d[j]
+            d1 = d[j + 1]
+            d2 = d[j + 2]
+            d3 = d[j + 3]
             for i in range(n_in):
-                p[i] = p[i] + d * w[i]
+                p[i] = (((p[i] + d0 * W[j * n_in + i]) + d1 * W[(j + 1) * n_in + i])
+                        + d2 * W[(j + 2) * n_in + i]) + d3 * W[(j + 3) * n_in + i]
+            j += 4
+        while j < n_out:
+            d0 = d[j]
+            for i in range(n_in):
+                p[i] = p[i] + d0 * W[j * n_in + i]
+            j += 1
 
 
 cdef inline void _atb_small(floating alpha, const floating* D,
-                            const floating* A, floating* G, Py_ssize_t rows,
-                            Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+                            const floating* A, floating beta, floating* G,
+                            Py_ssize_t rows, Py_ssize_t n_out,
+                            Py_ssize_t n_in) noexcept nogil:
     cdef Py_ssize_t r, j, i
-    cdef floating c
-    cdef const floating* a
+    cdef floating c0, c1, c2, c3, a
+    cdef const floating* ar
     cdef floating* g
-    for j in range(n_out):
+    if beta == 0:
+        for i in range(n_out * n_in):
+            G[i] = 0
+    # Four rows of G per pass over a row of A.
+    j = 0
+    while j + 4 <= n_out:
         g = G + j * n_in
         for r in range(rows):
-            c = alpha * D[r * n_out + j]
-            a = A + r * n_in
+            c0 = alpha * D[r * n_out + j]
+            c1 = alpha * D[r * n_out + j + 1]
+            c2 = alpha * D[r * n_out + j + 2]
+            c3 = alpha * D[r * n_out + j + 3]
+            ar = A + r * n_in
             for i in range(n_in):
-                g[i] = g[i] + c * a[i]
+                a = ar[i]
+                g[i] = g[i] + c0 * a
+                g[n_in + i] = g[n_in + i] + c1 * a
+                g[2 * n_in + i] = g[2 * n_in + i] + c2 * a
+                g[3 * n_in + i] = g[3 * n_in + i] + c3 * a
+        j += 4
+    while j < n_out:
+        g = G + j * n_in
+        for r in range(rows):
+            c0 = alpha * D[r * n_out + j]
+            ar = A + r * n_in
+            for i in range(n_in):
+                g[i] = g[i] + c0 * ar[i]
+        j += 1
 
 
 cdef inline void matmul_abt_bias(const floating* A, const floating* W,
@@ -143,23 +177,24 @@ cdef inline void matmul_ab(const floating* D, const floating* W, floating* P,
 
 
 cdef inline void matmul_atb_acc(floating alpha, const floating* D,
-                                const floating* A, floating* G, Py_ssize_t rows,
-                                Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
-    """G (n_out x n_in) += alpha D.T @ A.
+                                const floating* A, floating beta, floating* G,
+                                Py_ssize_t rows, Py_ssize_t n_out,
+                                Py_ssize_t n_in) noexcept nogil:
+    """G (n_out x n_in) = alpha D.T @ A + beta G, beta being 0 or 1.
 
-    With G the weights and alpha = -rate / batch this is the SGD update
-    folded into the weight-gradient product.
+    With G the weights, beta = 1 and alpha = -rate / batch this is the SGD
+    update folded into the weight-gradient product.
     """
     if rows * n_out * n_in > SMALL_PRODUCT:
         _gemm(c'N', c'T', <int>n_in, <int>n_out, <int>rows, alpha,
-              A, <int>n_in, D, <int>n_out, <floating>1.0, G, <int>n_in)
+              A, <int>n_in, D, <int>n_out, beta, G, <int>n_in)
     elif n_in == 1:
-        _atb_small(alpha, D, A, G, rows, n_out, 1)
+        _atb_small(alpha, D, A, beta, G, rows, n_out, 1)
     elif n_in == 2:
-        _atb_small(alpha, D, A, G, rows, n_out, 2)
+        _atb_small(alpha, D, A, beta, G, rows, n_out, 2)
     elif n_in == 3:
-        _atb_small(alpha, D, A, G, rows, n_out, 3)
+        _atb_small(alpha, D, A, beta, G, rows, n_out, 3)
     elif n_in == 4:
-        _atb_small(alpha, D, A, G, rows, n_out, 4)
+        _atb_small(alpha, D, A, beta, G, rows, n_out, 4)
     else:
-        _atb_small(alpha, D, A, G, rows, n_out, n_in)
+        _atb_small(alpha, D, A, beta, G, rows, n_out, n_in)

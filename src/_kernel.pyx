@@ -4,8 +4,8 @@ Layout. The parameters of all layers live in one flat buffer, layer after
 layer: W_m (n_out x n_in, row-major) then b_m (n_out). Rows are samples:
 z = a_prev @ W.T + b. The workspace for a batch of B rows holds, in order,
 the activations of layers 1..L (B x n_m each), two delta buffers (B x widest)
-and gather buffers for a shuffled minibatch of X (B x n_0) and Y (B x n_L);
-``workspace_size`` gives its length.
+and gather buffers for a shuffled minibatch of X (B x n_0), Y (B x n_L) and
+the sample weights (B); ``workspace_size`` gives its length.
 A double buffer of the widest layer's length accumulates bias gradients.
 
 Contract. The ``def`` functions take only contiguous typed memoryviews and
@@ -13,9 +13,20 @@ scalars whose shapes the caller (backprop_fast.Network) has checked; they run
 with the GIL released, allocate nothing, and report trouble by a status code.
 Costs are summed over samples in double; the caller divides.
 """
-from libc.math cimport isfinite, log
-from libc.stdint cimport uint64_t
+from libc.math cimport INFINITY, M_PI, NAN, cos, isfinite, log, pow, sqrt, sqrtf
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
+
+cdef extern from "Python.h":
+    int PyErr_CheckSignals() except -1
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int timespec_get(timespec* ts, int base)
+    int TIME_UTC
 
 from cython cimport floating
 
@@ -32,6 +43,28 @@ cdef enum:
     STATUS_OK = 0
     STATUS_NONFINITE_COST = 1
     STATUS_NONFINITE_PARAMS = 2
+
+# Codes shared with backprop_fast/network.py.
+cdef enum:
+    OPT_SGD = 0
+    OPT_ADAM = 1
+    OPT_ADAMW = 2
+
+cdef enum:
+    SCHED_CONSTANT = 0
+    SCHED_INVSCALING = 1
+    SCHED_COSINE = 2
+    SCHED_PLATEAU = 3
+
+# Columns of the history array fit fills, one row per epoch.
+cdef enum:
+    H_LOSS = 0
+    H_VAL_LOSS = 1
+    H_VAL_ACCURACY = 2
+    H_RATE = 3
+    H_TIME = 4
+    H_COLUMNS = 5
+HISTORY_COLUMNS = ("loss", "val_loss", "val_accuracy", "learning_rate", "time")
 
 
 cdef struct Net:
@@ -69,7 +102,7 @@ cdef Py_ssize_t _total_width(const Net* net) noexcept nogil:
 
 cdef Py_ssize_t _workspace_size(const Net* net, Py_ssize_t batch) noexcept nogil:
     return (batch * (_total_width(net) + 2 * net.widest + net.sizes[0]
-                     + net.sizes[net.n_layers]))
+                     + net.sizes[net.n_layers] + 1))
 
 
 def workspace_size(const Py_ssize_t[::1] sizes, const int[::1] acts,
@@ -143,14 +176,15 @@ cdef void _column_sums(const floating* D, double* bsum, Py_ssize_t rows,
 
 
 cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
-                          floating* D, double* bsum,
+                          const floating* sw, floating* D, double* bsum,
                           Py_ssize_t rows) noexcept nogil:
     """Output layer of a training pass.
 
-    IN: Z = a_prev @ W.T + b (rows x n), the targets Y.
-    OUT: D = dC/dz per sample (not divided by rows), bsum = column sums of D,
-    and the return value: the sum over rows of the per-sample costs. Z is
-    used as scratch.
+    IN: Z = a_prev @ W.T + b (rows x n), the targets Y, the sample weights sw
+    (or NULL for weights of 1).
+    OUT: D = dC/dz per sample times its weight (not divided by rows), bsum =
+    column sums of D, and the return value: the weighted sum over rows of the
+    per-sample costs. Z is used as scratch.
     """
     cdef Py_ssize_t r, i, j
     cdef Py_ssize_t n = net.sizes[net.n_layers]
@@ -160,7 +194,7 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
     cdef floating* zr
     cdef floating* dr
     cdef const floating* yr
-    cdef double cost = 0, s, sy, syz, ga, sq
+    cdef double cost = 0, c, s, sy, syz, ga, sq
     if act == ACT_SOFTMAX:
         for r in range(rows):
             zr = Z + r * n
@@ -176,7 +210,7 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
                     sy += yr[j]
                     syz += yr[j] * (<double>(zr[j] - zmax))
                 s = _exp_shifted(zr, zmax, n)
-                cost += sy * log(s) - syz
+                c = sy * log(s) - syz
                 # dC/dz = sum(y) a - y: a - y for targets that sum to 1.
                 inv = <floating>(sy / s)
                 for j in range(n):
@@ -195,7 +229,12 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
                     sq += g * g
                 for j in range(n):
                     dr[j] = zr[j] * (dr[j] - <floating>ga)
-                cost += 0.5 * sq
+                c = 0.5 * sq
+            if sw != NULL:
+                c *= sw[r]
+                for j in range(n):
+                    dr[j] = dr[j] * sw[r]
+            cost += c
         _column_sums(D, bsum, rows, n)
         return cost
     if act == ACT_SIGMOID and net.loss == LOSS_CROSS_ENTROPY:
@@ -220,8 +259,15 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
             g = a - Y[i]
             D[i] = g * derivative(act, a)
             Z[i] = half * g * g
-    for i in range(rows * n):
-        cost += Z[i]
+    for r in range(rows):
+        c = 0
+        for j in range(n):
+            c += Z[r * n + j]
+        if sw != NULL:
+            c *= sw[r]
+            for j in range(n):
+                D[r * n + j] = D[r * n + j] * sw[r]
+        cost += c
     _column_sums(D, bsum, rows, n)
     return cost
 
@@ -243,18 +289,82 @@ cdef void _hidden_delta(int act, floating* P, const floating* A, double* bsum,
     _column_sums(P, bsum, rows, n)
 
 
+# ------------------------------------------------------------- the optimizers
+
+cdef struct Optim:
+    int kind                    # OPT_SGD, OPT_ADAM, OPT_ADAMW
+    bint fold                   # plain SGD: update folded into the products
+    double momentum, beta1, beta2, epsilon, weight_decay
+    bint nesterov
+    double bc1, bc2             # Adam's bias corrections for this step
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is double:
+        return sqrt(x)
+    else:
+        return sqrtf(x)
+
+
+cdef void _optimizer_step(const Optim* o, double rate, floating* p,
+                          const floating* g, floating* m, floating* v,
+                          Py_ssize_t n) noexcept nogil:
+    """One step of torch.optim.SGD / Adam / AdamW on n parameters.
+
+    IN: g the gradient. IN/OUT: p the parameters, m the momentum buffer or
+    Adam's first moment, v Adam's second moment. Weight decay is added to the
+    gradient (L2) for SGD and Adam, and decoupled for AdamW.
+    """
+    cdef Py_ssize_t i
+    cdef floating lr = <floating>rate, wd = <floating>o.weight_decay
+    cdef floating mu = <floating>o.momentum, d, one = 1
+    cdef floating b1 = <floating>o.beta1, b2 = <floating>o.beta2
+    cdef floating eps = <floating>o.epsilon
+    cdef floating step, bc2_sqrt, decay
+    if o.kind == OPT_SGD:
+        if mu == 0:
+            for i in range(n):
+                p[i] = p[i] - lr * (g[i] + wd * p[i])
+        elif o.nesterov:
+            for i in range(n):
+                d = g[i] + wd * p[i]
+                m[i] = mu * m[i] + d
+                p[i] = p[i] - lr * (d + mu * m[i])
+        else:
+            # A zero buffer makes the first step's buffer the gradient itself,
+            # as PyTorch does (dampening 0).
+            for i in range(n):
+                m[i] = mu * m[i] + (g[i] + wd * p[i])
+                p[i] = p[i] - lr * m[i]
+        return
+    step = <floating>(rate / o.bc1)
+    bc2_sqrt = <floating>sqrt(o.bc2)
+    if o.kind == OPT_ADAMW:
+        decay = <floating>(1.0 - rate * o.weight_decay)
+        for i in range(n):
+            p[i] = p[i] * decay
+        wd = 0
+    for i in range(n):
+        d = g[i] + wd * p[i]
+        m[i] = b1 * m[i] + (one - b1) * d
+        v[i] = b2 * v[i] + (one - b2) * d * d
+        p[i] = p[i] - step * m[i] / (_sqrt(v[i]) / bc2_sqrt + eps)
+
+
 # ------------------------------------------------------------- the whole step
 
 cdef double _batch(const Net* net, floating* params, const floating* X,
-                   const floating* Y, Py_ssize_t rows, Py_ssize_t batch,
-                   floating* work, double* bsum, double rate,
-                   floating* grad) noexcept nogil:
+                   const floating* Y, const floating* sw, Py_ssize_t rows,
+                   Py_ssize_t batch, floating* work, double* bsum,
+                   const Optim* opt, double rate, floating* grad,
+                   floating* m1, floating* m2) noexcept nogil:
     """Forward and backward pass over ``rows`` samples; returns the cost sum.
 
-    With grad NULL the parameters take a gradient-descent step of ``rate``
-    (the update folded into the weight-gradient product); otherwise the mean
-    gradient is written to grad (laid out like params) and params are left
-    alone. ``batch`` is the row capacity the workspace was laid out for.
+    With opt NULL the mean gradient is written to grad (laid out like params)
+    and params are left alone. Otherwise the parameters take one optimizer
+    step of ``rate``: for plain SGD folded into the weight-gradient product,
+    for the others through grad and the optimizer state m1, m2, layer by
+    layer. ``batch`` is the row capacity the workspace was laid out for.
     """
     cdef Py_ssize_t L = net.n_layers
     cdef Py_ssize_t m, j, n_in, n_out, w_off, a_off
@@ -266,7 +376,7 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
     cdef floating* b = NULL
     cdef const floating* a_in
     cdef double cost
-    cdef floating alpha = <floating>(-rate / rows)
+    cdef bint fold = opt != NULL and opt.fold
 
     # Forward: activations of layer m+1 at work + batch * a_off.
     w_off = 0
@@ -283,10 +393,10 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
             a_in = work + batch * a_off
             a_off += n_out
             w_off += n_out * (n_in + 1)
-    cost = _output_delta(net, work + batch * a_off, Y, D, bsum, rows)
+    cost = _output_delta(net, work + batch * a_off, Y, sw, D, bsum, rows)
 
     # Backward, last layer first. Each layer's delta is propagated through its
-    # weights before those weights are updated.
+    # weights before those weights change.
     for m in range(L - 1, -1, -1):
         n_in = net.sizes[m]
         n_out = net.sizes[m + 1]
@@ -297,7 +407,7 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
             a_in = work + batch * a_off
         else:
             a_in = X
-        if grad == NULL:
+        if fold:
             for j in range(n_out):
                 b[j] = b[j] + <floating>(-rate * bsum[j] / rows)
         else:
@@ -306,13 +416,15 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
         if m > 0:
             matmul_ab(D, W, P, rows, n_out, n_in)
             _hidden_delta(net.acts[m - 1], P, a_in, bsum, rows, n_in)
-        if grad == NULL:
-            matmul_atb_acc(alpha, D, a_in, W, rows, n_out, n_in)
-        else:
-            for j in range(n_out * n_in):
-                grad[w_off + j] = 0
-            matmul_atb_acc(<floating>(1.0 / rows), D, a_in, grad + w_off,
+        if fold:
+            matmul_atb_acc(<floating>(-rate / rows), D, a_in, <floating>1, W,
                            rows, n_out, n_in)
+        else:
+            matmul_atb_acc(<floating>(1.0 / rows), D, a_in, <floating>0,
+                           grad + w_off, rows, n_out, n_in)
+            if opt != NULL:
+                _optimizer_step(opt, rate, W, grad + w_off, m1 + w_off,
+                                m2 + w_off, n_out * (n_in + 1))
         swap = D
         D = P
         P = swap
@@ -383,85 +495,277 @@ cdef void _shuffle(Rng* rng, Py_ssize_t* order, Py_ssize_t n) noexcept nogil:
         order[j] = t
 
 
-# ------------------------------------------------------------ entry points
+def rng_seed(uint64_t[::1] state, uint64_t seed):
+    """Fill a 4-word xoshiro256** state from one 64-bit seed."""
+    cdef Rng rng
+    if state.shape[0] != 4:
+        raise ValueError("state must have 4 words")
+    _rng_seed(&rng, seed)
+    memcpy(&state[0], &rng, sizeof(Rng))
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    timespec_get(&ts, TIME_UTC)
+    return ts.tv_sec + 1e-9 * ts.tv_nsec
+
+
+cdef inline floating* _ptr(floating[::1] a) noexcept:
+    # NULL for an empty buffer: its data pointer must not be taken by index.
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef double _validate(const Net* net, const floating* params,
+                      const floating* X, const floating* Y, Py_ssize_t n,
+                      Py_ssize_t batch, floating* work, double* bsum,
+                      double* accuracy) noexcept nogil:
+    """Sum of the per-sample costs over n rows, ``batch`` rows at a time.
+
+    OUT: *accuracy, for classifiers, the fraction of rows whose largest
+    softmax output is the target's largest entry, or for sigmoid outputs the
+    fraction of units whose rounded output equals the rounded target.
+    """
+    cdef Py_ssize_t L = net.n_layers, n_out = net.sizes[net.n_layers]
+    cdef Py_ssize_t start = 0, rows, r, j, jz, jy
+    cdef int act = net.acts[L - 1]
+    cdef floating* z = work + batch * (_total_width(net) - n_out)
+    cdef const floating* zr
+    cdef const floating* yr
+    cdef double cost = 0
+    cdef Py_ssize_t correct = 0
+    while start < n:
+        rows = min(batch, n - start)
+        _forward_chunk(net, params, X + start * net.sizes[0], z, rows, batch, work)
+        for r in range(rows):
+            zr = z + r * n_out
+            yr = Y + (start + r) * n_out
+            if act == ACT_SOFTMAX:
+                jz = 0
+                jy = 0
+                for j in range(1, n_out):
+                    if zr[j] > zr[jz]:
+                        jz = j
+                    if yr[j] > yr[jy]:
+                        jy = j
+                correct += jz == jy
+            elif act == ACT_SIGMOID:
+                # sigmoid(z) > 0.5 exactly when z > 0.
+                for j in range(n_out):
+                    correct += (zr[j] > 0) == (yr[j] > 0.5)
+        cost += _output_delta(net, z, Y + start * n_out, NULL, z + batch * n_out,
+                              bsum, rows)
+        start += rows
+    accuracy[0] = correct / <double>(n if act == ACT_SOFTMAX else n * n_out)
+    return cost
+
+
+cdef class Settings:
+    """Scalar options of one fit call, set by backprop_fast.Network."""
+    cdef public Py_ssize_t epochs, batch, patience
+    cdef public double learning_rate, momentum, beta1, beta2, epsilon
+    cdef public double weight_decay, power_t, min_delta
+    cdef public int optimizer, schedule
+    cdef public bint nesterov, shuffle, early_stopping, restore_best
+
 
 def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
         int loss, const floating[:, ::1] X, const floating[:, ::1] Y,
-        Py_ssize_t epochs, Py_ssize_t batch, double learning_rate,
-        bint shuffle, uint64_t seed, Py_ssize_t[::1] order,
-        floating[::1] work, double[::1] bsum, floating[::1] snapshot,
-        double[::1] losses):
-    """Minibatch gradient descent over whole epochs, in one call.
+        const floating[::1] sample_weight, const floating[:, ::1] X_val,
+        const floating[:, ::1] Y_val, Settings settings,
+        uint64_t[::1] rng_state, int64_t[::1] step, Py_ssize_t[::1] order,
+        floating[::1] work, double[::1] bsum, floating[::1] grad,
+        floating[::1] m1, floating[::1] m2, floating[::1] snapshot,
+        floating[::1] best, double[:, ::1] history, object epoch_end):
+    """Train over whole epochs in one call.
 
-    IN: X (n x n_0), Y (n x n_L), ``order`` a scratch index array of n,
-    ``snapshot`` scratch of the parameters' length, ``work`` and ``bsum`` as
-    laid out by ``workspace_size(sizes, acts, batch)``.
-    OUT: params trained; losses[e] = mean cost of epoch e's minibatches, each
-    taken before its step. Shuffling (xoshiro256** from ``seed``) reorders
-    the samples each epoch unless one batch holds them all.
+    IN: X (n x n_0), Y (n x n_L); sample_weight (n, or empty for weights of
+    1); X_val, Y_val (empty for no validation); settings.
+    SCRATCH: order (n), work and bsum as laid out by workspace_size for
+    settings.batch rows, snapshot (n_params), grad (n_params, or empty for
+    plain SGD), best (n_params, or empty without restore_best).
+    IN/OUT: params; m1, m2 the optimizer state (momentum buffer, Adam's
+    moments; empty where unused); step, Adam's step count; rng_state, the
+    shuffling generator, continued across calls.
+    OUT: history[e, :] = loss, val_loss, val_accuracy, learning rate and
+    seconds of epoch e (NaN where not measured).
 
-    Returns (status, epochs_done). On a non-finite cost the parameters of the
-    last finished step are kept if finite, otherwise those at the start of
-    the epoch (which were checked finite) are restored.
+    ``epoch_end``, None or a callable, is called with the GIL after each
+    epoch as epoch_end(e); a true result stops training. Signals are checked
+    million or so multiply-adds, so Ctrl-C stops at a minibatch boundary.
+
+    Returns (status, epochs_done, best_epoch). On a non-finite cost the
+    parameters of the last finished step are kept if finite, otherwise those
+    at the start of the epoch (checked finite) are restored.
     """
     cdef Net net
     cdef Rng rng
-    cdef Py_ssize_t n = X.shape[0]
+    cdef Optim opt
+    cdef Py_ssize_t n = X.shape[0], n_val = X_val.shape[0]
+    cdef Py_ssize_t batch = settings.batch, epochs = settings.epochs
     cdef Py_ssize_t n_in, n_out, epoch, start, rows, r, i, done = 0
+    cdef Py_ssize_t wait = 0, best_epoch = -1, steps = 0, check_every
+    cdef Py_ssize_t timed = 0, stride = 1
     cdef int status = STATUS_OK
-    cdef double total, cost
-    cdef bint gather = shuffle and batch < n
+    cdef double total, cost, rate, base_rate = settings.learning_rate
+    cdef double monitor, best_monitor = INFINITY, val_acc, t0, t1
+    cdef bint gather = settings.shuffle and batch < n
+    cdef bint weighted = sample_weight.shape[0] > 0
+    cdef bint stop = False
     cdef floating* p = &params[0]
     cdef floating* xg
     cdef floating* yg
+    cdef floating* wg
     cdef const floating* xb
     cdef const floating* yb
+    cdef const floating* wb
+    cdef floating* g = _ptr(grad)
+    cdef floating* s1 = _ptr(m1)
+    cdef floating* s2 = _ptr(m2)
     _init_net(&net, sizes, acts, loss)
-    if params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch):
+    if (params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch)
+            or snapshot.shape[0] != net.n_params or history.shape[0] < epochs
+            or history.shape[1] != H_COLUMNS or rng_state.shape[0] != 4
+            or (weighted and sample_weight.shape[0] != n)):
         raise ValueError("buffers do not match the network")
+    opt.kind = settings.optimizer
+    opt.momentum = settings.momentum
+    opt.nesterov = settings.nesterov
+    opt.beta1 = settings.beta1
+    opt.beta2 = settings.beta2
+    opt.epsilon = settings.epsilon
+    opt.weight_decay = settings.weight_decay
+    opt.fold = (opt.kind == OPT_SGD and opt.momentum == 0
+                and opt.weight_decay == 0)
+    if not opt.fold and (grad.shape[0] != net.n_params
+                         or (opt.kind != OPT_SGD or opt.momentum != 0)
+                         and m1.shape[0] != net.n_params
+                         or opt.kind != OPT_SGD and m2.shape[0] != net.n_params):
+        raise ValueError("optimizer buffers do not match the network")
+    if settings.early_stopping and settings.restore_best and best.shape[0] != net.n_params:
+        raise ValueError("best must hold the parameters")
     n_in = sizes[0]
     n_out = sizes[net.n_layers]
     xg = &work[0] + batch * (_total_width(&net) + 2 * net.widest)
     yg = xg + batch * n_in
-    with nogil:
-        _rng_seed(&rng, seed)
-        for i in range(n):
-            order[i] = i
-        for epoch in range(epochs):
-            memcpy(&snapshot[0], p, net.n_params * sizeof(floating))
-            if gather:
-                _shuffle(&rng, &order[0], n)
-            total = 0
-            start = 0
-            while start < n:
-                rows = min(batch, n - start)
+    wg = yg + batch * n_out
+    # Check for Ctrl-C about every 2**20 multiply-adds (well under a ms).
+    check_every = max(1, (1 << 20) // (batch * net.n_params))
+    memcpy(&rng, &rng_state[0], sizeof(Rng))
+    rate = base_rate
+    try:
+        with nogil:
+            # One clock read an epoch: each epoch ends where the next begins.
+            t0 = _now()
+            for epoch in range(epochs):
+                if settings.schedule == SCHED_INVSCALING:
+                    rate = base_rate / pow(epoch + 1.0, settings.power_t)
+                elif settings.schedule == SCHED_COSINE:
+                    rate = 0.5 * base_rate * (1 + cos(M_PI * epoch / epochs))
+                memcpy(&snapshot[0], p, net.n_params * sizeof(floating))
                 if gather:
-                    for r in range(rows):
-                        memcpy(xg + r * n_in, &X[order[start + r], 0],
-                               n_in * sizeof(floating))
-                        memcpy(yg + r * n_out, &Y[order[start + r], 0],
-                               n_out * sizeof(floating))
-                    xb = xg
-                    yb = yg
-                else:
-                    xb = &X[start, 0]
-                    yb = &Y[start, 0]
-                cost = _batch(&net, p, xb, yb, rows, batch, &work[0],
-                              &bsum[0], learning_rate, NULL)
-                if not isfinite(cost):
+                    # Each epoch's order depends only on the generator's state, so
+                    # training continued over several calls repeats a single call.
+                    for i in range(n):
+                        order[i] = i
+                    _shuffle(&rng, &order[0], n)
+                total = 0
+                start = 0
+                while start < n:
+                    rows = min(batch, n - start)
+                    wb = NULL
+                    if gather:
+                        for r in range(rows):
+                            memcpy(xg + r * n_in, &X[order[start + r], 0],
+                                   n_in * sizeof(floating))
+                            memcpy(yg + r * n_out, &Y[order[start + r], 0],
+                                   n_out * sizeof(floating))
+                            if weighted:
+                                wg[r] = sample_weight[order[start + r]]
+                        xb = xg
+                        yb = yg
+                        if weighted:
+                            wb = wg
+                    else:
+                        xb = &X[start, 0]
+                        yb = &Y[start, 0]
+                        if weighted:
+                            wb = &sample_weight[start]
+                    if opt.kind != OPT_SGD:
+                        step[0] += 1
+                        opt.bc1 = 1 - pow(opt.beta1, <double>step[0])
+                        opt.bc2 = 1 - pow(opt.beta2, <double>step[0])
+                    cost = _batch(&net, p, xb, yb, wb, rows, batch, &work[0],
+                                  &bsum[0], &opt, rate, g, s1, s2)
+                    if not isfinite(cost):
+                        status = STATUS_NONFINITE_COST
+                        break
+                    total += cost
+                    start += rows
+                    steps += 1
+                    if steps % check_every == 0:
+                        with gil:
+                            PyErr_CheckSignals()
+                if status == STATUS_OK and not isfinite(total):
+                    # Every batch's cost was finite, their sum is not: the
+                    # costs are near the largest double, as good as diverged.
                     status = STATUS_NONFINITE_COST
+                if status == STATUS_OK and not _all_finite(p, net.n_params):
+                    status = STATUS_NONFINITE_PARAMS
+                if status != STATUS_OK:
+                    if not _all_finite(p, net.n_params):
+                        memcpy(p, &snapshot[0], net.n_params * sizeof(floating))
                     break
-                total += cost
-                start += rows
-            if status == STATUS_OK and not _all_finite(p, net.n_params):
-                status = STATUS_NONFINITE_PARAMS
-            if status != STATUS_OK:
-                if not _all_finite(p, net.n_params):
-                    memcpy(p, &snapshot[0], net.n_params * sizeof(floating))
-                break
-            losses[epoch] = total / n
-            done += 1
-    return status, done
+                history[epoch, H_LOSS] = total / n
+                history[epoch, H_RATE] = rate
+                monitor = total / n
+                history[epoch, H_VAL_LOSS] = NAN
+                history[epoch, H_VAL_ACCURACY] = NAN
+                if n_val > 0:
+                    monitor = _validate(&net, p, &X_val[0, 0], &Y_val[0, 0], n_val,
+                                        batch, &work[0], &bsum[0], &val_acc) / n_val
+                    history[epoch, H_VAL_LOSS] = monitor
+                    history[epoch, H_VAL_ACCURACY] = val_acc
+                done += 1
+                # Early stopping and the plateau schedule watch the validation
+                # cost when there is one, the training cost otherwise.
+                if monitor < best_monitor - settings.min_delta:
+                    best_monitor = monitor
+                    best_epoch = epoch
+                    wait = 0
+                    if settings.early_stopping and settings.restore_best:
+                        memcpy(&best[0], p, net.n_params * sizeof(floating))
+                else:
+                    wait += 1
+                    if settings.schedule == SCHED_PLATEAU and wait % settings.patience == 0:
+                        rate /= 5
+                    # With the plateau schedule each reduced rate gets its own
+                    # patience before training stops.
+                    if settings.early_stopping and wait >= settings.patience * (
+                            2 if settings.schedule == SCHED_PLATEAU else 1):
+                        stop = True
+                # Epochs shorter than ~20 us are timed in blocks (each gets the
+                # block's mean) so that reading the clock costs under 1 %.
+                if (epoch + 1 - timed >= stride or epoch + 1 == epochs or stop
+                        or epoch_end is not None):
+                    t1 = _now()
+                    for i in range(timed, epoch + 1):
+                        history[i, H_TIME] = (t1 - t0) / (epoch + 1 - timed)
+                    if (t1 - t0) / (epoch + 1 - timed) < 20e-6 and stride < 4096:
+                        stride *= 2
+                    t0 = t1
+                    timed = epoch + 1
+                if epoch_end is not None:
+                    with gil:
+                        stop = bool(epoch_end(epoch)) or stop
+                if stop:
+                    break
+            if (status == STATUS_OK and settings.early_stopping and settings.restore_best
+                    and best_epoch >= 0 and best_epoch != done - 1):
+                memcpy(p, &best[0], net.n_params * sizeof(floating))
+    finally:
+        # Kept even when a callback or Ctrl-C ends the call by an exception.
+        memcpy(&rng_state[0], &rng, sizeof(Rng))
+    return status, done, best_epoch
 
 
 def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
@@ -478,8 +782,8 @@ def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
         raise ValueError("buffers do not match the network")
     with nogil:
         # _batch only writes params when grad is NULL.
-        cost = _batch(&net, <floating*>&params[0], &X[0, 0], &Y[0, 0], n, n,
-                      &work[0], &bsum[0], 0.0, &grad[0])
+        cost = _batch(&net, <floating*>&params[0], &X[0, 0], &Y[0, 0], NULL, n,
+                      n, &work[0], &bsum[0], NULL, 0.0, &grad[0], NULL, NULL)
     return cost
 
 
@@ -545,7 +849,7 @@ def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
             rows = min(batch, n - start)
             _forward_chunk(&net, &params[0], &X[start, 0], z, rows, batch,
                            &work[0])
-            cost += _output_delta(&net, z, &Y[start, 0], z + batch * n_out,
+            cost += _output_delta(&net, z, &Y[start, 0], NULL, z + batch * n_out,
                                   &bsum[0], rows)
             start += rows
     return cost

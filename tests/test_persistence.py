@@ -1,4 +1,5 @@
 """save / Network.load: exact round trips, atomic writes, no pickle, clear errors."""
+import json
 import os
 import pathlib
 
@@ -262,3 +263,76 @@ def test_load_of_missing_file(tmp_path):
     """A missing file is not a corrupt one: the usual FileNotFoundError."""
     with pytest.raises(FileNotFoundError):
         Network.load(tmp_path / "nope.npz")
+
+
+# ---------------------------------------------------------------- the format
+
+
+@pytest.mark.parametrize("options", [dict(optimizer="adam", learning_rate=1e-2),
+                                     dict(momentum=0.9, nesterov=True),
+                                     dict(optimizer="adamw", weight_decay=0.1),
+                                     dict()])
+def test_saved_network_continues_training_exactly(tmp_path, options):
+    """Optimizer state, step count and the shuffling generator travel in the file."""
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+    net = Network([4, 6, 3], ["tanh", "softmax"], seed=3)
+    twin = Network([4, 6, 3], ["tanh", "softmax"], seed=3)
+    net.fit(X, y, epochs=3, batch_size=8, **options)
+    twin.fit(X, y, epochs=3, batch_size=8, **options)
+    net.save(tmp_path / "m.npz")
+    loaded = Network.load(tmp_path / "m.npz")
+    loaded.fit(X, y, epochs=2, batch_size=8, **options)
+    twin.fit(X, y, epochs=2, batch_size=8, **options)
+    for a, b in zip(loaded.weights + loaded.biases, twin.weights + twin.biases):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.history.loss == twin.history.loss
+    assert len(loaded.history.loss) == 5
+
+
+def test_history_of_all_fits_is_saved(tmp_path):
+    X = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], float)
+    y = np.array([0, 1, 1, 0])
+    net = Network([2, 3, 1], seed=0)
+    net.fit(X, y, epochs=4, learning_rate=0.5, validation_data=(X, y))
+    net.fit(X, y, epochs=2, learning_rate=0.5)
+    assert len(net.history.loss) == 6 and len(net.history.val_loss) == 4
+    net.save(tmp_path / "h.npz")
+    loaded = Network.load(tmp_path / "h.npz")
+    for figure in ("loss", "val_loss", "val_accuracy", "learning_rate", "time"):
+        assert getattr(loaded.history, figure) == getattr(net.history, figure)
+
+
+def _edit_file(path, **changes):
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["meta"][()]))
+    for key, value in changes.pop("meta", {}).items():
+        meta[key] = value
+    arrays["meta"] = np.array(json.dumps(meta))
+    arrays.update(changes)
+    np.savez(path, **arrays)
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    path = tmp_path / "m.npz"
+    Network([2, 2, 1], seed=0).save(path)
+    _edit_file(path, meta={"format_version": 99})
+    with pytest.raises(ValueError, match="version 99.*Upgrade"):
+        Network.load(path)
+
+
+@pytest.mark.parametrize("change", [
+    dict(params=np.zeros(5)),                                   # wrong length
+    dict(params=np.zeros(9, dtype=np.float32)),                 # wrong dtype
+    dict(rng_state=np.zeros(3, dtype=np.uint64)),
+    dict(meta={"layer_sizes": [2, 3, 1]}),                      # params no longer fit
+    dict(meta={"optimizer": {"name": "adam", "step": 1}}),      # state arrays missing
+    dict(meta={"history": {"loss": ["a"]}}),
+])
+def test_inconsistent_file_is_refused(tmp_path, change):
+    path = tmp_path / "m.npz"
+    Network([2, 2, 1], seed=0).save(path)
+    _edit_file(path, **change)
+    with pytest.raises(ValueError, match="not a readable backprop_fast model"):
+        Network.load(path)

@@ -513,11 +513,6 @@ def test_large_learning_rates_diverge_cleanly(problem, epochs, batch_size, learn
     _assert_predict_correct(net, X, net.predict(X))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG(src/_kernel.pyx fit): each minibatch cost is checked for finiteness, "
-    "but not the epoch's sum of them; online SGD at learning_rate=1e308 makes "
-    "every cost ~1e307, the sum overflows, and fit returns history.loss == [inf] "
-    "without a DivergenceError. Fix: test isfinite(total) (or accumulate the mean)"))
 def test_epoch_cost_overflow_is_divergence():
     """Found by the long hypothesis profile (test_large_learning_rates_diverge_cleanly
     at learning_rate=1.8e308); minimal form."""

@@ -13,13 +13,15 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     assert blocks, "the README has no Python example"
     monkeypatch.chdir(tmp_path)  # the example saves a file
-    namespace = {}
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), namespace)
+    spaces = []
+    for block in blocks:  # each example stands alone
+        spaces.append({})
+        exec(compile(block, str(README), "exec"), spaces[-1])
+    first = spaces[0]
     # The XOR example's comment shows these outputs.
     xor_inputs = np.array([[0, 0], [1, 0], [0, 1], [1, 1]])
-    np.testing.assert_allclose(namespace["net"].predict(xor_inputs).ravel(),
+    np.testing.assert_allclose(first["net"].predict(xor_inputs).ravel(),
                                [0.004, 0.995, 0.996, 0.003], atol=5e-4)
-    assert namespace["accuracy"] > 0.95
-    clf, same, X, labels = (namespace[k] for k in ("clf", "same", "X", "labels"))
+    assert first["accuracy"] > 0.95
+    clf, same, X, labels = (first[k] for k in ("clf", "same", "X", "labels"))
     assert same.evaluate(X, labels) == clf.evaluate(X, labels)

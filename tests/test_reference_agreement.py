@@ -10,6 +10,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backprop_fast import Network
 
@@ -143,4 +145,49 @@ def test_wider_layers_and_more_samples(dtype, randomise, reference_of, tol, asse
         np.testing.assert_allclose(g, g_ref, **kw)
     history = net.fit(X, Y, epochs=1, batch_size=1000, learning_rate=0.1, shuffle=False)
     np.testing.assert_allclose(history.loss, ref.fit(X, Y, 1, 1000, 0.1), **kw)
+    assert_params_close(net, ref, **kw)
+
+
+@st.composite
+def _random_problems(draw):
+    """Any valid combination, 1-4 layers of width 1-40, 1-120 samples, any batch size.
+    Products of more than 4096 multiply-adds go to BLAS, smaller ones to the
+    kernel's own loops; these sizes straddle that switch, also within one fit
+    (a full minibatch on one side, the smaller last one on the other)."""
+    hidden = draw(st.sampled_from(HIDDEN))
+    output, loss = draw(st.sampled_from(OUTPUT_LOSS))
+    n_layers = draw(st.integers(1, 4))
+    sizes = draw(st.lists(st.integers(1, 40), min_size=n_layers + 1, max_size=n_layers + 1))
+    if output == "softmax":
+        sizes[-1] = max(sizes[-1], 2)
+    n = draw(st.integers(1, 120))
+    batch_size = draw(st.one_of(st.none(), st.integers(1, n + 5)))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return hidden, output, loss, sizes, n, batch_size, dtype, seed
+
+
+# The fixtures used here hand out stateless helper functions, so sharing them
+# across hypothesis examples is safe.
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=_random_problems())
+def test_random_problems_match_reference(case, randomise, make_targets, reference_of, tol, assert_params_close):
+    hidden, output, loss, sizes, n, batch_size, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    net = Network(sizes, [hidden] * (len(sizes) - 2) + [output], loss, dtype=dtype, seed=0)
+    randomise(net, rng)
+    X = rng.normal(size=(n, sizes[0])).astype(dtype)
+    Y = make_targets(rng, n, sizes[-1], output, loss, dtype)
+    ref = reference_of(net)
+    kw = tol(dtype)
+
+    dW, db = net.gradients(X, Y)
+    _, dW_ref, db_ref = ref.gradients(X, Y)
+    for g, g_ref in zip(dW + db, dW_ref + db_ref):
+        np.testing.assert_allclose(g, g_ref, **kw)
+    history = net.fit(X, Y, epochs=2, batch_size=batch_size, learning_rate=0.01, shuffle=False)
+    history_ref = ref.fit(X, Y, 2, batch_size, 0.01)
+    _assert_well_conditioned(ref)
+    np.testing.assert_allclose(history.loss, history_ref, **kw)
     assert_params_close(net, ref, **kw)

@@ -1,0 +1,751 @@
+"""The ``train``, ``predict`` and ``evaluate`` commands of ``python -m backprop_fast``.
+
+::
+
+    python -m backprop_fast train data.csv --target species --layers 64,32 \\
+        --activation relu --epochs 20 --model model.npz [--plot curve.png]
+    python -m backprop_fast predict data.csv --model model.npz [--output out.csv] [--proba]
+    python -m backprop_fast evaluate data.csv --model model.npz
+
+``train`` reads a CSV file (header line detected, delimiter sniffed, .gz
+accepted), infers classification or regression from the target column
+(``--task`` overrides), standardises the features (and a regression target),
+trains a network and saves it. The model file is an ordinary ``Network.save``
+file, loadable with ``Network.load``; its JSON description carries one extra
+entry, ``"cli"``, with what ``predict`` and ``evaluate`` need to read new data
+the same way: feature columns, scaling, task and class labels.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import textwrap
+import time
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+
+import numpy as np
+
+from ._csv import CSVError, Table, is_number, read_csv
+from ._io import atomic_open
+from .network import ACTIVATIONS, DivergenceError, Network
+
+__all__ = ["add_commands", "ProgressBar", "save_model", "load_model", "CLIError"]
+
+#: An integer-valued target with at most this many distinct values is taken
+#: for class labels (``--task`` overrides the guess).
+MAX_INFERRED_CLASSES = 20
+CLI_FORMAT_VERSION = 1
+
+
+class CLIError(ValueError):
+    """A problem with the command's arguments or files, reported as one line."""
+
+
+# ---------------------------------------------------------------- model files
+
+def save_model(net: Network, path: str, info: Dict[str, Any]) -> None:
+    """``net.save(path)`` with ``info`` added to the file's JSON description.
+
+    The result stays a file that ``Network.load`` reads; ``load_model``
+    returns ``info`` beside the network. Written atomically.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".backprop_fast-", suffix=".npz", dir=folder)
+    os.close(fd)
+    try:
+        net.save(tmp)
+        with np.load(tmp, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays["meta"][()]))
+        meta["cli"] = dict(info, cli_format_version=CLI_FORMAT_VERSION)
+        arrays["meta"] = np.array(json.dumps(meta))
+        with atomic_open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def load_model(path: str) -> Tuple[Network, Optional[Dict[str, Any]]]:
+    """Read a model file: the network and the command line's description (or
+    None for a file written by ``Network.save`` alone)."""
+    net = Network.load(path)  # validates the file; raises ValueError if it is not one
+    with np.load(os.fspath(path), allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"][()]))
+    info = meta.get("cli")
+    if info is not None:
+        version = info.get("cli_format_version") if isinstance(info, dict) else None
+        if not isinstance(version, int) or version > CLI_FORMAT_VERSION:
+            raise ValueError(f"{path}: command-line model description version {version!r}; "
+                             f"this backprop_fast reads up to {CLI_FORMAT_VERSION}. "
+                             "Upgrade backprop_fast.")
+    return net, info
+
+
+# ---------------------------------------------------------------- progress
+
+class ProgressBar:
+    """A one-line progress bar for training, usable as a fit callback.
+
+    On a terminal the line is redrawn in place; otherwise (a log file, a
+    pipe) about 10 lines are printed over the run.
+    """
+
+    def __init__(self, epochs: int, stream: Optional[TextIO] = None, width: int = 24,
+                 enabled: bool = True):
+        self.epochs = epochs
+        self.stream = sys.stderr if stream is None else stream
+        self.width = width
+        self.enabled = enabled and epochs > 0
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.perf_counter()
+        self.every = max(1, math.ceil(epochs / 10))
+        self.last = ""
+        self.epochs_done = 0
+
+    def line(self, epoch: int, logs: Dict[str, Any]) -> str:
+        done = epoch + 1
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / done * (self.epochs - done)
+        filled = int(self.width * done / self.epochs)
+        bar = "=" * filled + (">" if filled < self.width else "") + " " * (self.width - filled - 1)
+        parts = [f"epoch {done:>{len(str(self.epochs))}}/{self.epochs} [{bar[:self.width]}]"]
+        for key, label in (("loss", "loss"), ("val_loss", "val_loss"),
+                           ("val_accuracy", "val_acc"), ("learning_rate", "lr")):
+            value = logs.get(key)
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                parts.append(f"{label} {value:.4g}")
+        parts.append(f"{_duration(elapsed)} elapsed, {_duration(left)} left")
+        return "  ".join(parts)
+
+    def __call__(self, epoch: int, logs: Dict[str, Any]) -> None:
+        self.epochs_done = epoch + 1
+        if not self.enabled:
+            return None
+        text = self.line(epoch, logs)
+        if self.tty:
+            pad = max(0, len(self.last) - len(text))
+            self.stream.write("\r" + text + " " * pad)
+        elif (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
+            self.stream.write(text + "\n")
+        self.last = text
+        self.stream.flush()
+        return None
+
+    def close(self) -> None:
+        if self.enabled and self.tty and self.last:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+# ---------------------------------------------------------------- data
+
+def _parse_layers(text: str) -> List[int]:
+    text = text.strip()
+    if text in ("", "none", "0"):
+        return []
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise CLIError(f"--layers {text!r}: give hidden layer widths as positive "
+                           "integers separated by commas, e.g. 64,32 (or 'none')")
+        sizes.append(int(part))
+    return sizes
+
+
+def _parse_activations(text: str, n_hidden: int) -> List[str]:
+    names = [a.strip() for a in text.split(",")]
+    hidden = sorted(a for a in ACTIVATIONS if a != "softmax")
+    for a in names:
+        if a not in hidden:
+            raise CLIError(f"--activation {text!r}: {a!r} is not one of {', '.join(hidden)}")
+    if len(names) == 1:
+        return names * n_hidden
+    if len(names) != n_hidden:
+        raise CLIError(f"--activation {text!r}: give one name for all hidden layers or one "
+                       f"per hidden layer ({n_hidden})")
+    return names
+
+
+def _infer_task(cells: Sequence[str]) -> Tuple[str, str]:
+    """('classification' | 'regression', the reason, for the user)."""
+    if not all(is_number(c) for c in cells):
+        return "classification", "it holds non-numeric labels"
+    values = np.array([float(c) for c in cells])
+    n_distinct = np.unique(values).size
+    if not np.all(values == np.round(values)):
+        return "regression", "it holds numbers with fractions"
+    if n_distinct <= MAX_INFERRED_CLASSES:
+        return "classification", f"it holds {n_distinct} distinct integers"
+    return "regression", (f"it holds {n_distinct} distinct integers, more than "
+                          f"{MAX_INFERRED_CLASSES}")
+
+
+def _label_key(label: str):
+    """Sort labels numerically when they are numbers, else as text."""
+    return (0, float(label), "") if is_number(label) else (1, 0.0, label)
+
+
+def _canonical_label(cell: str) -> str:
+    cell = cell.strip()
+    if is_number(cell):
+        value = float(cell)
+        return str(int(value)) if value == int(value) and abs(value) < 2**53 else repr(value)
+    return cell
+
+
+def _target_cells(table: Table, column: int) -> List[str]:
+    cells = []
+    for i, row in enumerate(table.rows):
+        cell = row[column].strip()
+        if not cell:
+            raise CSVError(f"{table.where(i)}, {table.column_label(column)}: the target "
+                           "cell is empty (a missing label: fill it in or drop the row)")
+        cells.append(cell)
+    return cells
+
+
+def _feature_columns(table: Table, info: Dict[str, Any]) -> List[int]:
+    """Where a model's features are in ``table`` (a file read for predict/evaluate)."""
+    names = info["features"]
+    if table.has_header and info.get("header"):
+        missing = [n for n in names if n not in table.columns]
+        if missing:
+            raise CSVError(f"{table.path} lacks the feature column(s) "
+                           f"{', '.join(map(repr, missing))} the model was trained on")
+        return [table.columns.index(n) for n in names]
+    width = len(table.columns)
+    if width == info["n_columns"]:
+        return list(info["feature_indices"])
+    if width == len(names):
+        return list(range(width))
+    raise CSVError(f"{table.path} has {width} columns; the model needs its {len(names)} "
+                   f"feature columns (or the {info['n_columns']} columns of its training file)")
+
+
+def _scale(X: np.ndarray, info: Dict[str, Any]) -> np.ndarray:
+    if info.get("x_mean") is None:
+        return X
+    return (X - np.asarray(info["x_mean"])) / np.asarray(info["x_scale"])
+
+
+def _scale_y(y: np.ndarray, info: Dict[str, Any]) -> np.ndarray:
+    if info.get("y_mean") is None:
+        return y
+    return (y - info["y_mean"]) / info["y_scale"]
+
+
+# ---------------------------------------------------------------- train
+
+def _fit_options(args) -> Dict[str, Any]:
+    """Network.fit keyword arguments from the training options."""
+    options: Dict[str, Any] = {"optimizer": args.optimizer, "weight_decay": args.weight_decay,
+                               "lr_schedule": args.lr_schedule, "power_t": args.power_t}
+    if args.optimizer == "sgd":
+        if args.nesterov and args.momentum == 0:
+            raise CLIError("--nesterov needs --momentum > 0 (e.g. 0.9)")
+        options.update(momentum=args.momentum, nesterov=args.nesterov)
+    elif args.momentum or args.nesterov:
+        raise CLIError(f"--momentum/--nesterov apply to --optimizer sgd, not {args.optimizer}")
+    if args.early_stopping or args.lr_schedule == "plateau":
+        options.update(patience=args.patience, min_delta=args.min_delta)
+    if args.early_stopping:
+        options["early_stopping"] = True
+    if args.class_weight:
+        options["class_weight"] = args.class_weight
+    return options
+
+
+def run_train(args) -> int:
+    out = sys.stdout
+    options = _fit_options(args)  # option errors before reading any data
+    hidden = _parse_layers(args.layers)
+    activations = _parse_activations(args.activation, len(hidden)) if hidden else []
+    table = read_csv(args.data, header=args.header, delimiter=args.delimiter)
+    target = table.column_index(args.target, "--target")
+    ignored = {table.column_index(c, "--ignore") for c in args.ignore}
+    features = [c for c in range(len(table.columns)) if c != target and c not in ignored]
+    if not features:
+        raise CLIError(f"{table.path}: no feature columns left beside the target "
+                       f"{table.columns[target]!r}")
+    cells = _target_cells(table, target)
+    task, why = _infer_task(cells)
+    if args.task is not None:
+        task, why = args.task, "--task"
+    X = table.numeric(features)
+
+    info: Dict[str, Any] = {
+        "task": task, "target": table.columns[target], "target_index": target,
+        "features": [table.columns[c] for c in features], "feature_indices": features,
+        "n_columns": len(table.columns), "header": table.has_header,
+        "x_mean": None, "x_scale": None, "y_mean": None, "y_scale": None, "classes": None,
+    }
+    if task == "classification":
+        classes = sorted({_canonical_label(c) for c in cells}, key=_label_key)
+        if len(classes) < 2:
+            raise CLIError(f"{table.path}: the target {info['target']!r} has only one class "
+                           f"({classes[0]!r}); classification needs at least two")
+        codes = {c: k for k, c in enumerate(classes)}
+        labels = np.array([codes[_canonical_label(c)] for c in cells])
+        info["classes"] = classes
+        if len(classes) == 2:
+            y = labels.astype(np.float64)
+            n_out, output, loss = 1, "sigmoid", "cross_entropy"
+        else:
+            y = labels
+            n_out, output, loss = len(classes), "softmax", "cross_entropy"
+    else:
+        y = table.numeric([target], what="target")
+        n_out, output, loss = 1, "identity", "squared_error"
+    X_val = y_val = None
+    if args.validation_split:
+        # A random hold-out (the file may be sorted by the target), fixed by --seed.
+        order = np.random.default_rng(args.seed).permutation(X.shape[0])
+        n_val = int(round(args.validation_split * X.shape[0]))
+        if not 0 < n_val < X.shape[0]:
+            raise CLIError(f"--validation-split {args.validation_split} leaves {n_val} of "
+                           f"{X.shape[0]} rows for validation; each side needs at least one")
+        val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+        X, X_val, y, y_val = X[train], X[val], y[train], y[val]
+        cells = [cells[i] for i in train]
+    if args.standardize:  # with the training rows' statistics only
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+        scale[scale == 0] = 1.0
+        info["x_mean"], info["x_scale"] = mean.tolist(), scale.tolist()
+        X = (X - mean) / scale
+        if task == "regression":
+            y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
+            info["y_mean"], info["y_scale"] = y_mean, y_scale
+            y = (y - y_mean) / y_scale
+    if X_val is not None and y_val is not None:
+        options["validation_data"] = (_scale(X_val, info), _scale_y(y_val, info))
+
+    sizes = [len(features)] + hidden + [n_out]
+    net = Network(sizes, activations + [output], loss, dtype=args.dtype, seed=args.seed)
+    batch = None if args.batch_size == 0 else args.batch_size
+    arch = "-".join(map(str, sizes))
+    print(f"{table.path}: {table.n_rows} rows, {len(features)} feature"
+          f"{'' if len(features) == 1 else 's'}; target "
+          f"{info['target']!r}: {task} ({why}" + ("" if why == "--task" else
+                                                  "; --task overrides") + ")", file=out)
+    print(f"network {arch}, activations {','.join(net.activations)}, loss {loss}, "
+          f"{net.dtype.name}, {args.epochs} epochs, batch "
+          f"{'all' if batch is None else batch}, learning rate {args.learning_rate:g}",
+          file=out)
+    if X_val is not None:
+        print(f"validation: {X_val.shape[0]} rows held out at random", file=out)
+    out.flush()
+    bar = ProgressBar(args.epochs, enabled=not args.quiet)
+    try:
+        history = net.fit(X, y, epochs=args.epochs, batch_size=batch,
+                          learning_rate=args.learning_rate, shuffle=args.shuffle,
+                          callbacks=[bar], **options)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted after {bar.epochs_done} epoch(s); the model was not saved",
+              file=sys.stderr)
+        return 130
+    except DivergenceError as exc:
+        bar.close()
+        raise CLIError(str(exc)) from None
+    bar.close()
+
+    save_model(net, args.model, info)
+    summary = [f"trained {len(history.loss)} epoch(s)"]
+    if history.stopped_early:
+        summary[0] += " (stopped early"
+        if history.best_epoch is not None and args.early_stopping:
+            summary[0] += f"; kept the parameters of epoch {history.best_epoch + 1}"
+        summary[0] += ")"
+    if history.loss:
+        summary.append(f"final cost {history.loss[-1]:.4g}")
+    if history.val_loss:
+        summary.append(f"validation cost {history.val_loss[-1]:.4g}")
+    if history.val_accuracy:
+        summary.append(f"validation accuracy {history.val_accuracy[-1]:.4g}")
+    metrics = _metrics(net, info, X, cells if task == "classification" else None,
+                       y)
+    summary.append(", ".join(f"training {k} {v:.4g}" for k, v in metrics.items()
+                             if k in ("accuracy", "rmse")))
+    print("; ".join(s for s in summary if s), file=out)
+    print(f"model saved to {args.model}", file=out)
+    if args.plot:
+        from .plot import plot_history
+        plot_history(history, args.plot, title=f"{os.path.basename(table.path)}: {arch}")
+        print(f"training curve saved to {args.plot}", file=out)
+    return 0
+
+
+# ---------------------------------------------------------------- predict / evaluate
+
+def _outputs(net: Network, info: Optional[Dict[str, Any]], X: np.ndarray):
+    """(predictions as strings or floats, probabilities or None, class labels or None)."""
+    raw = net.predict(X)
+    if info is None:
+        return raw, None, None
+    if info["task"] == "classification":
+        classes = info["classes"]
+        if raw.shape[1] == 1:
+            proba = np.hstack([1 - raw, raw])
+        else:
+            proba = raw
+        return [classes[k] for k in proba.argmax(axis=1)], proba, classes
+    values = raw[:, 0]
+    if info.get("y_mean") is not None:
+        values = values * info["y_scale"] + info["y_mean"]
+    return values, None, None
+
+
+def _read_features(args, net, info) -> Tuple[Table, np.ndarray]:
+    table = read_csv(args.data, header=args.header, delimiter=args.delimiter)
+    if info is None:
+        columns = list(range(len(table.columns)))
+        if getattr(args, "target", None) is not None:
+            target = table.column_index(args.target, "--target")
+            columns.remove(target)
+    else:
+        columns = _feature_columns(table, info)
+    if len(columns) != net.layer_sizes[0]:
+        raise CSVError(f"{table.path}: {len(columns)} feature columns, but the model takes "
+                       f"{net.layer_sizes[0]}")
+    return table, _scale(table.numeric(columns), info or {})
+
+
+def run_predict(args) -> int:
+    net, info = load_model(args.model)
+    table, X = _read_features(args, net, info)
+    predictions, proba, classes = _outputs(net, info, X)
+    target = info["target"] if info else "output"
+    with _output(args.output) as fh:
+        import csv
+        writer = csv.writer(fh, lineterminator="\n")
+        if info is None:
+            writer.writerow([f"output{k}" for k in range(predictions.shape[1])])
+            writer.writerows([[repr(float(v)) for v in row] for row in predictions])
+            return 0
+        header = [target]
+        if args.proba and proba is not None:
+            header += [f"P({c})" for c in classes]
+        elif args.proba:
+            raise CLIError("--proba applies to classification models; this one is a "
+                           "regression model")
+        writer.writerow(header)
+        for i, value in enumerate(predictions):
+            row = [value if isinstance(value, str) else repr(float(value))]
+            if args.proba:
+                row += [f"{p:.6g}" for p in proba[i]]
+            writer.writerow(row)
+    return 0
+
+
+class _output:
+    """stdout, or a file written atomically."""
+
+    def __init__(self, path):
+        self.path = path
+        self._cm = None
+
+    def __enter__(self):
+        if self.path in (None, "-"):
+            return sys.stdout
+        self._cm = atomic_open(self.path, "w", newline="", encoding="utf-8")
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc):
+        if self._cm is not None:
+            return self._cm.__exit__(*exc)
+        sys.stdout.flush()
+        return False
+
+
+def _metrics(net, info, X, label_cells, y_scaled) -> Dict[str, float]:
+    """Cost and task metrics; X is already scaled, y_scaled is what the network fits."""
+    out = {"cost": net.evaluate(X, y_scaled)}
+    if info is None:
+        return out
+    predictions, _, _ = _outputs(net, info, X)
+    if info["task"] == "classification":
+        truth = [_canonical_label(c) for c in label_cells]
+        out["accuracy"] = float(np.mean([p == t for p, t in zip(predictions, truth)]))
+    else:
+        y = np.asarray(y_scaled, dtype=np.float64).ravel()
+        if info.get("y_mean") is not None:
+            y = y * info["y_scale"] + info["y_mean"]
+        err = np.asarray(predictions) - y
+        out["rmse"] = float(np.sqrt(np.mean(err ** 2)))
+        out["mae"] = float(np.mean(np.abs(err)))
+        var = float(np.var(y))
+        out["r2"] = 1.0 - float(np.mean(err ** 2)) / var if var > 0 else float("nan")
+    return out
+
+
+def run_evaluate(args) -> int:
+    net, info = load_model(args.model)
+    if info is None and args.target is None:
+        raise CLIError(f"{args.model} was not written by 'train' (it has no record of its "
+                       "target column): give --target")
+    table, X = _read_features(args, net, info)
+    if args.target is not None:
+        key = args.target
+    elif info is not None and table.has_header and info["header"]:
+        key = info["target"]
+    else:
+        key = str(info["target_index"]) if info is not None else ""
+    target = table.column_index(key, "--target")
+    cells = _target_cells(table, target)
+    if info is not None and info["task"] == "classification":
+        classes = info["classes"]
+        codes = {c: k for k, c in enumerate(classes)}
+        unknown = sorted({_canonical_label(c) for c in cells} - set(codes), key=_label_key)
+        if unknown:
+            raise CLIError(f"{table.path}: labels {', '.join(map(repr, unknown[:5]))} in "
+                           f"{table.column_label(target)} were not seen in training "
+                           f"(the model knows {', '.join(map(repr, classes))})")
+        labels = np.array([codes[_canonical_label(c)] for c in cells])
+        y = labels.astype(np.float64) if len(classes) == 2 else labels
+        label_cells = cells
+    else:
+        y = table.numeric([target], what="target")
+        if info is None and net.activations[-1] == "softmax" and np.all(y == np.round(y)):
+            y = y.ravel().astype(np.int64)
+        elif info is not None:
+            y = _scale_y(y, info)
+        label_cells = None
+    metrics = _metrics(net, info, X, label_cells, y)
+    metrics = {"rows": table.n_rows, **metrics}
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        names = {"rows": "rows", "cost": f"cost ({net.loss}, mean per row)",
+                 "accuracy": "accuracy", "rmse": "RMSE", "mae": "MAE", "r2": "R^2"}
+        width = max(len(names[k]) for k in metrics)
+        for k, v in metrics.items():
+            print(f"{names[k]:<{width}}  {v if k == 'rows' else format(v, '.6g')}")
+    return 0
+
+
+# ---------------------------------------------------------------- argument parsing
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _add_csv_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", metavar="DATA.csv",
+                   help="CSV file, one sample per row (.csv.gz is read too; '-' is stdin)")
+    head = p.add_mutually_exclusive_group()
+    head.add_argument("--header", dest="header", action="store_true", default=None,
+                      help="the first line holds column names (default: detected: it does "
+                           "when it has a non-numeric cell above a numeric one)")
+    head.add_argument("--no-header", dest="header", action="store_false",
+                      help="the first line is data; columns are numbered from 0")
+    p.add_argument("--delimiter", metavar="CHAR", default=None,
+                   help="field separator (default: detected among , ; TAB |)")
+
+
+def _paragraph(text: str) -> str:
+    return textwrap.fill(text, 79)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written; a default shown only where it says something."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default == []
+                or default == argparse.SUPPRESS
+                or not action.option_strings or isinstance(action, argparse._StoreFalseAction)):
+            return text
+        if default is True:
+            default = action.option_strings[0]
+        return f"{text} (default: {default})"
+
+
+def add_commands(commands: "argparse._SubParsersAction") -> None:
+    """Register ``train``, ``predict`` and ``evaluate`` on ``commands`` (the
+    object returned by ``ArgumentParser.add_subparsers``)."""
+    train = commands.add_parser(
+        "train", prog="python -m backprop_fast train", help="train a network on a CSV file and save it",
+        formatter_class=_Formatter,
+        description=_paragraph("Train a network on the rows of a CSV file and save it. The task is "
+                    "classification when the target holds text labels or at most "
+                    f"{MAX_INFERRED_CLASSES} distinct integers, regression otherwise "
+                    "(--task overrides). Classification uses a sigmoid output (two "
+                    "classes) or softmax (more) with cross-entropy; regression an "
+                    "identity output with squared error. Features (and a regression "
+                    "target) are standardised with the training rows' mean and spread, "
+                    "which the model file keeps for predict and evaluate."),
+        epilog="example:\n  python -m backprop_fast train iris.csv --target species "
+               "--layers 16 --activation tanh --epochs 200 --model iris.npz --plot iris.png")
+    _add_csv_options(train)
+    train.add_argument("--target", required=True, metavar="COLUMN",
+                       help="the column to predict: its name in the header line, or its "
+                            "number (0 is the first, -1 the last)")
+    train.add_argument("--model", required=True, metavar="MODEL.npz",
+                       help="where to save the trained model (replaced atomically)")
+    train.add_argument("--task", choices=["classification", "regression"], default=None,
+                       help="override the task inferred from the target column")
+    train.add_argument("--ignore", metavar="COLUMN", action="append", default=[],
+                       help="a column that is not a feature (an id, say); repeat for several")
+    net = train.add_argument_group("network")
+    net.add_argument("--layers", default="32", metavar="N[,N...]",
+                     help="hidden layer widths, e.g. 64,32; 'none' for no hidden layer")
+    net.add_argument("--activation", default="relu", metavar="NAME[,NAME...]",
+                     help="hidden activation: relu, tanh, sigmoid or identity; one for all "
+                          "hidden layers or one per layer")
+    net.add_argument("--dtype", choices=["float32", "float64"], default="float64",
+                     help="precision of parameters and arithmetic")
+    net.add_argument("--seed", type=int, default=0, metavar="N",
+                     help="seed of the initial weights and the shuffling")
+    net.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
+                     help="scale each feature (and a regression target) to mean 0, "
+                          "standard deviation 1")
+    fit = train.add_argument_group("training")
+    fit.add_argument("--epochs", type=_non_negative_int, default=20, metavar="N", help="passes over the data")
+    fit.add_argument("--batch-size", type=_non_negative_int, default=32, metavar="N",
+                     help="samples per step; 0 for the whole set (full batch)")
+    fit.add_argument("--learning-rate", type=_positive_float, default=0.05, metavar="RATE",
+                     help="step size")
+    fit.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
+                     help="visit the rows in a new random order each epoch")
+    fit.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd",
+                     help="update rule")
+    fit.add_argument("--momentum", type=_non_negative_float, default=0.0, metavar="M",
+                     help="momentum of --optimizer sgd")
+    fit.add_argument("--nesterov", action="store_true",
+                     help="Nesterov momentum (with --optimizer sgd and --momentum > 0)")
+    fit.add_argument("--weight-decay", type=_non_negative_float, default=0.0, metavar="L2",
+                     help="L2 penalty (decoupled for adamw)")
+    fit.add_argument("--lr-schedule", choices=["constant", "invscaling", "cosine", "plateau"],
+                     default="constant",
+                     help="how the learning rate changes over the epochs: invscaling divides "
+                          "it by (epoch + 1) ** --power-t, cosine anneals it to 0, plateau "
+                          "divides it by 5 when the monitored cost stalls for --patience "
+                          "epochs")
+    fit.add_argument("--power-t", type=_non_negative_float, default=0.5, metavar="P",
+                     help="exponent of --lr-schedule invscaling")
+    fit.add_argument("--class-weight", choices=["balanced"], default=None,
+                     help="weight classes inversely to their frequency (classification)")
+    fit.add_argument("--validation-split", type=_probability, default=None, metavar="FRACTION",
+                     help="hold out this fraction of the rows, drawn at random (--seed), to "
+                          "report a validation cost (and accuracy) each epoch")
+    fit.add_argument("--early-stopping", action="store_true",
+                     help="stop when the monitored cost (the validation cost, or the "
+                          "training cost without --validation-split) has not improved by "
+                          "--min-delta for --patience epochs, keeping the best parameters")
+    fit.add_argument("--patience", type=_positive_int, default=10, metavar="N",
+                     help="epochs without improvement for --early-stopping and "
+                          "--lr-schedule plateau")
+    fit.add_argument("--min-delta", type=_non_negative_float, default=0.0, metavar="D",
+                     help="smallest decrease of the monitored cost that counts as an "
+                          "improvement")
+    show = train.add_argument_group("output")
+    show.add_argument("--plot", metavar="FILE.png", default=None,
+                      help="draw the training (and validation) cost per epoch to this image "
+                           "(needs matplotlib)")
+    show.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_guarded(run_train))
+
+    predict = commands.add_parser(
+        "predict", prog="python -m backprop_fast predict", help="predict the target for the rows of a CSV file",
+        formatter_class=_Formatter,
+        description=_paragraph("Write one prediction per row of a CSV file (a class label or a "
+                    "number) as CSV. With a header line, feature columns are found by "
+                    "name, so the file may hold other columns (the target included)."),
+        epilog="example:\n  python -m backprop_fast predict new.csv --model iris.npz --proba")
+    _add_csv_options(predict)
+    predict.add_argument("--model", required=True, metavar="MODEL.npz",
+                         help="a model saved by train (or by Network.save)")
+    predict.add_argument("--output", metavar="FILE.csv", default=None,
+                         help="write the predictions here instead of standard output")
+    predict.add_argument("--proba", action="store_true",
+                         help="add one probability column per class (classification)")
+    predict.set_defaults(func=_guarded(run_predict), target=None)
+
+    evaluate = commands.add_parser(
+        "evaluate", prog="python -m backprop_fast evaluate", help="score a model on a labelled CSV file",
+        formatter_class=_Formatter,
+        description=_paragraph("Print the model's mean cost on a labelled CSV file, with its "
+                               "accuracy (classification) or RMSE, MAE and R^2 (regression)."),
+        epilog="example:\n  python -m backprop_fast evaluate test.csv --model iris.npz")
+    _add_csv_options(evaluate)
+    evaluate.add_argument("--model", required=True, metavar="MODEL.npz",
+                          help="a model saved by train (or by Network.save, with --target)")
+    evaluate.add_argument("--target", metavar="COLUMN", default=None,
+                          help="the target column (default: the one the model was trained on)")
+    evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    evaluate.set_defaults(func=_guarded(run_evaluate))
+
+
+def _guarded(run):
+    """Run a command; turn expected failures into one 'error:' line and exit code 1."""
+
+    def command(args) -> int:
+        try:
+            return run(args)
+        except BrokenPipeError:
+            # The reader went away (``| head``): stop quietly, as Unix tools do.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 141
+        except (CSVError, CLIError, ValueError, OSError, ImportError) as exc:
+            message = str(exc)
+            if isinstance(exc, FileNotFoundError):
+                message = f"{exc.filename}: no such file"
+            print(f"python -m backprop_fast {run.__name__[4:]}: error: {message}",
+                  file=sys.stderr)
+            return 1
+
+    command.__name__ = run.__name__
+    command.__doc__ = run.__doc__
+    return command

@@ -1,0 +1,928 @@
+"""scikit-learn estimators backed by ``backprop_fast.Network``.
+
+:class:`MLPClassifier` and :class:`MLPRegressor` take scikit-learn's
+parameter names (those of ``sklearn.neural_network.MLPClassifier`` and
+``MLPRegressor``) and keep its semantics where they overlap: the same
+defaults, output layers and losses, the same stopping rule (``tol`` and
+``n_iter_no_change`` on the training cost, or on the validation score with
+``early_stopping``), the same learning-rate schedules (``invscaling``,
+``adaptive``), the same fitted attributes (``coefs_`` in scikit-learn's layout
+(n_in, n_out)). They add ``dtype``, ``class_weight`` and one activation per
+hidden layer.
+
+Training runs in backprop_fast's kernel, one native call per epoch (the
+schedule and the stopping rule are applied between epochs, as scikit-learn
+does); ``solver="lbfgs"`` runs SciPy's L-BFGS-B on the kernel's cost and
+gradient. scikit-learn is an optional dependency: ``pip install
+backprop_fast[sklearn]``.
+"""
+from __future__ import annotations
+
+import copy
+import numbers
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils import check_random_state, compute_sample_weight
+    from sklearn.utils.metaestimators import available_if
+    from sklearn.utils.multiclass import type_of_target, unique_labels
+    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
+    raise ImportError(
+        "backprop_fast.sklearn needs scikit-learn >= 1.6: pip install "
+        f"'backprop_fast[sklearn]' (the import failed with: {exc})") from None
+
+from .network import Network
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+_SOLVERS = ("sgd", "adam", "lbfgs")
+_SCHEDULES = ("constant", "invscaling", "adaptive")
+# scikit-learn's activation names and ours.
+_HIDDEN = {"identity": "identity", "logistic": "sigmoid", "sigmoid": "sigmoid",
+           "tanh": "tanh", "relu": "relu"}
+_SKLEARN_NAME = {"sigmoid": "logistic", "softmax": "softmax", "identity": "identity"}
+
+
+# ---------------------------------------------------------------- parameter checks
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_real(est, name, low, high=None, low_open=False, high_open=False):
+    value = getattr(est, name)
+    if not _is_real(value) or np.isnan(value):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    ok = (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        lo, hi = "(" if low_open else "[", ")" if high_open or high is None else "]"
+        raise ValueError(f"{name} must lie in {lo}{low}, {'inf' if high is None else high}{hi}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def _check_bool(est, name):
+    value = getattr(est, name)
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_choice(est, name, choices):
+    value = getattr(est, name)
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+class _BaseMLP(BaseEstimator):
+    """What MLPClassifier and MLPRegressor share: parameters, checks, training."""
+
+    # Fitted attributes (set by fit, not by __init__).
+    network_: Network
+    loss_: float
+    loss_curve_: List[float]
+    best_loss_: Any  # float, or None with early stopping
+    validation_scores_: Optional[List[float]]
+    best_validation_score_: Any  # float, or None without early stopping
+    n_iter_: int
+    t_: int
+
+    def _check_solver(self) -> bool:
+        """partial_fit exists for the stochastic solvers only (as in scikit-learn)."""
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, max_fun=15000, dtype=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dtype = dtype
+
+    # ------------------------------------------------------------ checks
+
+    def _check_params(self) -> None:
+        """Validate the hyperparameters (at fit time, as scikit-learn requires)."""
+        _check_choice(self, "solver", _SOLVERS)
+        _check_real(self, "alpha", 0)
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            if not _is_int(self.batch_size) or self.batch_size < 1:
+                raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got "
+                                 f"{self.batch_size!r}")
+        _check_choice(self, "learning_rate", _SCHEDULES)
+        _check_real(self, "learning_rate_init", 0, low_open=True)
+        _check_real(self, "power_t", 0)
+        if not _is_int(self.max_iter) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
+        _check_bool(self, "shuffle")
+        _check_real(self, "tol", 0)
+        _check_bool(self, "warm_start")
+        _check_real(self, "momentum", 0, 1, high_open=True)
+        _check_bool(self, "nesterovs_momentum")
+        _check_bool(self, "early_stopping")
+        _check_real(self, "validation_fraction", 0, 1, high_open=True)
+        _check_real(self, "beta_1", 0, 1, high_open=True)
+        _check_real(self, "beta_2", 0, 1, high_open=True)
+        _check_real(self, "epsilon", 0, low_open=True)
+        n = self.n_iter_no_change
+        if not ((_is_int(n) and n >= 1) or (_is_real(n) and n == np.inf)):
+            raise ValueError(f"n_iter_no_change must be an integer >= 1 or np.inf, got {n!r}")
+        if not _is_int(self.max_fun) or self.max_fun < 1:
+            raise ValueError(f"max_fun must be an integer >= 1, got {self.max_fun!r}")
+        if self.dtype is not None:
+            try:
+                dt = np.dtype(self.dtype)
+            except TypeError:
+                dt = None
+            if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+                raise ValueError(f"dtype must be None, 'float32' or 'float64', got "
+                                 f"{self.dtype!r}")
+        if self.early_stopping and self.validation_fraction == 0:
+            raise ValueError("early_stopping=True needs validation_fraction > 0")
+
+    def _hidden(self) -> Tuple[List[int], List[str]]:
+        """Hidden layer widths and our activation name for each."""
+        sizes = self.hidden_layer_sizes
+        if _is_int(sizes):
+            sizes = [sizes]
+        elif isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+            raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got "
+                            f"{sizes!r}")
+        sizes = list(sizes)
+        for s in sizes:
+            if not _is_int(s) or s < 1:
+                raise ValueError(f"hidden_layer_sizes must hold integers >= 1, got {sizes!r}")
+        act = self.activation
+        names = [act] * len(sizes) if isinstance(act, str) else list(act)
+        if not isinstance(act, str) and len(names) != len(sizes):
+            raise ValueError(f"activation: give one name, or one per hidden layer "
+                             f"({len(sizes)}), got {act!r}")
+        for a in names:
+            if not isinstance(a, str) or a not in _HIDDEN:
+                raise ValueError(f"activation {a!r} is not one of "
+                                 f"{', '.join(map(repr, sorted(_HIDDEN)))}")
+        return [int(s) for s in sizes], [_HIDDEN[a] for a in names]
+
+    def _validate_X(self, X, reset: bool) -> np.ndarray:
+        X = validate_data(self, X, accept_sparse=["csr", "csc"],
+                          dtype=(np.float64, np.float32), reset=reset)
+        return self._dense(X)
+
+    @staticmethod
+    def _dense(X):
+        return X.toarray() if hasattr(X, "toarray") else X
+
+    def _net_dtype(self, X) -> np.dtype:
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        return X.dtype if X.dtype == np.float32 else np.dtype(np.float64)
+
+    def _sample_weight(self, sample_weight, X, y_raw) -> Optional[np.ndarray]:
+        """Per-sample weights (with class weights folded in), or None if uniform."""
+        n = X.shape[0]
+        if sample_weight is not None:
+            if np.isscalar(sample_weight):
+                sample_weight = np.full(n, sample_weight, dtype=np.float64)
+            sw = np.asarray(sample_weight)
+            if sw.dtype.kind not in "biuf":
+                raise TypeError(f"sample_weight must hold numbers, got dtype {sw.dtype}")
+            sw = sw.astype(np.float64)
+            if sw.ndim != 1 or sw.shape[0] != n:
+                raise ValueError(f"sample_weight must have shape ({n},) to match X, got "
+                                 f"shape {sw.shape}")
+            if not np.isfinite(sw).all() or (sw < 0).any():
+                raise ValueError("sample_weight must be finite and non-negative")
+        else:
+            sw = None
+        class_weight = getattr(self, "class_weight", None)
+        if class_weight is not None:
+            cw = compute_sample_weight(class_weight, y_raw)
+            sw = cw if sw is None else sw * cw
+        if sw is None:
+            return None
+        if not sw.sum() > 0:
+            raise ValueError("sample_weight (with class_weight) sums to zero: at least "
+                             "one sample needs a non-zero weight")
+        return sw
+
+    # ------------------------------------------------------------ fitted views
+
+    def _fitted_net(self) -> Network:
+        net = self.__dict__.get("network_")
+        if net is None:
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; "
+                                 "call fit first.")
+        return net
+
+    @property
+    def coefs_(self) -> List[np.ndarray]:
+        """Weights per layer in scikit-learn's layout (n_in, n_out): writable
+        views of the network's parameters (``network_.weights[m].T``)."""
+        return [W.T for W in self._fitted_net().weights]
+
+    @coefs_.setter
+    def coefs_(self, values):
+        weights = self._fitted_net().weights
+        if len(values) != len(weights):
+            raise ValueError(f"coefs_ needs {len(weights)} arrays, got {len(values)}")
+        for W, V in zip(weights, values):
+            W[...] = np.asarray(V).T
+
+    @property
+    def intercepts_(self) -> List[np.ndarray]:
+        """Biases per layer: writable views of the network's parameters."""
+        return list(self._fitted_net().biases)
+
+    @intercepts_.setter
+    def intercepts_(self, values):
+        biases = self._fitted_net().biases
+        if len(values) != len(biases):
+            raise ValueError(f"intercepts_ needs {len(biases)} arrays, got {len(values)}")
+        for b, v in zip(biases, values):
+            b[...] = v
+
+    # ------------------------------------------------------------ training
+
+    def _output(self, y2d) -> Tuple[str, str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        self._check_params()
+        hidden, activations = self._hidden()
+        first_pass = self.__dict__.get("network_") is None or (
+            not self.warm_start and not incremental)
+        X, y_raw, Y = self._validate_input(X, y, incremental, reset=first_pass)
+        sw = self._sample_weight(sample_weight, X, y_raw)
+        n_samples, n_features = X.shape
+        layer_units = [n_features] + hidden + [Y.shape[1]]
+        rs = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(Y, layer_units, activations, self._net_dtype(X), rs)
+        elif self.network_.layer_sizes != layer_units:
+            raise ValueError(f"warm_start/partial_fit: the fitted network has layers "
+                             f"{self.network_.layer_sizes}, but hidden_layer_sizes and the "
+                             f"data now ask for {layer_units}; set warm_start=False to start "
+                             "over")
+        # One conversion here, rather than one per epoch inside Network.fit.
+        X = np.ascontiguousarray(X, dtype=self.network_.dtype)
+        Y = np.ascontiguousarray(Y, dtype=self.network_.dtype)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, Y, sw)
+        else:
+            self._fit_stochastic(X, Y, y_raw, sw, incremental, rs)
+        return self
+
+    def _initialize(self, Y, layer_units, activations, dtype, rs) -> None:
+        output, loss = self._output(Y)
+        # scikit-learn's initialisation, drawn from the same stream in the same
+        # order, so that the same random_state gives the same starting weights:
+        # Glorot-uniform, factor 2 instead of 6 for logistic layers (the output
+        # layer takes the factor of the last hidden layer), biases alike.
+        factors = [2.0 if a == "sigmoid" else 6.0 for a in activations]
+        factors.append(factors[-1] if factors else 6.0)
+        start = []
+        for fan_in, fan_out, factor in zip(layer_units, layer_units[1:], factors):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            start.append((rs.uniform(-bound, bound, (fan_in, fan_out)),
+                          rs.uniform(-bound, bound, fan_out)))
+        # The kernel's shuffling seed, from a copy of the stream: the stream
+        # itself goes on to the validation split, as in scikit-learn.
+        seed = int(copy.deepcopy(rs).randint(np.iinfo(np.int32).max))
+        self.network_ = Network(layer_units, activations + [output], loss, dtype=dtype,
+                                seed=seed)
+        for W, b, (coef, intercept) in zip(self.network_.weights, self.network_.biases, start):
+            W[...] = coef.T
+            b[...] = intercept
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = Y.shape[1]
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = _SKLEARN_NAME[output]
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        self._learning_rate = float(self.learning_rate_init)
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = np.inf
+
+    def _fit_options(self, batch: int, mean_weight: float, sw) -> Dict[str, Any]:
+        """Optimizer, regularisation and weights, as Network.fit keyword arguments.
+
+        scikit-learn adds alpha * W / (sum of the batch's sample weights) to the
+        gradient of each step: weight decay alpha / (batch * mean weight).
+        """
+        options: Dict[str, Any] = {"weight_decay": self.alpha / (batch * mean_weight),
+                                   "sample_weight": sw}
+        if self.solver == "sgd":
+            options.update(optimizer="sgd", momentum=float(self.momentum),
+                           nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
+        else:
+            options.update(optimizer="adam", beta1=float(self.beta_1),
+                           beta2=float(self.beta_2), epsilon=float(self.epsilon))
+        return options
+
+    def _fit_stochastic(self, X, Y, y_raw, sw, incremental, rs) -> None:
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        net = self.network_
+        if not incremental:
+            # Each fit starts its schedule afresh (scikit-learn builds a new
+            # optimizer); partial_fit continues it.
+            self._learning_rate = float(self.learning_rate_init)
+        early_stopping = self.early_stopping
+        # A warm start may switch early stopping on or off: keep the records valid.
+        scores: List[float] = []
+        if early_stopping:
+            if self.validation_scores_ is None:
+                self.validation_scores_ = scores
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            scores = self.validation_scores_
+        elif self.best_loss_ is None:
+            self.validation_scores_ = self.best_validation_score_ = None
+            self.best_loss_ = np.inf
+        if early_stopping:
+            stratify = y_raw if is_classifier(self) and self.n_outputs_ == 1 else None
+            arrays = [X, Y, y_raw] + ([sw] if sw is not None else [])
+            parts = train_test_split(*arrays, random_state=rs,
+                                     test_size=self.validation_fraction, stratify=stratify)
+            X, X_val, Y, _, _, y_val = parts[:6]
+            sw_val = None
+            if sw is not None:
+                sw, sw_val = parts[6], parts[7]
+            if X_val.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
+            best = [np.array(p) for p in net.weights + net.biases]
+        n_samples = X.shape[0]
+        if self.batch_size == "auto":
+            batch = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
+                              "It is going to be clipped", stacklevel=4)
+            batch = int(np.clip(self.batch_size, 1, n_samples))
+        mean_weight = 1.0
+        if sw is not None:
+            mean_weight = float(sw.mean())
+            sw = sw / mean_weight  # mean 1: the weighted mean cost sum(w c) / sum(w)
+            if np.all(sw == 1.0):
+                sw = None
+        options = self._fit_options(batch, mean_weight, sw)
+        scale = self._loss_scale()
+        penalty = 0.5 * self.alpha / (n_samples * mean_weight)
+        self.n_iter_ = 0  # epochs of this call, as in scikit-learn
+        try:
+            for _ in range(self.max_iter):
+                history = net.fit(X, Y, epochs=1, batch_size=batch,
+                                  learning_rate=self._learning_rate, shuffle=self.shuffle,
+                                  **options)
+                self.n_iter_ += 1
+                # The cost as scikit-learn reports it: with the L2 penalty.
+                self.loss_ = (history.loss[-1] + penalty * _squared_norm(net.weights)) * scale
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+                if early_stopping:
+                    score = self._score_val(X_val, y_val, sw_val)
+                    scores.append(score)
+                    if self.verbose:
+                        print(f"Validation score: {score:f}")
+                    best_score = self.best_validation_score_
+                    if score < best_score + self.tol:
+                        self._no_improvement_count += 1
+                    else:
+                        self._no_improvement_count = 0
+                    if score > best_score:
+                        self.best_validation_score_ = score
+                        best = [np.array(p) for p in net.weights + net.biases]
+                else:
+                    best_loss = self.best_loss_
+                    if self.loss_ > best_loss - self.tol:
+                        self._no_improvement_count += 1
+                    else:
+                        self._no_improvement_count = 0
+                    self.best_loss_ = min(best_loss, self.loss_)
+                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                    self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+                if self._no_improvement_count > self.n_iter_no_change:
+                    what = "Validation score" if early_stopping else "Training loss"
+                    message = (f"{what} did not improve more than tol={self.tol:f} for "
+                               f"{self.n_iter_no_change} consecutive epochs.")
+                    if (self.solver == "sgd" and self.learning_rate == "adaptive"
+                            and self._learning_rate > 1e-6):
+                        self._learning_rate /= 5.0
+                        self._no_improvement_count = 0
+                        if self.verbose:
+                            print(f"{message} Setting learning rate to {self._learning_rate:f}")
+                    else:
+                        if self.verbose:
+                            print(f"{message} Stopping.")
+                        break
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                                  "reached and the optimization hasn't converged yet.",
+                                  ConvergenceWarning, stacklevel=4)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=4)
+        if early_stopping:
+            for p, q in zip(net.weights + net.biases, best):
+                p[...] = q
+
+    def _fit_lbfgs(self, X, Y, sw) -> None:
+        from scipy.optimize import minimize
+
+        net = self.network_
+        params = net.weights + net.biases
+        sizes = [p.size for p in params]
+        bounds = np.cumsum([0] + sizes)
+        n_eff = float(sw.sum()) if sw is not None else float(X.shape[0])
+        alpha = float(self.alpha)
+        if sw is not None:
+            sw = sw / sw.mean()
+            if np.all(sw == 1.0):
+                sw = None  # the kernel's cost and gradient
+        curve: List[float] = []
+
+        def loss_grad(theta):
+            for p, lo, hi in zip(params, bounds[:-1], bounds[1:]):
+                p[...] = theta[lo:hi].reshape(p.shape)
+            if sw is None:
+                loss = net.evaluate(X, Y)
+                dW, db = net.gradients(X, Y)
+            else:
+                loss, dW, db = _weighted_loss_grad(net, X, Y, sw)
+            loss += 0.5 * alpha * _squared_norm(net.weights) / n_eff
+            grads = [g + alpha * W / n_eff for g, W in zip(dW, net.weights)] + list(db)
+            return loss, np.concatenate([g.ravel() for g in grads]).astype(np.float64)
+
+        def record(intermediate_result):
+            curve.append(float(intermediate_result.fun) * scale)
+
+        scale = self._loss_scale()
+        theta0 = np.concatenate([p.ravel() for p in params]).astype(np.float64)
+        result = minimize(loss_grad, theta0, method="L-BFGS-B", jac=True, callback=record,
+                          options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                   "gtol": self.tol})
+        for p, lo, hi in zip(params, bounds[:-1], bounds[1:]):
+            p[...] = result.x[lo:hi].reshape(p.shape)
+        self.n_iter_ = int(result.nit)
+        self.t_ += X.shape[0]
+        self.loss_ = float(result.fun) * scale
+        self.loss_curve_.extend(curve)
+        if self.verbose:
+            print(f"L-BFGS-B: {result.message} after {self.n_iter_} iterations, "
+                  f"loss = {self.loss_:.8f}")
+        if result.status != 0:
+            warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                          f"(status={result.status}): {result.message}. Increase max_iter "
+                          "(or max_fun) or scale the data.", ConvergenceWarning, stacklevel=4)
+
+    def _loss_scale(self) -> float:
+        return 1.0
+
+    # ------------------------------------------------------------ prediction
+
+    def _forward(self, X) -> np.ndarray:
+        check_is_fitted(self, "network_")
+        X = self._validate_X(X, reset=False)
+        return self.network_.predict(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _squared_norm(arrays) -> float:
+    return float(sum(np.dot(a.ravel(), a.ravel()) for a in arrays))
+
+
+def _weighted_loss_grad(net: Network, X, Y, sw):
+    """Mean weighted cost and its gradients (weights of mean 1), in NumPy.
+
+    Used by the lbfgs solver with sample weights, which ``Network.evaluate``
+    and ``Network.gradients`` do not take.
+    """
+    from .reference import activate, derivative, output_delta, sample_costs
+
+    acts, zs = [np.asarray(X, dtype=net.dtype)], []
+    for W, b, name in zip(net.weights, net.biases, net.activations):
+        zs.append(acts[-1] @ W.T + b)
+        acts.append(activate(name, zs[-1]))
+    n = X.shape[0]
+    output = net.activations[-1]
+    costs = sample_costs(net.loss, output, zs[-1], acts[-1], Y)
+    loss = float(np.dot(sw, costs) / n)
+    delta = output_delta(net.loss, output, acts[-1], Y) * sw[:, None].astype(net.dtype)
+    dW, db = [None] * len(net.weights), [None] * len(net.weights)
+    for m in range(len(net.weights) - 1, -1, -1):
+        dW[m] = delta.T @ acts[m] / n
+        db[m] = delta.sum(axis=0) / n
+        if m > 0:
+            delta = (delta @ net.weights[m]) * derivative(net.activations[m - 1], acts[m])
+    return loss, dW, db
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier trained by backprop_fast's kernel.
+
+    Binary targets get one sigmoid output unit, multi-class targets a softmax
+    layer, multi-label targets (an indicator matrix) one sigmoid unit per
+    label; the cost is cross-entropy. The parameters are scikit-learn's
+    ``MLPClassifier``'s, plus ``dtype`` and ``class_weight``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default=(100,)
+        Width of each hidden layer; ``()`` for none.
+    activation : str or sequence of str, default="relu"
+        "identity", "logistic" (or "sigmoid"), "tanh" or "relu": one name for
+        every hidden layer or one per hidden layer.
+    solver : {"adam", "sgd", "lbfgs"}, default="adam"
+        "sgd" and "adam" train by minibatches in the kernel; "lbfgs" runs
+        SciPy's L-BFGS-B on the full-batch cost and gradient.
+    alpha : float, default=0.0001
+        L2 penalty, scaled as scikit-learn does: the gradient of each step
+        gets ``alpha * W / batch_size``.
+    batch_size : int or "auto", default="auto"
+        Minibatch size; "auto" is ``min(200, n_samples)``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Schedule for solver="sgd": invscaling sets the rate to
+        ``learning_rate_init / (t + 1) ** power_t`` after each epoch (t the
+        samples seen); adaptive divides it by 5 whenever the stopping rule
+        would otherwise stop.
+    learning_rate_init : float, default=0.001
+    power_t : float, default=0.5
+    max_iter : int, default=200
+        Epochs (sgd, adam) or iterations (lbfgs).
+    shuffle : bool, default=True
+    random_state : int, RandomState or None, default=None
+        Seeds the initial weights, the shuffling and the validation split.
+    tol : float, default=1e-4
+    verbose : bool, default=False
+        Print the cost after each epoch.
+    warm_start : bool, default=False
+        Continue from the previous fit's network (and optimizer state).
+    momentum : float, default=0.9
+    nesterovs_momentum : bool, default=True
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified) and stop
+        when its accuracy has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs; the best epoch's parameters are kept.
+    validation_fraction : float, default=0.1
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam's coefficients.
+    n_iter_no_change : int, default=10
+    max_fun : int, default=15000
+        Cost evaluations allowed to lbfgs.
+    dtype : {None, "float32", "float64"}, default=None
+        Precision of the network; None follows X (float32 stays float32).
+    class_weight : dict, "balanced" or None, default=None
+        Weights per class, multiplied into ``sample_weight``.
+
+    Attributes
+    ----------
+    classes_ : ndarray or list of ndarray
+    coefs_ : list of ndarray
+        ``coefs_[m]`` has shape (n_in, n_out), scikit-learn's layout: views of
+        ``network_.weights[m].T``.
+    intercepts_ : list of ndarray
+    loss_ : float
+    loss_curve_ : list of float
+        Training cost per epoch (cross-entropy, mean over samples).
+    best_loss_ : float or None
+    validation_scores_ : list of float or None
+    best_validation_score_ : float or None
+    t_ : int
+        Training samples seen.
+    n_iter_ : int
+    n_layers_ : int
+    n_outputs_ : int
+    out_activation_ : str
+        "logistic" or "softmax", in scikit-learn's naming.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when X had column names.
+    network_ : backprop_fast.Network
+        The trained network (for ``save``, ``to_onnx`` and the like).
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, max_fun=15000, dtype=None, class_weight=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, dtype=dtype)
+        self.class_weight = class_weight
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        X = self._dense(X)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same "
+                                     "classes as in the previous call to fit. Previously "
+                                     f"got {self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError("`y` has classes not in `self.classes_`. `self.classes_` "
+                                 f"has {self.classes_}. 'y' has {classes}.")
+        Y = self._label_binarizer.transform(y)
+        return X, y, (Y.reshape(-1, 1) if Y.ndim == 1 else Y)
+
+    def _output(self, Y):
+        multiclass = self._label_binarizer.y_type_ == "multiclass"
+        return ("softmax" if multiclass else "sigmoid"), "cross_entropy"
+
+    def _score_val(self, X, y, sample_weight):
+        return accuracy_score(y, self._predict_dense(X), sample_weight=sample_weight)
+
+    def fit(self, X: ArrayLike, y: ArrayLike,
+            sample_weight: Optional[ArrayLike] = None) -> "MLPClassifier":
+        """Fit the network to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a label indicator matrix (multi-label).
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : MLPClassifier
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None,
+                    classes: Optional[ArrayLike] = None) -> "MLPClassifier":
+        """One epoch over the given data, continuing from the current state.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        sample_weight : array-like of shape (n_samples,), default=None
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the whole stream: required on the first call,
+            ignored afterwards.
+
+        Returns
+        -------
+        self : MLPClassifier
+        """
+        if "classes_" not in self.__dict__:
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+            self.classes_ = self._label_binarizer.classes_
+        elif classes is not None and not np.array_equal(np.asarray(classes),
+                                                        np.asarray(self.classes_)):
+            raise ValueError(f"`classes={classes!r}` is not the same as on the first call "
+                             f"to partial_fit, which was: {self.classes_!r}")
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def _predict_dense(self, X) -> np.ndarray:
+        out = self.network_.predict(X)
+        if self.n_outputs_ == 1:
+            out = out.ravel()
+        return self._label_binarizer.inverse_transform(out)
+
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Predicted classes (or label indicator rows for multi-label targets).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_labels)
+        """
+        out = self._forward(X)
+        if self.n_outputs_ == 1:
+            out = out.ravel()
+        return self._label_binarizer.inverse_transform(out)
+
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            For a binary target the two columns are 1 - p and p; for
+            multi-label targets one independent probability per label.
+        """
+        out = self._forward(X)
+        if self.n_outputs_ == 1:
+            p = out.ravel()
+            return np.vstack([1 - p, p]).T
+        return out
+
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
+        """Logarithm of ``predict_proba(X)``."""
+        proba = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(proba, out=proba)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor trained by backprop_fast's kernel.
+
+    An identity output layer with one unit per target and the squared error
+    cost. The parameters are scikit-learn's ``MLPRegressor``'s, plus
+    ``dtype``; see :class:`MLPClassifier` for their meaning. ``loss`` takes
+    only "squared_error" (scikit-learn's "poisson" is not offered). Early
+    stopping monitors the validation R^2.
+
+    Attributes
+    ----------
+    loss_curve_ : list of float
+        Training cost per epoch in scikit-learn's convention:
+        ``0.5 * mean((y - prediction) ** 2)`` over samples and targets.
+    coefs_, intercepts_, loss_, best_loss_, validation_scores_,
+    best_validation_score_, t_, n_iter_, n_layers_, n_outputs_,
+    out_activation_ ("identity"), n_features_in_, feature_names_in_, network_
+        As for :class:`MLPClassifier`.
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error",
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, max_fun=15000, dtype=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, dtype=dtype)
+        self.loss = loss
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        _check_choice(self, "loss", ("squared_error",))
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+        X = self._dense(X)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y, (y.reshape(-1, 1) if y.ndim == 1 else y)
+
+    def _output(self, Y):
+        return "identity", "squared_error"
+
+    def _loss_scale(self) -> float:
+        # Our per-sample cost sums over the targets; scikit-learn averages them.
+        return 1.0 / self.n_outputs_
+
+    def _score_val(self, X, y, sample_weight):
+        pred = self.network_.predict(X)
+        if pred.shape[1] == 1:
+            pred = pred.ravel()
+        if not np.isfinite(pred).all():
+            return np.nan
+        return r2_score(y, pred, sample_weight=sample_weight)
+
+    def fit(self, X: ArrayLike, y: ArrayLike,
+            sample_weight: Optional[ArrayLike] = None) -> "MLPRegressor":
+        """Fit the network to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : MLPRegressor
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X: ArrayLike, y: ArrayLike,
+                    sample_weight: Optional[ArrayLike] = None) -> "MLPRegressor":
+        """One epoch over the given data, continuing from the current state.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : MLPRegressor
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_targets)
+        """
+        out = self._forward(X)
+        return out.ravel() if out.shape[1] == 1 else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

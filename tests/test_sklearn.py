@@ -1,0 +1,370 @@
+"""backprop_fast.sklearn: scikit-learn's estimator contract, and its MLP's semantics."""
+import io
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+from sklearn import neural_network as sk_nn  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import make_classification, make_multilabel_classification  # noqa: E402
+from sklearn.datasets import make_regression  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from backprop_fast import Network  # noqa: E402
+from backprop_fast.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+@pytest.fixture(autouse=True)
+def _setup(monkeypatch):
+    """One BLAS thread: these problems are tiny and the machine is shared."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with threadpool_limits(1):
+        yield
+
+
+# ---------------------------------------------------------------- check_estimator
+
+@parametrize_with_checks([
+    MLPClassifier((10,), solver="lbfgs", max_iter=100),
+    MLPRegressor((10,), solver="lbfgs", max_iter=100),
+    MLPClassifier(max_iter=100),     # adam: scikit-learn's settings for its own MLP
+    MLPRegressor(max_iter=100),
+    MLPClassifier((20,), solver="sgd", max_iter=200),     # momentum 0.9, Nesterov
+    MLPRegressor((20,), solver="sgd", max_iter=200),
+])
+def test_check_estimator(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+# ---------------------------------------------------------------- the same as scikit-learn's MLP
+
+def _both(kw, X, y, cls=("MLPClassifier", MLPClassifier)):
+    theirs, ours = getattr(sk_nn, cls[0])(**kw), cls[1](**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return ours.fit(X, y), theirs.fit(X, y)
+
+
+FULL_BATCH = dict(hidden_layer_sizes=(7, 4), batch_size=60, shuffle=False, random_state=3,
+                  max_iter=150)
+
+
+@pytest.mark.parametrize("params", [
+    dict(solver="sgd", momentum=0.0, alpha=0.0, learning_rate="adaptive",
+         learning_rate_init=0.2, tol=1e-3, n_iter_no_change=3, activation="tanh"),
+    dict(solver="sgd", momentum=0.0, alpha=0.0, learning_rate="invscaling",
+         learning_rate_init=0.5, power_t=0.25, activation="relu"),
+    dict(solver="sgd", momentum=0.9, nesterovs_momentum=True, alpha=0.0, activation="logistic"),
+    dict(solver="sgd", momentum=0.5, nesterovs_momentum=False, alpha=0.0),
+    # Adam with epsilon out of the way: scikit-learn adds it to sqrt(v) before the
+    # bias correction, PyTorch (and so Network.fit) after.
+    dict(solver="adam", learning_rate_init=0.01, alpha=0.0, epsilon=1e-30),
+])
+def test_same_training_as_scikit_learn(params):
+    """The same random_state gives the same initial weights, and full-batch
+    training then takes the same steps as sklearn.neural_network.MLPClassifier:
+    the same costs, the same stopping epoch, the same final learning rate."""
+    X, y = make_classification(60, 5, n_informative=3, n_classes=3, random_state=0)
+    ours, theirs = _both(dict(FULL_BATCH, **params), X, y)
+    assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-12)
+    if params["solver"] == "sgd":
+        assert ours._learning_rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-12)
+
+
+def test_same_initial_weights_as_scikit_learn():
+    X, y = make_classification(30, 4, random_state=0)
+    for activation in ("relu", "logistic"):
+        kw = dict(hidden_layer_sizes=(5, 3), activation=activation, solver="sgd",
+                  learning_rate_init=1e-300, max_iter=1, random_state=7)
+        ours, theirs = _both(kw, X, y)
+        for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_alpha_differs_only_by_the_bias_decay():
+    """alpha becomes weight_decay = alpha / batch; Network.fit decays biases too."""
+    X, y = make_classification(60, 5, n_informative=3, n_classes=3, random_state=0)
+    ours, theirs = _both(dict(FULL_BATCH, solver="sgd", momentum=0.0, alpha=1e-3), X, y)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-5)
+    for a, b in zip(ours.coefs_, theirs.coefs_):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_multi_output_regression_matches_scikit_learn():
+    """loss_curve_ in scikit-learn's convention (mean over the targets too)."""
+    X, y = make_regression(50, 4, n_targets=3, noise=0.1, random_state=1)
+    kw = dict(hidden_layer_sizes=(6,), solver="sgd", momentum=0.0, alpha=0.0, batch_size=50,
+              shuffle=False, learning_rate_init=0.05, random_state=0, max_iter=40, tol=0.0)
+    ours, theirs = _both(kw, X, y / np.abs(y).max(), ("MLPRegressor", MLPRegressor))
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-12)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), atol=1e-12)
+
+
+def test_lbfgs_matches_scikit_learn():
+    X, y = make_classification(80, 4, random_state=2)
+    kw = dict(hidden_layer_sizes=(5,), activation="tanh", solver="lbfgs", alpha=1e-3,
+              random_state=0, max_iter=30)
+    ours, theirs = _both(kw, X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-6)
+
+
+def test_early_stopping_matches_scikit_learn():
+    """The same validation split and the same stopping epoch."""
+    X, y = make_classification(100, 5, n_informative=3, n_classes=3, random_state=0)
+    kw = dict(FULL_BATCH, batch_size=90, solver="sgd", momentum=0.0, alpha=0.0,
+              learning_rate_init=0.3, early_stopping=True, n_iter_no_change=4)
+    ours, theirs = _both(kw, X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-12)
+
+
+# ---------------------------------------------------------------- targets
+
+def _fit(est, X, y, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y, **kw)
+
+
+def _sgd(cls, **kw):
+    params = dict(solver="sgd", momentum=0.0, alpha=0.0, learning_rate_init=0.1,
+                  max_iter=200, random_state=0)
+    params.update(kw)
+    return cls(**params)
+
+
+def test_binary_with_text_labels():
+    X, y = make_classification(100, 4, random_state=0)
+    labels = np.array(["no", "yes"])[y]
+    clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(8,)), X, labels)
+    assert list(clf.classes_) == ["no", "yes"]
+    assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 1
+    assert clf.network_.layer_sizes == [4, 8, 1]
+    proba = clf.predict_proba(X)
+    assert proba.shape == (100, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+    assert set(clf.predict(X)) <= {"no", "yes"} and clf.score(X, labels) > 0.85
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), proba)
+
+
+def test_multiclass_and_fitted_attributes():
+    X, y = make_classification(120, 5, n_informative=4, n_redundant=0, n_classes=3, random_state=0)
+    clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(8, 6), activation=["relu", "tanh"]),
+               X, y)
+    assert clf.out_activation_ == "softmax" and clf.n_layers_ == 4 and clf.n_outputs_ == 3
+    assert clf.network_.activations == ["relu", "tanh", "softmax"]
+    assert [c.shape for c in clf.coefs_] == [(5, 8), (8, 6), (6, 3)]
+    assert [b.shape for b in clf.intercepts_] == [(8,), (6,), (3,)]
+    assert clf.n_features_in_ == 5 and clf.n_iter_ == len(clf.loss_curve_) <= 200
+    assert clf.t_ == 120 * clf.n_iter_ and clf.loss_ == clf.loss_curve_[-1]
+    assert clf.best_loss_ == min(clf.loss_curve_) and clf.validation_scores_ is None
+    assert clf.score(X, y) > 0.8
+    # coefs_ are views of the network's weights, in scikit-learn's layout.
+    np.testing.assert_array_equal(clf.coefs_[0], clf.network_.weights[0].T)
+    clf.coefs_[1][...] = 0.0
+    assert np.all(clf.network_.weights[1] == 0)
+
+
+def test_multilabel():
+    X, Y = make_multilabel_classification(100, 6, n_classes=3, random_state=0)
+    clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(12,)), X / X.max(), Y)
+    assert clf.out_activation_ == "logistic" and list(clf.classes_) == [0, 1, 2]
+    assert clf.predict(X / X.max()).shape == (100, 3)
+    proba = clf.predict_proba(X / X.max())
+    assert proba.shape == (100, 3) and not np.allclose(proba.sum(axis=1), 1)
+
+
+def test_multi_output_regression():
+    X, y = make_regression(150, 4, n_targets=2, noise=0.1, random_state=0)
+    reg = _fit(_sgd(MLPRegressor, hidden_layer_sizes=(16,), learning_rate_init=0.01),
+               X, y / 100)
+    assert reg.out_activation_ == "identity" and reg.predict(X).shape == (150, 2)
+    assert reg.score(X, y / 100) > 0.9
+
+
+def test_dtype_follows_X_or_the_parameter():
+    X, y = make_classification(40, 3, n_redundant=0, random_state=0)
+    clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(4,), max_iter=3), X.astype(np.float32), y)
+    assert clf.network_.dtype == np.float32 and clf.predict_proba(X).dtype == np.float32
+    assert clf.coefs_[0].dtype == np.float32
+    clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(4,), max_iter=3, dtype="float64"),
+               X.astype(np.float32), y)
+    assert clf.network_.dtype == np.float64
+    clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(4,), max_iter=3, dtype="float32"), X, y)
+    assert clf.network_.dtype == np.float32
+
+
+def test_sparse_input():
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    X, y = make_classification(40, 6, random_state=0)
+    dense = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(4,), max_iter=5), X, y)
+    sparse = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(4,), max_iter=5),
+                  scipy_sparse.csr_matrix(X), y)
+    np.testing.assert_array_equal(sparse.predict_proba(scipy_sparse.csc_matrix(X)),
+                                  dense.predict_proba(X))
+
+
+# ---------------------------------------------------------------- training options
+
+def test_partial_fit_needs_classes_first_and_runs_one_epoch():
+    X, y = make_classification(60, 4, random_state=0)
+    clf = _sgd(MLPClassifier, hidden_layer_sizes=(5,))
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X[:30], y[:30], classes=[0, 1])
+    clf.partial_fit(X[30:], y[30:])
+    assert clf.n_iter_ == 1 and clf.t_ == 60 and len(clf.loss_curve_) == 2
+    with pytest.raises(ValueError, match="not the same"):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="classes not in"):
+        clf.partial_fit(X, np.full(60, 5))
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
+    reg = _sgd(MLPRegressor, hidden_layer_sizes=(5,), learning_rate_init=0.01)
+    for _ in range(3):
+        reg.partial_fit(X, X[:, 0])
+    assert reg.t_ == 180
+
+
+def test_warm_start_continues_and_checks_the_architecture():
+    X, y = make_classification(60, 4, random_state=0)
+    clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(5,), max_iter=5, tol=0.0), X, y)
+    net = clf.network_
+    clf.set_params(warm_start=True)
+    _fit(clf, X, y)
+    assert clf.network_ is net and clf.t_ == 600 and len(clf.loss_curve_) == 10
+    clf.set_params(hidden_layer_sizes=(6,))
+    with pytest.raises(ValueError, match="warm_start"):
+        clf.fit(X, y)
+    clf.set_params(warm_start=False)
+    _fit(clf, X, y)
+    assert clf.network_ is not net and clf.network_.layer_sizes == [4, 6, 1]
+    # A warm start may switch early stopping on and off.
+    clf.set_params(warm_start=True, early_stopping=True)
+    _fit(clf, X, y)
+    assert clf.validation_scores_ and clf.best_loss_ is None
+    clf.set_params(early_stopping=False)
+    _fit(clf, X, y)
+    assert clf.validation_scores_ is None and clf.best_loss_ < np.inf
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    X, y = make_classification(200, 6, flip_y=0.3, random_state=0)
+    clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(30,), early_stopping=True,
+                    n_iter_no_change=5, learning_rate_init=0.5, validation_fraction=0.2), X, y)
+    assert len(clf.validation_scores_) == clf.n_iter_ < 200
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.best_loss_ is None
+    with pytest.raises(ValueError, match="early_stopping"):
+        clf.partial_fit(X, y)
+
+
+def test_lbfgs_with_weights_and_class_weight():
+    X, y = make_classification(200, 4, weights=[0.9, 0.1], random_state=0)
+    plain = _fit(MLPClassifier((5,), solver="lbfgs", random_state=0, max_iter=200), X, y)
+    balanced = _fit(MLPClassifier((5,), solver="lbfgs", random_state=0, max_iter=200,
+                                  class_weight="balanced"), X, y)
+    minority = y == 1
+    assert (balanced.predict(X)[minority] == 1).mean() >= (plain.predict(X)[minority] == 1).mean()
+    assert (balanced.predict(X) == 1).sum() > (plain.predict(X) == 1).sum()
+    # Integer weights act as repeated samples (to the drift of 50 L-BFGS steps taken
+    # with two summation orders: NumPy for weighted, the kernel for repeated data).
+    w = np.random.default_rng(0).integers(0, 3, 200)
+    a = _fit(MLPClassifier((5,), solver="lbfgs", random_state=0, max_iter=50), X, y,
+             sample_weight=w)
+    b = _fit(MLPClassifier((5,), solver="lbfgs", random_state=0, max_iter=50),
+             np.repeat(X, w, axis=0), np.repeat(y, w))
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-4)
+
+
+def test_verbose_and_convergence_warning(capsys):
+    X, y = make_classification(30, 3, n_redundant=0, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations \\(3\\)"):
+        _sgd(MLPClassifier, hidden_layer_sizes=(3,), max_iter=3, verbose=True, tol=0.0).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out and "Iteration 3, loss = " in out
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(solver="newton"), "solver"),
+    (dict(activation="softmax"), "activation"),
+    (dict(hidden_layer_sizes=(4, 0)), "hidden_layer_sizes"),
+    (dict(hidden_layer_sizes=(4, 3), activation=["relu"]), "one per hidden layer"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(learning_rate_init=0.0), "learning_rate_init"),
+    (dict(momentum=1.5), "momentum"),
+    (dict(validation_fraction=1.0), "validation_fraction"),
+    (dict(dtype="float16"), "dtype"),
+    (dict(max_iter=0), "max_iter"),
+])
+def test_bad_parameters_fail_at_fit(params, message):
+    X, y = make_classification(20, 3, n_redundant=0, random_state=0)
+    clf = MLPClassifier(**params)  # accepted as given, as scikit-learn requires
+    with pytest.raises(ValueError, match=message):
+        clf.fit(X, y)
+
+
+def test_not_fitted():
+    with pytest.raises(NotFittedError):
+        MLPClassifier().predict(np.zeros((1, 2)))
+    with pytest.raises(NotFittedError):
+        MLPRegressor().coefs_
+
+
+# ---------------------------------------------------------------- the ecosystem
+
+def test_pipeline_grid_search_and_cross_validation():
+    X, y = make_classification(120, 5, random_state=0)
+    pipe = make_pipeline(StandardScaler(), _sgd(MLPClassifier, hidden_layer_sizes=(6,),
+                                                max_iter=30))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = cross_val_score(pipe, X, y, cv=3)
+        grid = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(3,), (6,)],
+                                   "mlpclassifier__learning_rate_init": [0.05, 0.2]}, cv=2)
+        grid.fit(X, y)
+    assert scores.shape == (3,) and scores.mean() > 0.7
+    assert grid.best_params_["mlpclassifier__hidden_layer_sizes"] in [(3,), (6,)]
+    assert clone(grid.best_estimator_).get_params()["mlpclassifier__max_iter"] == 30
+
+
+def test_pickle_and_joblib_round_trips():
+    X, y = make_classification(50, 4, random_state=0)
+    clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(5,), max_iter=10), X, y)
+    back = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
+    back.coefs_[0][...] = 0  # independent parameters
+    assert not np.all(clf.coefs_[0] == 0)
+    joblib = pytest.importorskip("joblib")
+    buf = io.BytesIO()
+    joblib.dump(clf, buf)
+    buf.seek(0)
+    np.testing.assert_array_equal(joblib.load(buf).predict(X), clf.predict(X))
+
+
+def test_feature_names():
+    pd = pytest.importorskip("pandas")
+    X, y = make_classification(40, 3, n_redundant=0, random_state=0)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    reg = _fit(_sgd(MLPRegressor, hidden_layer_sizes=(3,), max_iter=5, learning_rate_init=0.01),
+               frame, y.astype(float))
+    assert list(reg.feature_names_in_) == ["a", "b", "c"]
+    with pytest.warns(UserWarning, match="feature names"):
+        reg.predict(X)
