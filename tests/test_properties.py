@@ -493,11 +493,10 @@ def test_extreme_inputs(arch, seed, n, data):
     assert net.predict(X).shape == (n, sizes[-1])
 
 
-# Learning rates near the largest float (1e308) are left to the example test
-# below: there the kernel's epoch sum of finite batch costs can overflow.
 @given(problems(max_samples=6, scales=(1.0, 30.0)), st.integers(1, 4),
        st.one_of(st.none(), st.integers(1, 6)),
-       st.sampled_from([1.0, 10.0, 1e3, 1e10, 1e100, 1e200, 1e300]))
+       st.sampled_from([1.0, 10.0, 1e3, 1e10, 1e100, 1e200, 1e300, 1e308,
+                        1.7976931348623157e308]))
 def test_large_learning_rates_diverge_cleanly(problem, epochs, batch_size, learning_rate):
     net, X, y, _ = problem
     try:
