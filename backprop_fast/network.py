@@ -269,7 +269,8 @@ def _read_model_archive(archive, what):
     if not isinstance(meta, dict) or meta.get("format") != "backprop_fast.Network":
         raise ValueError(f"{what}: no backprop_fast metadata")
     version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or not (
+            1 <= version <= FORMAT_VERSION):
         raise ValueError(f"{archive.filename!r} uses model format version {version!r}; this "
                          f"backprop_fast reads versions up to {FORMAT_VERSION}. "
                          "Upgrade backprop_fast to load it.")
