@@ -4,7 +4,9 @@ The suite runs with ``--import-mode=importlib``, so test modules cannot import
 each other or this file; shared helpers are handed out as fixtures instead.
 Every test draws its random numbers from an explicitly seeded generator.
 """
+import contextlib
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -104,3 +106,28 @@ def assert_params_close():
 def params_of():
     """``params_of(net)`` -> a deep copy of (weights, biases)."""
     return lambda net: ([np.array(w) for w in net.weights], [np.array(b) for b in net.biases])
+
+
+@pytest.fixture
+def deadline():
+    """``with deadline(seconds):`` turns a hang of the main thread (a lock left
+    held, a fit that ignores Ctrl-C) into a TimeoutError instead of a stuck run.
+    Where there is no SIGALRM timer it does nothing."""
+    @contextlib.contextmanager
+    def guard(seconds):
+        if not hasattr(signal, "setitimer"):
+            yield
+            return
+
+        def expire(signum, frame):
+            raise TimeoutError(f"still blocked after {seconds} s")
+
+        old = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+    return guard

@@ -6,7 +6,6 @@ a timer thread, as a terminal's Ctrl-C would arrive) must raise
 KeyboardInterrupt in the caller promptly, and the network must hold the
 parameters of a finished step, ready for evaluate and further training.
 """
-import contextlib
 import os
 import signal
 import sys
@@ -33,21 +32,6 @@ def default_sigint():
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, old)
-
-
-@contextlib.contextmanager
-def _deadline(seconds):
-    """Turn a hang of the main thread (a lock left held) into a failure."""
-    def expire(signum, frame):
-        raise TimeoutError(f"still blocked after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _interrupt(net, X, y, delay, **fit_options):
@@ -91,7 +75,7 @@ def _problem(n, n_in, n_hidden, seed=0, dtype=np.float64):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_ctrl_c_stops_fit_promptly_and_keeps_a_usable_network(optimizer, dtype,
-                                                             default_sigint):
+                                                             default_sigint, deadline):
     net, X, y = _problem(2000, 64, 128, dtype=dtype)
     before = _flat(net)
     latency = _interrupt(net, X, y, 0.3, epochs=3000, batch_size=32, learning_rate=0.01,
@@ -100,7 +84,7 @@ def test_ctrl_c_stops_fit_promptly_and_keeps_a_usable_network(optimizer, dtype,
     params = _flat(net)
     assert np.isfinite(params).all()
     assert not np.array_equal(params, before)  # it did train for a while
-    with _deadline(20):
+    with deadline(20):
         cost = net.evaluate(X, y)
         assert np.isfinite(cost)
         history = net.fit(X, y, epochs=2, batch_size=32, learning_rate=0.01,
@@ -109,7 +93,7 @@ def test_ctrl_c_stops_fit_promptly_and_keeps_a_usable_network(optimizer, dtype,
     assert np.isfinite(_flat(net)).all()
 
 
-def test_ctrl_c_leaves_the_parameters_of_a_finished_step(default_sigint):
+def test_ctrl_c_leaves_the_parameters_of_a_finished_step(default_sigint, deadline):
     """Full-batch plain SGD: each epoch is one step. Replaying the steps from
     the same start reaches the interrupted network's parameters exactly after
     some whole number of steps."""
@@ -131,12 +115,12 @@ def test_ctrl_c_leaves_the_parameters_of_a_finished_step(default_sigint):
             return True
         return time.perf_counter() > give_up
 
-    with _deadline(30):
+    with deadline(30):
         replay.fit(X, y, epochs=5000, learning_rate=0.05, callbacks=[compare])
     assert matched, "the interrupted parameters are not those of any finished step"
 
 
-def test_fit_runs_normally_after_an_interrupt(default_sigint):
+def test_fit_runs_normally_after_an_interrupt(default_sigint, deadline):
     """The interrupt leaves nothing half-done behind (the lock, the
     parameters): a fit after it equals the same fit on a new network given
     the interrupted network's parameters (plain SGD in order, so that no
@@ -146,7 +130,7 @@ def test_fit_runs_normally_after_an_interrupt(default_sigint):
     twin = Network(net.layer_sizes, net.activations, net.loss, seed=2)
     for p, q in zip(twin.weights + twin.biases, net.weights + net.biases):
         p[...] = q
-    with _deadline(20):
+    with deadline(20):
         ha = net.fit(X, y, epochs=2, batch_size=50, learning_rate=0.01, shuffle=False)
         hb = twin.fit(X, y, epochs=2, batch_size=50, learning_rate=0.01, shuffle=False)
     assert ha.loss == hb.loss

@@ -6,9 +6,7 @@ History object and the validation of all these options. The expected values
 come from the docstrings of ``Network.fit`` and ``History`` (the spec), computed
 independently here with NumPy and the reference implementation.
 """
-import contextlib
 import math
-import signal
 
 import numpy as np
 import pytest
@@ -49,25 +47,6 @@ def _twin(net, flat):
         b[...] = flat[off:off + b.size]
         off += b.size
     return twin
-
-
-@contextlib.contextmanager
-def _deadline(seconds):
-    """Turn a hang in the main thread (such as a blocked lock) into a failure."""
-    if not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def expire(signum, frame):
-        raise TimeoutError(f"still blocked after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _softmax_problem(dtype=np.float64, n=30, seed=0, n_val=0):
@@ -739,7 +718,7 @@ def test_regression_callback_logs_have_no_accuracy():
 
 
 @pytest.mark.parametrize("method", ["evaluate", "predict", "gradients"])
-def test_callbacks_may_use_the_network(method):
+def test_callbacks_may_use_the_network(method, deadline):
     """A callback can evaluate the network it is watching (the natural way to
     log a custom metric at epoch end): it sees the parameters of that epoch,
     and does not block."""
@@ -751,7 +730,7 @@ def test_callbacks_may_use_the_network(method):
         seen.append(getattr(net, method)(X_val, y_val) if method != "predict"
                     else net.predict(X_val))
 
-    with _deadline(2):
+    with deadline(2):
         h = net.fit(X, y, epochs=3, batch_size=8, validation_data=(X_val, y_val),
                     callbacks=[snap, callback])
     assert len(seen) == 3
