@@ -1,6 +1,7 @@
 """backprop_fast: dense networks trained by fused Cython backpropagation."""
+from ._kernels import isa as kernel_isa
 from .network import DivergenceError, History, Network
 from .plot import plot_history
 
 __version__ = "0.1.0"
-__all__ = ["Network", "History", "DivergenceError", "plot_history", "__version__"]
+__all__ = ["Network", "History", "DivergenceError", "plot_history", "kernel_isa", "__version__"]

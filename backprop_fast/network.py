@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _kernel
+from ._kernels import kernel as _kernel
 from ._io import atomic_open
 
 __all__ = ["Network", "History", "DivergenceError"]

@@ -33,7 +33,8 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k,
 cdef inline floating _dot(const floating* x, const floating* y,
                           Py_ssize_t n) noexcept nogil:
     # Eight independent partial sums: vectorisable without reassociation,
-    # and the same summation order on every machine.
+    # and the same summation order on every machine (the AVX2 and AVX-512
+    # builds fuse each multiply-add, so they round differently).
     cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
     cdef Py_ssize_t i, blocks = n // 8
     for i in range(blocks * 8, n):

@@ -28,6 +28,30 @@ cdef extern from "<time.h>" nogil:
     int timespec_get(timespec* ts, int base)
     int TIME_UTC
 
+# What the CPU and the operating system support, for backprop_fast/_kernels.py
+# to choose a variant of this module (setup.py lists their compiler flags).
+# libgcc and compiler-rt also check, through XGETBV, that the operating system
+# saves the AVX and AVX-512 registers.
+cdef extern from *:
+    """
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    static int bf_cpu_avx2(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    static int bf_cpu_avx512(void) {
+        return bf_cpu_avx2() && __builtin_cpu_supports("avx512f")
+            && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+            && __builtin_cpu_supports("avx512vl");
+    }
+    #else
+    static int bf_cpu_avx2(void) { return 0; }
+    static int bf_cpu_avx512(void) { return 0; }
+    #endif
+    """
+    int bf_cpu_avx2() nogil
+    int bf_cpu_avx512() nogil
+
 from cython cimport floating
 
 from _activations cimport (
@@ -853,6 +877,15 @@ def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
                                   &bsum[0], rows)
             start += rows
     return cost
+
+
+def cpu_supports(str isa):
+    """Whether this CPU can run the kernel variant ``isa`` ("avx2", "avx512")."""
+    if isa == "avx2":
+        return bool(bf_cpu_avx2())
+    if isa == "avx512":
+        return bool(bf_cpu_avx512())
+    raise ValueError(f"unknown instruction set {isa!r}")
 
 
 # ------------------------------------------------ shims for the test suite

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+import backprop_fast.network
+from backprop_fast import _kernels
 from backprop_fast.reference import ReferenceNetwork
 
 # Hypothesis profiles for the property-based tests (tests/test_properties.py).
@@ -131,3 +133,13 @@ def deadline():
             signal.signal(signal.SIGALRM, old)
 
     return guard
+
+
+@pytest.fixture(params=_kernels.available())
+def kernel_variant(request, monkeypatch):
+    """Each kernel variant this machine runs (baseline, avx2, avx512), in turn,
+    as the kernel of every Network: the module using it runs once per variant.
+    Returns the kernel module."""
+    module, _ = _kernels.load(request.param)
+    monkeypatch.setattr(backprop_fast.network, "_kernel", module)
+    return module

@@ -3,14 +3,18 @@
 src/_activations.pxd replaces libm's exp, expm1, tanh and log1p with branch-free
 polynomial versions and documents them as within 3 ulp of the correctly rounded
 result in either precision, with NaN passed through. The private shim
-``_kernel._test_elementwise(name, x)`` applies one of them to x in place.
+``_kernel._test_elementwise(name, x)`` applies one of them to x in place. Every
+test runs on each kernel variant this machine runs (the AVX2 and AVX-512 builds
+fuse multiply-adds, so their rounding differs from the baseline's).
 References are computed in np.longdouble (80-bit on x86-64, 11 more bits than
 float64), so a reference rounded to float64 is itself within about 1/2 ulp.
 """
 import numpy as np
 import pytest
 
-from backprop_fast import _kernel
+import backprop_fast.network
+
+pytestmark = pytest.mark.usefixtures("kernel_variant")
 
 LD = np.longdouble
 MAX_ULP = 3
@@ -19,7 +23,7 @@ DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")
 
 def _apply(name, x, dtype):
     out = np.array(x, dtype=dtype)  # a fresh contiguous copy: the shim works in place
-    _kernel._test_elementwise(name, out)
+    backprop_fast.network._kernel._test_elementwise(name, out)
     return out
 
 

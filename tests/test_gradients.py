@@ -7,6 +7,9 @@ import pytest
 
 from backprop_fast import Network
 
+# Every test runs once on each kernel variant this machine runs.
+pytestmark = pytest.mark.usefixtures("kernel_variant")
+
 
 def _sigmoid(z):
     return 1.0 / (1.0 + math.exp(-z))

@@ -4,7 +4,8 @@ Every valid (hidden activation, output activation, cost) combination, both
 dtypes, and three architectures: a single layer, three layers with a hidden
 layer of width 1, and five layers. Parameters are drawn by the test and written
 through the writable ``weights``/``biases`` views, then copied into the
-reference, so both start from identical numbers.
+reference, so both start from identical numbers. Each kernel variant that
+this machine runs (baseline, AVX2, AVX-512) is checked in turn.
 """
 import zlib
 
@@ -14,6 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backprop_fast import Network
+
+# Every test runs once on each kernel variant this machine runs.
+pytestmark = pytest.mark.usefixtures("kernel_variant")
 
 HIDDEN = ["sigmoid", "tanh", "relu", "identity"]
 OUTPUT_LOSS = [

@@ -1,0 +1,102 @@
+"""Choosing the kernel variant: baseline, AVX2 or AVX-512 (backprop_fast/_kernels.py).
+
+The numerical tests (test_activations, test_gradients, test_reference_agreement)
+run on every variant through the ``kernel_variant`` fixture; these check the
+choice itself.
+"""
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import backprop_fast
+from backprop_fast import Network, _kernels
+
+CHECKED = os.environ.get("BACKPROP_FAST_EXPECT_CHECKED", "0") not in ("", "0")
+
+
+def _run(code, isa, tmp_path):
+    """Run code in a child that imports this backprop_fast with BACKPROP_FAST_ISA=isa."""
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(backprop_fast.__file__)))
+    env = dict(os.environ, PYTHONPATH=parent)
+    env.pop("BACKPROP_FAST_ISA", None)
+    if isa is not None:
+        env["BACKPROP_FAST_ISA"] = isa
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+
+
+def test_default_is_the_widest_available():
+    usable = _kernels.available()
+    assert usable[-1] == "baseline"
+    assert set(usable) <= set(_kernels.ISAS)
+    if os.environ.get("BACKPROP_FAST_ISA", "auto") in ("", "auto"):
+        assert backprop_fast.kernel_isa == usable[0]
+    assert backprop_fast.kernel_isa in usable
+
+
+@pytest.mark.skipif(CHECKED, reason="the checked build has the baseline kernel only")
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64")
+                    or sys.platform == "win32",
+                    reason="variants are built with gcc or clang on x86-64 only")
+def test_variants_this_cpu_runs_are_built():
+    """A release build on x86-64 carries every variant; those the CPU runs are usable."""
+    from backprop_fast import _kernel
+    for isa in ("avx2", "avx512"):
+        if _kernel.cpu_supports(isa):
+            assert isa in _kernels.available(), f"the {isa} kernel was not built"
+
+
+def test_avx512_implies_avx2():
+    from backprop_fast import _kernel
+    if _kernel.cpu_supports("avx512"):
+        assert _kernel.cpu_supports("avx2")
+    with pytest.raises(ValueError, match="unknown instruction set"):
+        _kernel.cpu_supports("sse9")
+
+
+def test_load_rejects_unknown_and_unusable_names(monkeypatch):
+    with pytest.raises(ValueError, match="BACKPROP_FAST_ISA must be one of"):
+        _kernels.load("avx1024")
+    monkeypatch.setattr(_kernels, "available", lambda: ["baseline"])
+    with pytest.raises(ImportError, match="available here: baseline"):
+        _kernels.load("avx512")
+    module, isa = _kernels.load("auto")
+    assert isa == "baseline" and module is _kernels._baseline
+
+
+@pytest.mark.parametrize("isa", _kernels.available())
+def test_environment_variable_chooses_the_variant(isa, tmp_path):
+    code = ("import backprop_fast, backprop_fast.network as n; "
+            "print(backprop_fast.kernel_isa, n._kernel.__name__)")
+    out = _run(code, isa, tmp_path)
+    assert out.returncode == 0, out.stderr
+    suffix = "" if isa == "baseline" else "_" + isa
+    assert out.stdout.split() == [isa, f"backprop_fast._kernel{suffix}"]
+
+
+def test_environment_variable_with_a_bad_name_fails_the_import(tmp_path):
+    out = _run("import backprop_fast", "neon", tmp_path)
+    assert out.returncode != 0
+    assert "BACKPROP_FAST_ISA must be one of auto, avx512, avx2, baseline; got 'neon'" in out.stderr
+
+
+def test_variants_train_alike(kernel_variant):
+    """The same fit on each variant ends within rounding of the baseline's."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(64, 9))
+    y = rng.integers(0, 4, 64)
+    results = []
+    for module in (_kernels._baseline, kernel_variant):
+        import backprop_fast.network as network
+        saved, network._kernel = network._kernel, module
+        try:
+            net = Network([9, 16, 4], ["tanh", "softmax"], "cross_entropy", seed=5)
+            net.fit(X, y, epochs=5, batch_size=8, learning_rate=0.1)
+            results.append(np.concatenate([w.ravel() for w in net.weights]))
+        finally:
+            network._kernel = saved
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-10, atol=1e-12)
