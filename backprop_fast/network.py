@@ -543,7 +543,7 @@ class Network:
 
     def _workspace(self, rows):
         size = _kernel.workspace_size(self._sizes, self._acts, rows)
-        return np.empty(size, dtype=self.dtype), np.empty(max(self.layer_sizes[1:]))
+        return np.empty(size, dtype=self.dtype), np.empty(max(*self.layer_sizes[1:], rows))
 
     def _chunk_rows(self, n):
         return max(1, min(n, _CHUNK_ELEMENTS // sum(self.layer_sizes)))

@@ -158,14 +158,25 @@ cdef inline void matmul_abt_bias(const floating* A, const floating* W,
         _abt_small(A, W, b, Z, rows, n_out, n_in)
 
 
-cdef inline void matmul_ab(const floating* D, const floating* W, floating* P,
-                           Py_ssize_t rows, Py_ssize_t n_out,
-                           Py_ssize_t n_in) noexcept nogil:
-    """P (rows x n_in) = D (rows x n_out) @ W, W being n_out x n_in."""
+cdef inline void matmul_ab(const floating* D, const floating* W,
+                           const floating* c, floating* P, Py_ssize_t rows,
+                           Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+    """P (rows x n_in) = D (rows x n_out) @ W (+ c), W being n_out x n_in.
+
+    c, a row added to every row of P, or NULL. With A for D and the
+    transposed weights for W this is the forward product in its plain (NN)
+    form, which BLAS's small-matrix kernels run much faster than A @ W.T.
+    """
+    cdef Py_ssize_t r, i
     if rows * n_out * n_in > SMALL_PRODUCT:
+        if c != NULL:
+            for r in range(rows):
+                memcpy(P + r * n_in, c, n_in * sizeof(floating))
         _gemm(c'N', c'N', <int>n_in, <int>rows, <int>n_out, <floating>1.0,
-              W, <int>n_in, D, <int>n_out, <floating>0.0, P, <int>n_in)
-    elif n_in == 1:
+              W, <int>n_in, D, <int>n_out, <floating>(0.0 if c == NULL else 1.0),
+              P, <int>n_in)
+        return
+    if n_in == 1:
         _ab_small(D, W, P, rows, n_out, 1)
     elif n_in == 2:
         _ab_small(D, W, P, rows, n_out, 2)
@@ -175,6 +186,10 @@ cdef inline void matmul_ab(const floating* D, const floating* W, floating* P,
         _ab_small(D, W, P, rows, n_out, 4)
     else:
         _ab_small(D, W, P, rows, n_out, n_in)
+    if c != NULL:
+        for r in range(rows):
+            for i in range(n_in):
+                P[r * n_in + i] = P[r * n_in + i] + c[i]
 
 
 cdef inline void matmul_atb_acc(floating alpha, const floating* D,

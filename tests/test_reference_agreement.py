@@ -195,3 +195,40 @@ def test_random_problems_match_reference(case, randomise, make_targets, referenc
     _assert_well_conditioned(ref)
     np.testing.assert_allclose(history.loss, history_ref, **kw)
     assert_params_close(net, ref, **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes, batch_size", [([64, 32, 10], 32), ([50, 40], 17),
+                                                ([30, 40, 5, 3], 9)])
+def test_transposed_first_layer_matches_reference(sizes, batch_size, dtype, randomise,
+                                                  reference_of, tol, assert_params_close):
+    """Plain SGD on first layers of 2**12 to 2**20 multiply-adds a batch trains a
+    transposed copy of the first layer's weights, written back at the end of each
+    epoch: callbacks see the current weights, and an exception from one leaves
+    the network with the weights of the finished epochs."""
+    rng = np.random.default_rng(sum(sizes) + batch_size)
+    net = Network(sizes, ["tanh"] * (len(sizes) - 2) + ["softmax"], "cross_entropy",
+                  dtype=dtype, seed=0)
+    randomise(net, rng)
+    X = rng.normal(size=(100, sizes[0])).astype(dtype)
+    Y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], X.shape[0])]
+    ref = reference_of(net)
+    kw = tol(dtype)
+    seen = []
+
+    def callback(epoch, logs):
+        seen.append([W.copy() for W in net.weights])
+        if epoch == 2:
+            raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        net.fit(X, Y, epochs=5, batch_size=batch_size, learning_rate=0.05, shuffle=False,
+                callbacks=[callback])
+    for epoch in range(3):
+        ref.fit(X, Y, 1, batch_size, 0.05)
+        for W, W_ref in zip(seen[epoch], ref.weights):
+            np.testing.assert_allclose(W, W_ref, **kw)
+    assert_params_close(net, ref, **kw)
+    history = net.fit(X, Y, epochs=2, batch_size=batch_size, learning_rate=0.05, shuffle=False)
+    np.testing.assert_allclose(history.loss, ref.fit(X, Y, 2, batch_size, 0.05), **kw)
+    assert_params_close(net, ref, **kw)
