@@ -9,7 +9,9 @@ A ``Network`` holds two things the default protocol gets wrong:
   no longer show through them.
 
 So the state leaves both out and ``network_setstate`` rebuilds them: a new
-lock and fresh views into the unpickled ``_params``. Everything else — the
+lock and fresh views into the unpickled ``_params``. The scratch buffers that
+fit keeps between calls (``_scratch``) are left out too: the copy starts with
+none. Everything else — the
 parameters, the random generator (so that shuffling continues where it
 stopped) and any optimizer state kept in plain attributes — is pickled as it
 is. Wire them into the class with::
@@ -28,6 +30,7 @@ __all__ = ["network_getstate", "network_setstate"]
 _LOCK_FACTORIES = {type(threading.Lock()): threading.Lock,
                    type(threading.RLock()): threading.RLock}
 _VIEWS = ("_weights", "_biases")
+_SCRATCH = "_scratch"
 STATE_VERSION = 1
 
 
@@ -41,7 +44,7 @@ def network_getstate(net) -> Dict[str, Any]:
     for name, value in net.__dict__.items():
         if type(value) in _LOCK_FACTORIES:
             locks[name] = "rlock" if _LOCK_FACTORIES[type(value)] is threading.RLock else "lock"
-        elif name not in _VIEWS:
+        elif name not in _VIEWS and name != _SCRATCH:
             state[name] = value
     return {"version": STATE_VERSION, "attributes": state, "locks": locks}
 
@@ -53,6 +56,7 @@ def network_setstate(net, state: Dict[str, Any]) -> None:
         raise ValueError(f"cannot unpickle this Network: pickle state version {version!r}; "
                          f"this backprop_fast reads versions up to {STATE_VERSION}")
     net.__dict__.update(state["attributes"])
+    net._scratch = {}
     for name, kind in state["locks"].items():
         setattr(net, name, threading.RLock() if kind == "rlock" else threading.Lock())
     net._make_views()

@@ -369,6 +369,7 @@ class Network:
         self._optimizer = None
         self._opt_m1 = self._opt_m2 = None
         self._opt_step = np.zeros(1, dtype=np.int64)
+        self._scratch: Dict[str, np.ndarray] = {}
         # Every epoch trained so far, across fit calls (saved with the network).
         self.history = History()
 
@@ -544,6 +545,19 @@ class Network:
     def _workspace(self, rows):
         size = _kernel.workspace_size(self._sizes, self._acts, rows)
         return np.empty(size, dtype=self.dtype), np.empty(max(*self.layer_sizes[1:], rows))
+
+    def _fit_buffer(self, name, size, dtype=None):
+        """A scratch array of ``size`` elements for fit, kept for the next call.
+
+        Fresh large arrays page-fault on first touch, which costs more than a
+        short fit (tens of ms for a wide network's workspace and parameter
+        snapshot), so fit reuses its buffers; they are not pickled or saved.
+        """
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        buf = self._scratch.get(name)
+        if buf is None or buf.size < size:
+            buf = self._scratch[name] = np.empty(size, dtype)
+        return buf[:size]
 
     def _chunk_rows(self, n):
         return max(1, min(n, _CHUNK_ELEMENTS // sum(self.layer_sizes)))
@@ -806,7 +820,9 @@ class Network:
         n = Xc.shape[0]
         settings.batch = n if batch_size is None else min(batch_size, n)
         settings.epochs = epochs
-        work, bsum = self._workspace(settings.batch)
+        work = self._fit_buffer(
+            "work", _kernel.workspace_size(self._sizes, self._acts, settings.batch))
+        bsum = self._fit_buffer("bsum", max(*self.layer_sizes[1:], settings.batch), np.float64)
         empty = np.empty(0, dtype=self.dtype)
         out = np.full((epochs, len(History.FIGURES)), np.nan)
         validation = X_val.shape[0] > 0
@@ -840,14 +856,14 @@ class Network:
             self._check_params_finite()
             grad, m1, m2 = self._optimizer_buffers(settings, empty)
             self._in_fit = True
-            best = (np.empty_like(self._params)
+            best = (self._fit_buffer("best", self._params.size)
                     if settings.early_stopping and settings.restore_best else empty)
             try:
                 status, done, best_epoch = _kernel.fit(
                     self._params, self._sizes, self._acts, LOSSES[self.loss], Xc, Y,
                     weights, X_val, Y_val, settings, self._rng_state, self._opt_step,
-                    np.empty(n, dtype=np.intp), work, bsum, grad, m1, m2,
-                    np.empty_like(self._params), best, out, hook)
+                    self._fit_buffer("order", n, np.intp), work, bsum, grad, m1, m2,
+                    self._fit_buffer("snapshot", self._params.size), best, out, hook)
             finally:
                 self._in_fit = False
                 if progress is not None:
@@ -960,7 +976,7 @@ class Network:
             self._opt_m1 = np.zeros_like(self._params)
             self._opt_m2 = np.zeros_like(self._params) if kind != 0 else empty
             self._opt_step[0] = 0
-        return np.empty_like(self._params), self._opt_m1, self._opt_m2
+        return self._fit_buffer("grad", self._params.size), self._opt_m1, self._opt_m2
 
     # ------------------------------------------------------------ persistence
 

@@ -118,3 +118,21 @@ def test_state_holds_no_lock_and_no_views():
     assert "_lock" not in attrs and "_weights" not in attrs and "_biases" not in attrs
     assert state["locks"] == {"_lock": "rlock"}
     assert not any(isinstance(v, type(threading.Lock())) for v in attrs.values())
+
+
+def test_fit_scratch_memory_is_not_pickled():
+    """fit keeps its workspace and parameter snapshot for the next call; a pickle
+    or copy carries the network, not that scratch memory (here 20 times the
+    parameters' size), and the copy trains as the original does."""
+    rng = np.random.default_rng(1)
+    net = Network([20, 30, 2], ["tanh", "softmax"], "cross_entropy", seed=0)
+    X = rng.normal(size=(2000, 20))
+    y = rng.integers(0, 2, 2000)
+    before = len(pickle.dumps(net))
+    net.fit(X, y, epochs=1, batch_size=2000, learning_rate=0.1, early_stopping=True)
+    assert len(pickle.dumps(net)) < before + 4 * net.n_parameters * 8
+    copies = [copy.deepcopy(net), pickle.loads(pickle.dumps(net))]
+    for other in [net] + copies:
+        other.fit(X, y, epochs=2, batch_size=500, learning_rate=0.1)
+    for other in copies:
+        _assert_same(net, other)
