@@ -713,7 +713,7 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     cdef Py_ssize_t n = X.shape[0], n_val = X_val.shape[0]
     cdef Py_ssize_t batch = settings.batch, epochs = settings.epochs
     cdef Py_ssize_t n_in, n_out, epoch, start, rows, r, i, done = 0
-    cdef Py_ssize_t wait = 0, best_epoch = -1, steps = 0, check_every
+    cdef Py_ssize_t wait = 0, best_epoch = -1, countdown, check_every
     cdef Py_ssize_t timed = 0, stride = 1
     cdef int status = STATUS_OK
     cdef double total, cost, rate, base_rate = settings.learning_rate
@@ -765,6 +765,7 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
         wt = wg + batch
     # Check for Ctrl-C about every 2**20 multiply-adds (well under a ms).
     check_every = max(1, (1 << 20) // (batch * net.n_params))
+    countdown = check_every
     memcpy(&rng, &rng_state[0], sizeof(Rng))
     rate = base_rate
     try:
@@ -818,8 +819,10 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                         break
                     total += cost
                     start += rows
-                    steps += 1
-                    if steps % check_every == 0:
+                    # A countdown, not steps % check_every: no division a step.
+                    countdown -= 1
+                    if countdown == 0:
+                        countdown = check_every
                         with gil:
                             PyErr_CheckSignals()
                 if wt_live:

@@ -8,7 +8,10 @@ releases the GIL, so
   never asserted: the machine may be shared);
 * one network trained in one thread while others predict, evaluate, take
   gradients or train it too only ever exposes parameters of a finished kernel
-  call: every prediction equals the prediction of some consistent state.
+  call: every prediction equals the prediction of some consistent state;
+* the kernel starts no threads of its own: BLAS's threads do the wide
+  products, threadpoolctl limits them, and the result does not depend on how
+  many there are.
 """
 import json
 import os
@@ -249,3 +252,25 @@ def test_concurrent_fits_with_shuffling_are_seeded_consistently():
         t.join(timeout=300)
     got = _state(shared)
     assert any(np.array_equal(got, o) for o in outcomes)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_results_do_not_depend_on_the_number_of_blas_threads(dtype):
+    """Products this wide (about 8 million multiply-adds) run on every BLAS
+    thread that is allowed; each output element is still summed by one thread
+    in one order, so one and two threads train to the same bits."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(512, 256)).astype(dtype)
+    y = rng.integers(0, 10, 512)
+    results = []
+    for threads in (1, 2, 1):
+        net = Network([256, 128, 10], ["relu", "softmax"], "cross_entropy", dtype=dtype, seed=3)
+        with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+            history = net.fit(X, y, epochs=2, batch_size=256, learning_rate=0.05)
+            results.append((history.loss, net.predict(X),
+                            np.concatenate([w.ravel() for w in net.weights])))
+    for other in results[1:]:
+        assert other[0] == results[0][0]
+        np.testing.assert_array_equal(other[1], results[0][1])
+        np.testing.assert_array_equal(other[2], results[0][2])
