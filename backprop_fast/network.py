@@ -544,7 +544,8 @@ class Network:
 
     def _workspace(self, rows):
         size = _kernel.workspace_size(self._sizes, self._acts, rows)
-        return np.empty(size, dtype=self.dtype), np.empty(max(*self.layer_sizes[1:], rows))
+        return (np.empty(size, dtype=self.dtype),
+                np.empty(_kernel.bsum_size(self._sizes, self._acts, rows)))
 
     def _fit_buffer(self, name, size, dtype=None):
         """A scratch array of ``size`` elements for fit, kept for the next call.
@@ -822,7 +823,8 @@ class Network:
         settings.epochs = epochs
         work = self._fit_buffer(
             "work", _kernel.workspace_size(self._sizes, self._acts, settings.batch))
-        bsum = self._fit_buffer("bsum", max(*self.layer_sizes[1:], settings.batch), np.float64)
+        bsum = self._fit_buffer(
+            "bsum", _kernel.bsum_size(self._sizes, self._acts, settings.batch), np.float64)
         empty = np.empty(0, dtype=self.dtype)
         out = np.full((epochs, len(History.FIGURES)), np.nan)
         validation = X_val.shape[0] > 0

@@ -7,7 +7,7 @@
 # precision (tests/test_activations.py
 # compares them with NumPy over the whole input range). NaN propagates through
 # every function, so divergence is never hidden.
-from libc.math cimport copysign, copysignf, fabs, fabsf
+from libc.math cimport INFINITY, copysign, copysignf, fabs, fabsf
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memcpy
 
@@ -190,6 +190,23 @@ cdef inline floating log1p_unit(floating x) noexcept nogil:
         p = p * s2 + <float>(1.0 / 3.0)
         return (k * <float>0.693359375
                 + ((s + s) * (p * s2) + (c + k * <float>-2.12194440e-4))) + (s + s)
+
+
+cdef inline double log_ge1(double x) noexcept nogil:
+    """log(x) for x >= 1 (or +inf, NaN), branch-free.
+
+    x = 2**k m with m in [1, 2): log x = k ln2 + log(m), log(m) by log1p_unit
+    (m - 1 is exact); k comes from the exponent bits, converted through
+    2**52 so that the loop vectorises without a 64-bit integer conversion.
+    Below 1, k = -1 with m near 2 would cancel: not for that domain.
+    """
+    cdef int64_t bits = _i64(x)
+    cdef double k = _f64((bits >> 52) | 0x4330000000000000LL) - 4503599627371519.0
+    cdef double m = _f64((bits & 0x000FFFFFFFFFFFFFLL) | 0x3FF0000000000000LL)
+    cdef double r = (k * 6.93147180369123816490e-01
+                     + (log1p_unit(m - 1.0) + k * 1.90821492927058770002e-10))
+    # The exponent bits of inf and NaN would give a finite r.
+    return r if x < INFINITY else x
 
 
 cdef inline floating sigmoid(floating z) noexcept nogil:

@@ -8,15 +8,15 @@ and gather buffers for a shuffled minibatch of X (B x n_0), Y (B x n_L) and
 the sample weights (B), then, for layers where _transposed_first says so,
 room for the first layer's weights transposed; ``workspace_size`` gives its
 length.
-A double buffer, ``bsum``, of max(widest layer, B) elements accumulates bias
-gradients (and holds per-row sums of the softmax cost before that).
+A double buffer, ``bsum``, of ``bsum_size`` elements accumulates bias gradients
+(and holds per-row sums of the softmax cost before that).
 
 Contract. The ``def`` functions take only contiguous typed memoryviews and
 scalars whose shapes the caller (backprop_fast.Network) has checked; they run
 with the GIL released, allocate nothing, and report trouble by a status code.
 Costs are summed over samples in double; the caller divides.
 """
-from libc.math cimport INFINITY, M_PI, NAN, cos, isfinite, log, pow, sqrt, sqrtf
+from libc.math cimport INFINITY, M_PI, NAN, cos, isfinite, pow, sqrt, sqrtf
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -60,8 +60,8 @@ from cython cimport floating
 from _activations cimport (
     ACT_IDENTITY, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX, ACT_TANH,
     LOSS_CROSS_ENTROPY, LOSS_SQUARED_ERROR,
-    abs_, activate, derivative, exp_neg, expm1_neg, log1p_unit, relu, sigmoid,
-    softplus, tanh_,
+    abs_, activate, derivative, exp_neg, expm1_neg, log1p_unit, log_ge1, relu,
+    sigmoid, softplus, tanh_,
 )
 from _blas cimport SMALL_PRODUCT, matmul_ab, matmul_abt_bias, matmul_atb_acc
 
@@ -142,6 +142,18 @@ cdef bint _transposed_first(const Net* net, Py_ssize_t batch) noexcept nogil:
     """
     cdef Py_ssize_t macs = batch * net.sizes[0] * net.sizes[1]
     return SMALL_PRODUCT < macs <= (1 << 20)
+
+
+cdef Py_ssize_t _bsum_size(const Net* net, Py_ssize_t batch) noexcept nogil:
+    # Bias gradients, or three numbers a row for the softmax cost.
+    return max(net.widest, 3 * batch)
+
+
+def bsum_size(const Py_ssize_t[::1] sizes, const int[::1] acts, Py_ssize_t batch):
+    """Length of the double buffer ``bsum`` for batches of ``batch`` rows."""
+    cdef Net net
+    _init_net(&net, sizes, acts, 0)
+    return _bsum_size(&net, batch)
 
 
 cdef Py_ssize_t _workspace_size(const Net* net, Py_ssize_t batch) noexcept nogil:
@@ -253,8 +265,8 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
     (or NULL for weights of 1).
     OUT: D = dC/dz per sample times its weight (not divided by rows), bsum =
     column sums of D, and the return value: the weighted sum over rows of the
-    per-sample costs. Z is used as scratch, and so is bsum (it holds at least
-    max(rows, n) doubles) before the column sums go there.
+    per-sample costs. Z is used as scratch, and so is bsum (it holds
+    _bsum_size(net, rows) doubles) before the column sums go there.
     """
     cdef Py_ssize_t r, i, j
     cdef Py_ssize_t n = net.sizes[net.n_layers]
@@ -275,16 +287,16 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
             yr = Y + r * n
             s = _row_sum(zr, n)
             if ce:
-                # -sum y log a = sum(y) (zmax + log s) - sum y z, with s the
-                # sum of exp(z - zmax) >= 1: finite for any finite z.
                 sy = 0
                 for j in range(n):
                     sy += yr[j]
-                c = sy * log(s) - bsum[r]
                 # dC/dz = sum(y) a - y: a - y for targets that sum to 1.
                 inv = <floating>(sy / s)
                 for j in range(n):
                     dr[j] = zr[j] * inv - yr[j]
+                # The costs' logs wait for a loop of their own, which vectorises.
+                bsum[rows + r] = s
+                bsum[2 * rows + r] = sy
             else:
                 # dC/dz_j = a_j (g_j - sum_k g_k a_k), g = a - y.
                 inv = <floating>(1.0 / s)
@@ -299,11 +311,19 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
                     sq += g * g
                 for j in range(n):
                     dr[j] = zr[j] * (dr[j] - <floating>ga)
-                c = 0.5 * sq
+                bsum[r] = 0.5 * sq
             if sw != NULL:
-                c *= sw[r]
                 for j in range(n):
                     dr[j] = dr[j] * sw[r]
+        if ce:
+            # -sum y log a = sum(y) (zmax + log s) - sum y z, with s the sum
+            # of exp(z - zmax) >= 1: finite for any finite z.
+            for r in range(rows):
+                bsum[r] = bsum[2 * rows + r] * log_ge1(bsum[rows + r]) - bsum[r]
+        for r in range(rows):
+            c = bsum[r]
+            if sw != NULL:
+                c *= sw[r]
             cost += c
         _column_sums(D, bsum, rows, n)
         return cost
@@ -735,7 +755,7 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     cdef bint wt_live = False   # wt holds the first layer's weights, params not
     _init_net(&net, sizes, acts, loss)
     if (params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch)
-            or bsum.shape[0] < max(net.widest, batch)
+            or bsum.shape[0] < _bsum_size(&net, batch)
             or snapshot.shape[0] != net.n_params or history.shape[0] < epochs
             or history.shape[1] != H_COLUMNS or rng_state.shape[0] != 4
             or (weighted and sample_weight.shape[0] != n)):
@@ -903,7 +923,7 @@ def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
     cdef Py_ssize_t n = X.shape[0]
     _init_net(&net, sizes, acts, loss)
     if (params.shape[0] != net.n_params or grad.shape[0] != net.n_params
-            or work.shape[0] < _workspace_size(&net, n) or bsum.shape[0] < max(net.widest, n)):
+            or work.shape[0] < _workspace_size(&net, n) or bsum.shape[0] < _bsum_size(&net, n)):
         raise ValueError("buffers do not match the network")
     with nogil:
         # _batch only writes params when grad is NULL.
@@ -964,7 +984,7 @@ def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
     cdef floating* z
     _init_net(&net, sizes, acts, loss)
     if (params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch)
-            or bsum.shape[0] < max(net.widest, batch)):
+            or bsum.shape[0] < _bsum_size(&net, batch)):
         raise ValueError("buffers do not match the network")
     L = net.n_layers
     n_out = sizes[L]
@@ -996,7 +1016,7 @@ def _test_elementwise(str name, floating[::1] x):
     """Apply one of the kernel's scalar functions to x in place."""
     cdef Py_ssize_t i, n = x.shape[0]
     cdef int which = ["exp_neg", "expm1_neg", "log1p_unit", "sigmoid", "tanh",
-                      "relu", "softplus"].index(name)
+                      "relu", "softplus", "log_ge1"].index(name)
     with nogil:
         for i in range(n):
             if which == 0:
@@ -1011,5 +1031,7 @@ def _test_elementwise(str name, floating[::1] x):
                 x[i] = tanh_(x[i])
             elif which == 5:
                 x[i] = relu(x[i])
-            else:
+            elif which == 6:
                 x[i] = softplus(x[i])
+            else:
+                x[i] = <floating>log_ge1(x[i])

@@ -71,6 +71,16 @@ def _unit_domain(dtype):
     return np.unique(x.astype(dtype))
 
 
+def _ge1_domain(dtype):
+    # log_ge1 takes x >= 1 (the kernel's are sums of exps, one of them 1).
+    info = np.finfo(dtype)
+    x = np.concatenate([np.logspace(0, np.log10(info.max), 40001),
+                        np.linspace(1, 64, 20001), [1.0, 2.0, np.sqrt(2), info.max],
+                        np.nextafter(dtype(1), dtype(2)) + np.arange(100) * np.finfo(dtype).eps])
+    x = x.astype(dtype)
+    return np.unique(x[np.isfinite(x) & (x >= 1)])
+
+
 def _softplus_ref(z):
     return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
 
@@ -83,6 +93,7 @@ CASES = {
     "sigmoid": (_real_domain, lambda z: 1 / (1 + np.exp(-z))),
     "tanh": (_real_domain, np.tanh),
     "softplus": (_real_domain, _softplus_ref),
+    "log_ge1": (_ge1_domain, np.log),
 }
 
 
@@ -131,6 +142,8 @@ def test_nan_passes_through(name, dtype):
         ("softplus", -np.inf, 0.0),
         ("softplus", np.inf, np.inf),
         ("softplus", 0.0, np.log(2.0)),
+        ("log_ge1", 1.0, 0.0),
+        ("log_ge1", np.inf, np.inf),
     ],
 )
 def test_exact_values(name, x, expected, dtype):
