@@ -4,8 +4,9 @@ Environment switches
 --------------------
 BACKPROP_FAST_DEBUG=1
     Build with bounds, wraparound and initialisation checks on (and -O0 -g),
-    so the test suite can run against a checked kernel. Only the baseline
-    kernel is built: the variants below differ from it in compiler flags only.
+    so the test suite can run against a checked kernel; the variants below
+    are built checked too (a variant left over from a release build in
+    build/ would otherwise be packaged and chosen at import).
 
 Kernel variants
 ---------------
@@ -62,7 +63,7 @@ VARIANTS = {
                "-mavx512vl", "-mprefer-vector-width=512"],
 }
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
-if DEBUG or MSVC or not X86_64:
+if MSVC or not X86_64:
     VARIANTS = {}
 
 # Cython and setuptools rebuild by timestamps only: without this, a tree built

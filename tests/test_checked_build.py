@@ -2,9 +2,10 @@
 
 CI runs the whole suite a second time against a kernel built with
 ``BACKPROP_FAST_DEBUG=1`` and sets ``BACKPROP_FAST_EXPECT_CHECKED=1``; this test
-then proves that the imported kernel raises IndexError on an out-of-bounds
-buffer access instead of reading past the end of the array. (A build that
-silently reused the unchecked kernel would otherwise pass unnoticed.)
+then proves that every kernel variant the package can import raises
+IndexError on an out-of-bounds buffer access instead of reading past the end
+of the array. (A build that silently reused an unchecked kernel — say, a
+variant left in build/ by a release build — would otherwise pass unnoticed.)
 """
 import os
 import subprocess
@@ -19,14 +20,16 @@ import backprop_fast
 # that an unchecked kernel's out-of-bounds read cannot disturb this process.
 _PROBE = """
 import numpy as np
-from backprop_fast import _kernel
-try:
-    _kernel.predict(np.zeros(2), np.array([1, 1], dtype=np.intp), np.zeros(1, dtype=np.intc),
-                    np.zeros((1, 0)), np.zeros((1, 1)), np.zeros(16), 1)
-except IndexError:
-    print("checked")
-else:
-    print("unchecked")
+from backprop_fast import _kernels
+for isa in _kernels.available():
+    kernel, _ = _kernels.load(isa)
+    try:
+        kernel.predict(np.zeros(2), np.array([1, 1], dtype=np.intp), np.zeros(1, dtype=np.intc),
+                       np.zeros((1, 0)), np.zeros((1, 1)), np.zeros(16), 1)
+    except IndexError:
+        print(isa, "checked")
+    else:
+        print(isa, "unchecked")
 """
 
 
@@ -40,5 +43,6 @@ def test_kernel_has_bounds_checks(tmp_path):
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
                          env=env, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "checked", (
-        f"the kernel at {backprop_fast.__file__} was built without bounds checks")
+    lines = out.stdout.split("\n")[:-1]
+    assert lines and all(line.endswith(" checked") for line in lines), (
+        f"kernel variants of {backprop_fast.__file__} built without bounds checks: {lines}")

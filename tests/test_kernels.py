@@ -15,8 +15,6 @@ import pytest
 import backprop_fast
 from backprop_fast import Network, _kernels
 
-CHECKED = os.environ.get("BACKPROP_FAST_EXPECT_CHECKED", "0") not in ("", "0")
-
 
 def _run(code, isa, tmp_path):
     """Run code in a child that imports this backprop_fast with BACKPROP_FAST_ISA=isa."""
@@ -38,7 +36,6 @@ def test_default_is_the_widest_available():
     assert backprop_fast.kernel_isa in usable
 
 
-@pytest.mark.skipif(CHECKED, reason="the checked build has the baseline kernel only")
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64")
                     or sys.platform == "win32",
                     reason="variants are built with gcc or clang on x86-64 only")
