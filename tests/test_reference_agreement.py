@@ -232,3 +232,39 @@ def test_transposed_first_layer_matches_reference(sizes, batch_size, dtype, rand
     history = net.fit(X, Y, epochs=2, batch_size=batch_size, learning_rate=0.05, shuffle=False)
     np.testing.assert_allclose(history.loss, ref.fit(X, Y, 2, batch_size, 0.05), **kw)
     assert_params_close(net, ref, **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transposed_first_layer_with_training_options(dtype, randomise, tol):
+    """Validation data, early stopping with restore_best, sample weights and a
+    callback around the transposed first layer: plain SGD (which trains the
+    first layer transposed) ends where the same SGD through the optimizer
+    path does (weight_decay=1e-300 takes that path and changes no sum)."""
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(300, 64)).astype(dtype)
+    y = rng.integers(0, 10, 300)
+    # Unrelated validation data: its cost rises, so training stops early and
+    # restores the best epoch's parameters.
+    X_val, y_val = rng.normal(size=(50, 64)).astype(dtype), rng.integers(0, 10, 50)
+    weights = rng.uniform(0.5, 2.0, 300)
+    nets, seen = [], []
+    for decay in (0.0, 1e-300):
+        net = Network([64, 32, 10], ["tanh", "softmax"], "cross_entropy", dtype=dtype, seed=4)
+        randomise(net, np.random.default_rng(12))
+        norms = []
+        history = net.fit(X, y, epochs=12, batch_size=32, learning_rate=0.3,
+                          weight_decay=decay, validation_data=(X_val, y_val),
+                          early_stopping=True, patience=2, restore_best=True,
+                          sample_weight=weights,
+                          callbacks=[lambda e, logs: norms.append(np.abs(net.weights[0]).sum())])
+        nets.append((net, history))
+        seen.append(norms)
+    (a, ha), (b, hb) = nets
+    kw = tol(dtype)
+    assert ha.stopped_early and ha.best_epoch < len(ha.loss) - 1
+    assert ha.best_epoch == hb.best_epoch and len(ha.loss) == len(hb.loss)
+    np.testing.assert_allclose(ha.loss, hb.loss, **kw)
+    np.testing.assert_allclose(ha.val_loss, hb.val_loss, **kw)
+    np.testing.assert_allclose(seen[0], seen[1], **kw)
+    for W, W_b in zip(a.weights + a.biases, b.weights + b.biases):
+        np.testing.assert_allclose(W, W_b, **kw)
