@@ -457,7 +457,7 @@ class Network:
             raise ValueError(f"{name} has {arr.shape[1]} features per sample, but the "
                              f"network expects {self.layer_sizes[0]} (layer_sizes[0]); "
                              f"got shape {arr.shape}")
-        return self._convert(arr, name), single
+        return self._convert(arr, name)[0], single
 
     def _check_y(self, y, n, single):
         """y as a C-contiguous (n, n_outputs) array of the network's dtype."""
@@ -483,23 +483,30 @@ class Network:
                     if output == "softmax" else "")
             raise ValueError(f"y must have shape ({n}, {n_out}) to match X and the "
                              f"output layer, got shape {np.shape(y)}{hint}")
-        out = self._convert(arr, "y")
-        if self.loss == "cross_entropy" and out.size and (out.min() < 0 or out.max() > 1):
+        out, lo, hi = self._convert(arr, "y")
+        if self.loss == "cross_entropy" and (lo < 0 or hi > 1):
             raise ValueError("y must lie in [0, 1] for cross_entropy (targets are "
-                             f"probabilities), got values in [{out.min()}, {out.max()}]")
+                             f"probabilities), got values in [{lo}, {hi}]")
         return out
 
     def _convert(self, arr, name):
-        """A C-contiguous copy (or view) of arr in the network's dtype, all finite."""
-        with np.errstate(over="ignore"):
-            out = np.ascontiguousarray(arr, dtype=self.dtype)
+        """(out, min, max): a C-contiguous copy (or view) of arr in the
+        network's dtype, all finite, and its extremes (0 if it is empty)."""
+        if arr.dtype == self.dtype and arr.flags.c_contiguous:
+            out = arr
+        else:
+            with np.errstate(over="ignore"):
+                out = np.ascontiguousarray(arr, dtype=self.dtype)
+        if out.size == 0:
+            return out, 0, 0
         # min and max propagate NaN and reach +-inf: a check with no temporary
         # array of the data's size.
-        if not (np.isfinite(out.min()) and np.isfinite(out.max())):
+        lo, hi = out.min(), out.max()
+        if not (np.isfinite(lo) and np.isfinite(hi)):
             _check_finite(arr, name)
             raise ValueError(f"{name} has values too large for {self.dtype} "
                              f"(largest magnitude {np.max(np.abs(arr)):g})")
-        return out
+        return out, lo, hi
 
     def _check_params_finite(self):
         if not np.isfinite(self._params).all():
