@@ -128,7 +128,7 @@ cdef Py_ssize_t _total_width(const Net* net) noexcept nogil:
 
 
 cdef bint _transposed_first(const Net* net, Py_ssize_t batch) noexcept nogil:
-    """Whether fit with plain SGD trains the first layer's weights transposed.
+    """Whether fit trains the first layer's weights transposed.
 
     Held as W0.T (n_0 x n_1), the first layer's forward product is a plain
     product (A @ W0.T becomes A @ WT) and its update the transposed twin of
@@ -137,8 +137,9 @@ cdef bint _transposed_first(const Net* net, Py_ssize_t batch) noexcept nogil:
     batch of 32 on a 64-32 layer, in float32 and float64, for a loss of a
     tenth of that on the update. The products that run in _blas.pxd's loops
     gain nothing, and from about a million multiply-adds on BLAS packs
-    either form at the same speed. The cost: two transposes of W0 an epoch
-    and n_0 x n_1 elements of workspace.
+    either form at the same speed. The cost: two transposes of W0 (and of
+    the optimizer's state for it) an epoch and 4 n_0 n_1 elements of
+    workspace: W0.T, its gradient and the two state buffers, transposed.
     """
     cdef Py_ssize_t macs = batch * net.sizes[0] * net.sizes[1]
     return SMALL_PRODUCT < macs <= (1 << 20)
@@ -159,7 +160,7 @@ def bsum_size(const Py_ssize_t[::1] sizes, const int[::1] acts, Py_ssize_t batch
 cdef Py_ssize_t _workspace_size(const Net* net, Py_ssize_t batch) noexcept nogil:
     return (batch * (_total_width(net) + 2 * net.widest + net.sizes[0]
                      + net.sizes[net.n_layers] + 1)
-            + (net.sizes[0] * net.sizes[1] if _transposed_first(net, batch) else 0))
+            + (4 * net.sizes[0] * net.sizes[1] if _transposed_first(net, batch) else 0))
 
 
 def workspace_size(const Py_ssize_t[::1] sizes, const int[::1] acts,
@@ -455,11 +456,13 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
     step of ``rate``: for plain SGD folded into the weight-gradient product,
     for the others through grad and the optimizer state m1, m2, layer by
     layer. ``batch`` is the row capacity the workspace was laid out for.
-    wt, for plain SGD only, else NULL: the first layer's weights transposed
-    (n_0 x n_1), used and trained in place of those in params.
+    wt, or NULL: the first layer's weights transposed (n_0 x n_1), used and
+    trained in place of those in params; after it, as many elements each for
+    their gradient and (where m1, m2 are used) the optimizer's state for
+    them, transposed alike.
     """
     cdef Py_ssize_t L = net.n_layers
-    cdef Py_ssize_t m, j, n_in, n_out, w_off, a_off
+    cdef Py_ssize_t m, j, n, n_in, n_out, w_off, a_off
     cdef Py_ssize_t total = _total_width(net)
     cdef floating* D = work + batch * total
     cdef floating* P = D + batch * net.widest
@@ -517,6 +520,14 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
         elif fold:
             matmul_atb_acc(<floating>(-rate / rows), D, a_in, <floating>1, W,
                            rows, n_out, n_in)
+        elif m == 0 and wt != NULL:
+            # The optimizer's step is elementwise: any layout will do, as long
+            # as weights, gradient and state share it.
+            n = n_out * n_in
+            matmul_atb_acc(<floating>(1.0 / rows), a_in, D, <floating>0, wt + n,
+                           rows, n_in, n_out)
+            _optimizer_step(opt, rate, wt, wt + n, wt + 2 * n, wt + 3 * n, n)
+            _optimizer_step(opt, rate, b, grad + n, m1 + n, m2 + n, n_out)
         else:
             matmul_atb_acc(<floating>(1.0 / rows), D, a_in, <floating>0,
                            grad + w_off, rows, n_out, n_in)
@@ -546,6 +557,25 @@ cdef void _transpose(const floating* src, floating* dst, Py_ssize_t rows,
     for i in range(rows):
         for j in range(cols):
             dst[j * rows + i] = src[i * cols + j]
+
+
+cdef void _first_layer(floating* p, floating* m1, floating* m2, floating* wt,
+                       Py_ssize_t n_in, Py_ssize_t n_out, bint out) noexcept nogil:
+    """Copy the first layer's weights (and optimizer state, where m1, m2 are
+    not NULL) from params into wt's transposed layout, or back if ``out``."""
+    cdef Py_ssize_t n = n_in * n_out
+    if out:
+        _transpose(wt, p, n_in, n_out)
+        if m1 != NULL:
+            _transpose(wt + 2 * n, m1, n_in, n_out)
+        if m2 != NULL:
+            _transpose(wt + 3 * n, m2, n_in, n_out)
+    else:
+        _transpose(p, wt, n_out, n_in)
+        if m1 != NULL:
+            _transpose(m1, wt + 2 * n, n_out, n_in)
+        if m2 != NULL:
+            _transpose(m2, wt + 3 * n, n_out, n_in)
 
 
 cdef bint _all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
@@ -781,7 +811,7 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     xg = &work[0] + batch * (_total_width(&net) + 2 * net.widest)
     yg = xg + batch * n_in
     wg = yg + batch * n_out
-    if opt.fold and _transposed_first(&net, batch):
+    if _transposed_first(&net, batch):
         wt = wg + batch
     # Check for Ctrl-C about every 2**20 multiply-adds (well under a ms).
     check_every = max(1, (1 << 20) // (batch * net.n_params))
@@ -800,7 +830,7 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                 memcpy(&snapshot[0], p, net.n_params * sizeof(floating))
                 if wt != NULL:
                     # Taken afresh each epoch: a callback may change weights.
-                    _transpose(p, wt, sizes[1], sizes[0])
+                    _first_layer(p, s1, s2, wt, sizes[0], sizes[1], False)
                     wt_live = True
                 if gather:
                     # Each epoch's order depends only on the generator's state, so
@@ -846,7 +876,7 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                         with gil:
                             PyErr_CheckSignals()
                 if wt_live:
-                    _transpose(wt, p, sizes[0], sizes[1])
+                    _first_layer(p, s1, s2, wt, sizes[0], sizes[1], True)
                     wt_live = False
                 if status == STATUS_OK and not isfinite(total):
                     # Every batch's cost was finite, their sum is not: the
@@ -909,7 +939,7 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
         # Kept even when a callback or Ctrl-C ends the call by an exception.
         memcpy(&rng_state[0], &rng, sizeof(Rng))
         if wt_live:
-            _transpose(wt, p, sizes[0], sizes[1])
+            _first_layer(p, s1, s2, wt, sizes[0], sizes[1], True)
     return status, done, best_epoch
 
 
