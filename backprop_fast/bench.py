@@ -467,8 +467,8 @@ def blas_info():
 def environment():
     """A few lines about the machine and the software."""
     from . import __version__, kernel_isa
-    versions = [f"backprop_fast {__version__} ({kernel_isa} kernel)", f"Python {sys.version.split()[0]}",
-                f"NumPy {np.__version__}"]
+    versions = [f"backprop_fast {__version__} ({kernel_isa} kernel)",
+                f"Python {sys.version.split()[0]}", f"NumPy {np.__version__}"]
     for module in ("scipy", "sklearn", "torch", "jax"):
         mod = sys.modules.get(module)
         if mod is not None:

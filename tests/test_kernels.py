@@ -81,19 +81,16 @@ def test_environment_variable_with_a_bad_name_fails_the_import(tmp_path):
     assert "BACKPROP_FAST_ISA must be one of auto, avx512, avx2, baseline; got 'neon'" in out.stderr
 
 
-def test_variants_train_alike(kernel_variant):
+def test_variants_train_alike(kernel_variant, monkeypatch):
     """The same fit on each variant ends within rounding of the baseline's."""
+    import backprop_fast.network as network
     rng = np.random.default_rng(3)
     X = rng.normal(size=(64, 9))
     y = rng.integers(0, 4, 64)
     results = []
-    for module in (_kernels._baseline, kernel_variant):
-        import backprop_fast.network as network
-        saved, network._kernel = network._kernel, module
-        try:
-            net = Network([9, 16, 4], ["tanh", "softmax"], "cross_entropy", seed=5)
-            net.fit(X, y, epochs=5, batch_size=8, learning_rate=0.1)
-            results.append(np.concatenate([w.ravel() for w in net.weights]))
-        finally:
-            network._kernel = saved
-    np.testing.assert_allclose(results[1], results[0], rtol=1e-10, atol=1e-12)
+    for module in (kernel_variant, _kernels._baseline):
+        monkeypatch.setattr(network, "_kernel", module)
+        net = Network([9, 16, 4], ["tanh", "softmax"], "cross_entropy", seed=5)
+        net.fit(X, y, epochs=5, batch_size=8, learning_rate=0.1)
+        results.append(np.concatenate([w.ravel() for w in net.weights]))
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-10, atol=1e-12)
