@@ -369,13 +369,22 @@ def compare(problem, peer_classes, threads, repeats=None, budget=30.0, log=None)
         except Exception as exc:
             row["note"] = f"failed: {type(exc).__name__}: {exc}"
             live.remove((peer, row))
-    for r in range(repeats):
-        k = r % max(1, len(live))
-        for peer, row in live[k:] + live[:k]:
-            if r == 0 or len(row["times"]) < budget / row["times"][0]:
-                time_peer(peer, row["times"], row["peaks"])
-        if log:
-            log(f"  {w.key}: repeat {r + 1}/{repeats}")
+    # What exists now (the peers' libraries, data, compiled functions) is
+    # moved out of the collector's reach: time_peer's collection then walks
+    # only the garbage of the timed calls, rather than evicting from the
+    # caches, before each call, the code and data about to be timed.
+    gc.collect()
+    gc.freeze()
+    try:
+        for r in range(repeats):
+            k = r % max(1, len(live))
+            for peer, row in live[k:] + live[:k]:
+                if r == 0 or len(row["times"]) < budget / row["times"][0]:
+                    time_peer(peer, row["times"], row["peaks"])
+            if log:
+                log(f"  {w.key}: repeat {r + 1}/{repeats}")
+    finally:
+        gc.unfreeze()
     units = w.epochs * (1 if w.unit == "epoch" else problem.steps_per_epoch)
     for peer, row in live:
         seconds = statistics.median(row["times"])

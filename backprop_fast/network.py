@@ -223,6 +223,20 @@ def _numeric_array(data, name):
     return arr
 
 
+# Up to this many elements the kernel finds an array's extremes: NumPy's
+# reductions cost more in dispatch than the loop, which is not vectorised.
+_SMALL_ARRAY = 8192
+
+
+def _extremes(arr):
+    """(min, max) of a non-empty float array: both finite exactly when every
+    element is. min and max propagate NaN and reach +-inf, so no temporary
+    array of the data's size is made."""
+    if arr.size <= _SMALL_ARRAY and arr.flags.c_contiguous:
+        return _kernel.extremes(arr.reshape(-1))
+    return float(arr.min()), float(arr.max())
+
+
 def _check_finite(arr, name):
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
@@ -499,17 +513,16 @@ class Network:
                 out = np.ascontiguousarray(arr, dtype=self.dtype)
         if out.size == 0:
             return out, 0, 0
-        # min and max propagate NaN and reach +-inf: a check with no temporary
-        # array of the data's size.
-        lo, hi = out.min(), out.max()
-        if not (np.isfinite(lo) and np.isfinite(hi)):
+        lo, hi = _extremes(out)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             _check_finite(arr, name)
             raise ValueError(f"{name} has values too large for {self.dtype} "
                              f"(largest magnitude {np.max(np.abs(arr)):g})")
         return out, lo, hi
 
     def _check_params_finite(self):
-        if not np.isfinite(self._params).all():
+        lo, hi = _extremes(self._params)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError("the network's weights or biases contain NaN or infinity; "
                              "set them to finite values (or create a new Network)")
 
@@ -833,7 +846,8 @@ class Network:
         bsum = self._fit_buffer(
             "bsum", _kernel.bsum_size(self._sizes, self._acts, settings.batch), np.float64)
         empty = np.empty(0, dtype=self.dtype)
-        out = np.full((epochs, len(History.FIGURES)), np.nan)
+        # The kernel writes every column of each epoch it finishes.
+        out = np.empty((epochs, len(History.FIGURES)))
         validation = X_val.shape[0] > 0
         classifier = self.loss == "cross_entropy"
         progress = _Progress(epochs, verbose) if verbose else None

@@ -374,3 +374,38 @@ def test_divergence_in_relu_network(batch_size, reference_of):
         net.fit(X, y, epochs=200, batch_size=batch_size, learning_rate=10.0, shuffle=False)
     for p in net.weights + net.biases:
         assert np.all(np.isfinite(p))
+
+
+@pytest.mark.parametrize("n_samples", [4, 4000])  # under and over the kernel-checked size
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_non_finite_input_is_found_anywhere(n_samples, where, value, dtype):
+    net = Network([3, 2, 1], "sigmoid", "cross_entropy", dtype=dtype, seed=0)
+    rng = np.random.default_rng(0)
+    X = rng.random((n_samples, 3)).astype(dtype)
+    y = (rng.random(n_samples) > 0.5).astype(dtype)
+    index = {"first": 0, "middle": X.size // 2, "last": X.size - 1}[where]
+    bad_X = X.copy()
+    bad_X.flat[index] = value
+    with pytest.raises(ValueError) as e:
+        net.fit(bad_X, y, epochs=1)
+    _check(e.value, "X")
+    bad_y = y.copy()
+    bad_y[index % n_samples] = value
+    with pytest.raises(ValueError, match="y"):
+        net.fit(X, bad_y, epochs=1)
+    # A NaN next to an infinity is found as well.
+    bad_X.flat[(index + 1) % X.size] = np.nan if value != value else np.inf
+    with pytest.raises(ValueError):
+        net.fit(bad_X, y, epochs=1)
+
+
+@pytest.mark.parametrize("sizes", [[3, 2, 1], [3, 3000, 1]])  # 11 and 15,001 parameters
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_fit_refuses_non_finite_parameters(sizes, value):
+    net = Network(sizes, "sigmoid", "cross_entropy", seed=0)
+    net.biases[-1][0] = value
+    X, y = np.ones((4, 3)), np.ones(4)
+    with pytest.raises(ValueError, match="weights or biases contain NaN or infinity"):
+        net.fit(X, y, epochs=1)
