@@ -250,6 +250,15 @@ cdef void _output_forward(int act, floating* Z, Py_ssize_t rows,
 cdef void _column_sums(const floating* D, double* bsum, Py_ssize_t rows,
                        Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t r, j
+    cdef double s
+    if n < 8:
+        # Layers of a few units: a sum down each column, in the same order.
+        for j in range(n):
+            s = 0
+            for r in range(rows):
+                s += D[r * n + j]
+            bsum[j] = s
+        return
     for j in range(n):
         bsum[j] = 0
     for r in range(rows):
@@ -351,8 +360,8 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
             D[i] = g * derivative(act, a)
             Z[i] = half * g * g
     for r in range(rows):
-        c = 0
-        for j in range(n):
+        c = Z[r * n]
+        for j in range(1, n):
             c += Z[r * n + j]
         if sw != NULL:
             c *= sw[r]
