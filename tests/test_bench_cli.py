@@ -5,6 +5,7 @@ table's rows, that a missing peer is a note and not a failure, and that the
 peer adapters do the same work as the NumPy reference.
 """
 import dataclasses
+import gc
 import io
 import subprocess
 import sys
@@ -71,6 +72,31 @@ def test_missing_peer_is_a_note_not_a_failure():
     assert rows[1]["note"].startswith("no_such_module_for_backprop_fast not installed")
     w = problem.workload
     assert "skipped: no_such_module" in bench.format_table([(w, problem, rows)])
+
+
+def test_compare_leaves_the_collector_as_it_found_it():
+    """compare freezes the objects alive before its timed calls; it must thaw
+    them after, also when a timed call raises."""
+    class FailsWhenTimed(bench_peers.Peer):
+        name, label = "fails", "fails when timed"
+        calls = 0
+
+        def reset(self):
+            pass
+
+        def run(self):
+            FailsWhenTimed.calls += 1
+            if FailsWhenTimed.calls > 1:  # the untimed warm-up call passes
+                raise RuntimeError("broken")
+
+    problem = bench.Problem(bench.workloads(quick=True, only=["W1"])[0])
+    assert gc.get_freeze_count() == 0
+    rows = bench.compare(problem, [bench_peers.BackpropFast], threads=1, repeats=2)
+    assert gc.get_freeze_count() == 0 and len(rows[0]["times"]) == 2
+    with pytest.raises(RuntimeError, match="broken"):
+        bench.compare(problem, [bench_peers.BackpropFast, FailsWhenTimed], threads=1,
+                      repeats=2)
+    assert gc.get_freeze_count() == 0
 
 
 def _same_order_problem():
