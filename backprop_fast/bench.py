@@ -85,6 +85,10 @@ class Workload:
     n_samples: object = None  # None: the data set's own size
     shuffle: bool = True
     repeats: int = 7         # timed calls per peer (after one warm-up call)
+    # Seconds of pause before each timed call, for calls long enough not to
+    # mind: the previous peer's idle thread pools (OpenBLAS, OpenMP, XLA) spin
+    # for about 0.1 s after its call, on the cores the next call needs.
+    settle: float = 0.0
 
     @property
     def unit(self):
@@ -110,10 +114,10 @@ WORKLOADS = (
              1, 0.1, 1, repeats=5),
     Workload("W4", "W4", "W4 784-256-256-10 relu/softmax, batch 128, 60,000 synthetic, f32",
              W4_LAYERS, ("relu", "relu", "softmax"), "cross_entropy", "float32",
-             "classification", 128, 0.01, 1, n_samples=60000, repeats=5),
+             "classification", 128, 0.01, 1, n_samples=60000, repeats=5, settle=0.25),
     Workload("W5", "W5", "W5 1024-2048-2048-1024 relu/identity, squared error, batch 512, f32",
              W5_LAYERS, ("relu", "relu", "identity"), "squared_error", "float32",
-             "regression", 512, 0.001, 1, n_samples=4096, repeats=5),
+             "regression", 512, 0.001, 1, n_samples=4096, repeats=5, settle=0.25),
 )
 
 # --quick: fewer repeats; W1 300 epochs, W2 1 epoch; W3 on the first 512 digits; W4 on 2,048
@@ -318,10 +322,15 @@ def peak_bytes():
     return None if kib is None else kib * 1024
 
 
-def time_peer(peer, repeats_out, peaks_out):
-    """One timed call: reset (untimed), run (timed); append seconds and extra peak RSS."""
+def time_peer(peer, repeats_out, peaks_out, settle=0.0):
+    """One timed call: reset (untimed), run (timed); append seconds and extra peak RSS.
+
+    ``settle``: seconds to wait before the call (see Workload.settle).
+    """
     peer.reset()
     gc.collect()
+    if settle:
+        time.sleep(settle)
     mark = reset_peak()
     t0 = time.perf_counter()
     peer.run()
@@ -380,7 +389,7 @@ def compare(problem, peer_classes, threads, repeats=None, budget=30.0, log=None)
             k = r % max(1, len(live))
             for peer, row in live[k:] + live[:k]:
                 if r == 0 or len(row["times"]) < budget / row["times"][0]:
-                    time_peer(peer, row["times"], row["peaks"])
+                    time_peer(peer, row["times"], row["peaks"], w.settle)
             if log:
                 log(f"  {w.key}: repeat {r + 1}/{repeats}")
     finally:

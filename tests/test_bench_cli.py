@@ -130,3 +130,18 @@ def test_plot_writes_a_png(tmp_path):
     path = tmp_path / "speedups.png"
     _table(only=["W1"], quick=True, peers=["numpy"], repeats=1, plot=str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("settle", [0.0, 0.01])
+def test_compare_pauses_before_each_timed_call_where_the_workload_says(monkeypatch, settle):
+    """W4 and W5 pause before every timed call so that the previous peer's
+    spinning thread pools are quiet; the short workloads never wait."""
+    assert {w.key for w in bench.WORKLOADS if w.settle} == {"W4", "W5"}
+    pauses = []
+    monkeypatch.setattr(bench.time, "sleep", pauses.append)
+    w = dataclasses.replace(bench.workloads(quick=True, only=["W1"])[0], settle=settle)
+    rows = bench.compare(bench.Problem(w), [bench_peers.BackpropFast, bench_peers.NumpyReference],
+                         threads=1, repeats=3)
+    timed = sum(len(row["times"]) for row in rows)
+    assert timed == 6
+    assert pauses == ([settle] * timed if settle else [])
