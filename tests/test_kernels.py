@@ -94,3 +94,27 @@ def test_variants_train_alike(kernel_variant, monkeypatch):
         net.fit(X, y, epochs=5, batch_size=8, learning_rate=0.1)
         results.append(np.concatenate([w.ravel() for w in net.weights]))
     np.testing.assert_allclose(results[0], results[1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_in", [5, 8, 21])
+def test_units_are_computed_alike_wherever_they_sit(kernel_variant, dtype, n_in):
+    """The small products take output units four at a time and the rest one
+    by one; a unit's sums must not depend on which: permuting a layer's units
+    permutes its outputs and its training exactly, bit for bit."""
+    rng = np.random.default_rng(n_in)
+    n_out = 7                      # one block of four, three units on their own
+    perm = rng.permutation(n_out)
+    X = rng.normal(size=(40, n_in)).astype(dtype)
+    Y = rng.normal(size=(40, n_out)).astype(dtype)
+    nets = [Network([n_in, n_out], "tanh", "squared_error", dtype=dtype, seed=0)
+            for _ in range(2)]
+    nets[1].weights[0][...] = nets[0].weights[0][perm]
+    nets[1].biases[0][...] = nets[0].biases[0][perm]
+    for net, targets in zip(nets, (Y, Y[:, perm])):
+        # Batches of one: every product is small enough for the kernel's loops.
+        net.fit(X, targets, epochs=2, batch_size=1, learning_rate=0.05, shuffle=False)
+    np.testing.assert_array_equal(nets[1].weights[0], nets[0].weights[0][perm])
+    np.testing.assert_array_equal(nets[1].biases[0], nets[0].biases[0][perm])
+    for x in X[:3]:
+        np.testing.assert_array_equal(nets[1].predict(x), nets[0].predict(x)[perm])
