@@ -605,18 +605,19 @@ def extremes(const floating[::1] x):
     isfinite cost tens of microseconds in dispatch on a cold cache.
     """
     cdef Py_ssize_t i, n = x.shape[0]
-    cdef floating lo, hi, v, acc = 0, zero = 0
+    cdef floating lo, hi, v
+    cdef bint finite
     if n == 0:
         raise ValueError("extremes of an empty array")
     lo = hi = x[0]
     with nogil:
         for i in range(n):
             v = x[i]
-            acc = acc + v * zero
             lo = v if v < lo else lo
             hi = v if v > hi else hi
-    # acc is NaN for a NaN or an infinity in x; comparisons skip NaNs.
-    if acc != acc and not (lo == -INFINITY or hi == INFINITY):
+        finite = _all_finite(&x[0], n)
+    # The comparisons skip NaNs: without an infinity to show, report one.
+    if not finite and not (lo == -INFINITY or hi == INFINITY):
         lo = hi = NAN
     return float(lo), float(hi)
 
