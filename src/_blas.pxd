@@ -79,7 +79,8 @@ cdef extern from *:
     #define BF_VECTOR_BYTES 0
     #endif
     #define BF_DOT4_VECTOR(T, S) \
-    typedef T bf_v8##S __attribute__((vector_size(8 * sizeof(T)), aligned(sizeof(T)))); \
+    typedef T bf_v8##S __attribute__((vector_size(8 * sizeof(T)), aligned(sizeof(T)), \
+                                      may_alias)); \
     static inline T bf_sum8_##S(bf_v8##S a) { \
         return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])); \
     } \
@@ -93,17 +94,13 @@ cdef extern from *:
             t2 = t2 + x[i] * w[2 * n + i]; \
             t3 = t3 + x[i] * w[3 * n + i]; \
         } \
-        bf_v8##S s0 = {t0}, s1 = {t1}, s2 = {t2}, s3 = {t3}, xv, v; \
+        bf_v8##S s0 = {t0}, s1 = {t1}, s2 = {t2}, s3 = {t3}, xv; \
         for (i = 0; i < blocks * 8; i += 8) { \
-            memcpy(&xv, x + i, sizeof xv); \
-            memcpy(&v, w + i, sizeof v); \
-            s0 = s0 + xv * v; \
-            memcpy(&v, w + n + i, sizeof v); \
-            s1 = s1 + xv * v; \
-            memcpy(&v, w + 2 * n + i, sizeof v); \
-            s2 = s2 + xv * v; \
-            memcpy(&v, w + 3 * n + i, sizeof v); \
-            s3 = s3 + xv * v; \
+            xv = *(const bf_v8##S*)(x + i); \
+            s0 = s0 + xv * *(const bf_v8##S*)(w + i); \
+            s1 = s1 + xv * *(const bf_v8##S*)(w + n + i); \
+            s2 = s2 + xv * *(const bf_v8##S*)(w + 2 * n + i); \
+            s3 = s3 + xv * *(const bf_v8##S*)(w + 3 * n + i); \
         } \
         out[0] = bf_sum8_##S(s0); \
         out[1] = bf_sum8_##S(s1); \
