@@ -223,20 +223,6 @@ def _numeric_array(data, name):
     return arr
 
 
-# Up to this many elements the kernel finds an array's extremes: NumPy's
-# reductions cost more in dispatch than the loop, which is not vectorised.
-_SMALL_ARRAY = 8192
-
-
-def _extremes(arr):
-    """(min, max) of a non-empty float array: both finite exactly when every
-    element is. min and max propagate NaN and reach +-inf, so no temporary
-    array of the data's size is made."""
-    if arr.size <= _SMALL_ARRAY and arr.flags.c_contiguous:
-        return _kernel.extremes(arr.reshape(-1))
-    return float(arr.min()), float(arr.max())
-
-
 def _check_finite(arr, name):
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
@@ -471,7 +457,7 @@ class Network:
             raise ValueError(f"{name} has {arr.shape[1]} features per sample, but the "
                              f"network expects {self.layer_sizes[0]} (layer_sizes[0]); "
                              f"got shape {arr.shape}")
-        return self._convert(arr, name)[0], single
+        return self._convert(arr, name), single
 
     def _check_y(self, y, n, single):
         """y as a C-contiguous (n, n_outputs) array of the network's dtype."""
@@ -497,32 +483,29 @@ class Network:
                     if output == "softmax" else "")
             raise ValueError(f"y must have shape ({n}, {n_out}) to match X and the "
                              f"output layer, got shape {np.shape(y)}{hint}")
-        out, lo, hi = self._convert(arr, "y")
-        if self.loss == "cross_entropy" and (lo < 0 or hi > 1):
-            raise ValueError("y must lie in [0, 1] for cross_entropy (targets are "
-                             f"probabilities), got values in [{lo}, {hi}]")
+        out = self._convert(arr, "y")
+        if self.loss == "cross_entropy" and out.size:
+            lo, hi = _kernel.extremes(out.reshape(-1))
+            if lo < 0 or hi > 1:
+                raise ValueError("y must lie in [0, 1] for cross_entropy (targets are "
+                                 f"probabilities), got values in [{lo}, {hi}]")
         return out
 
     def _convert(self, arr, name):
-        """(out, min, max): a C-contiguous copy (or view) of arr in the
-        network's dtype, all finite, and its extremes (0 if it is empty)."""
+        """A C-contiguous copy (or view) of arr in the network's dtype, all finite."""
         if arr.dtype == self.dtype and arr.flags.c_contiguous:
             out = arr
         else:
             with np.errstate(over="ignore"):
                 out = np.ascontiguousarray(arr, dtype=self.dtype)
-        if out.size == 0:
-            return out, 0, 0
-        lo, hi = _extremes(out)
-        if not (math.isfinite(lo) and math.isfinite(hi)):
+        if not _kernel.all_finite(out.reshape(-1)):
             _check_finite(arr, name)
             raise ValueError(f"{name} has values too large for {self.dtype} "
                              f"(largest magnitude {np.max(np.abs(arr)):g})")
-        return out, lo, hi
+        return out
 
     def _check_params_finite(self):
-        lo, hi = _extremes(self._params)
-        if not (math.isfinite(lo) and math.isfinite(hi)):
+        if not _kernel.all_finite(self._params):
             raise ValueError("the network's weights or biases contain NaN or infinity; "
                              "set them to finite values (or create a new Network)")
 

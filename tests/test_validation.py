@@ -376,7 +376,7 @@ def test_divergence_in_relu_network(batch_size, reference_of):
         assert np.all(np.isfinite(p))
 
 
-@pytest.mark.parametrize("n_samples", [4, 4000])  # under and over the kernel-checked size
+@pytest.mark.parametrize("n_samples", [4, 4000])  # a few elements, and several vectors long
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -399,6 +399,27 @@ def test_non_finite_input_is_found_anywhere(n_samples, where, value, dtype):
     bad_X.flat[(index + 1) % X.size] = np.nan if value != value else np.inf
     with pytest.raises(ValueError):
         net.fit(bad_X, y, epochs=1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_samples", [7, 5000])  # shorter than a vector, and many
+def test_extreme_finite_inputs_pass_and_targets_out_of_range_are_found(n_samples, dtype):
+    info, one = np.finfo(dtype), np.dtype(dtype).type(1)
+    rng = np.random.default_rng(1)
+    net = Network([3, 2, 1], "sigmoid", "cross_entropy", dtype=dtype, seed=0)
+    X = rng.random((n_samples, 3)).astype(dtype)
+    extreme = X.copy()
+    extreme.flat[:6] = [info.max, -info.max, info.tiny, -info.smallest_subnormal, -0.0, 0.0]
+    assert net.predict(extreme).shape == (n_samples, 1)  # finite, so accepted
+    y = (rng.random(n_samples) > 0.5).astype(dtype)
+    y[:2] = [-0.0, 1.0]
+    net.fit(X, y, epochs=1)
+    for where in (0, n_samples // 2, n_samples - 1):
+        for value in (-info.smallest_subnormal, np.nextafter(one, 2 * one)):
+            bad = y.copy()
+            bad[where] = value
+            with pytest.raises(ValueError, match=r"y must lie in \[0, 1\]"):
+                net.fit(X, bad, epochs=1)
 
 
 @pytest.mark.parametrize("sizes", [[3, 2, 1], [3, 3000, 1]])  # 11 and 15,001 parameters
