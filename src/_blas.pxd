@@ -122,15 +122,90 @@ cdef extern from *:
             out[r] = ((s[r][0] + s[r][4]) + (s[r][1] + s[r][5])) \
                      + ((s[r][2] + s[r][6]) + (s[r][3] + s[r][7])); \
     }
+    /* bf_update_dot4: one online SGD step's update of four rows of the first
+       layer, g_r += c_r a (bf_axpy4's arithmetic), and the next sample's
+       products with the updated rows, out_r = x . g_r (bf_dot4's sums, in
+       its order), in one pass over the rows. */
+    #define BF_UPDATE_DOT4_VECTOR(T, S) \
+    static inline void bf_update_dot4_##S(T* BF_RESTRICT g, const T* BF_RESTRICT c, \
+                                          const T* BF_RESTRICT a, const T* BF_RESTRICT x, \
+                                          Py_ssize_t n, T* BF_RESTRICT out) { \
+        const T c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3]; \
+        T* g1 = g + n; \
+        T* g2 = g + 2 * n; \
+        T* g3 = g + 3 * n; \
+        T t0 = 0, t1 = 0, t2 = 0, t3 = 0; \
+        Py_ssize_t i, blocks = n / 8; \
+        for (i = blocks * 8; i < n; i++) { \
+            g[i] = g[i] + c0 * a[i]; \
+            g1[i] = g1[i] + c1 * a[i]; \
+            g2[i] = g2[i] + c2 * a[i]; \
+            g3[i] = g3[i] + c3 * a[i]; \
+            t0 = t0 + x[i] * g[i]; \
+            t1 = t1 + x[i] * g1[i]; \
+            t2 = t2 + x[i] * g2[i]; \
+            t3 = t3 + x[i] * g3[i]; \
+        } \
+        bf_v8##S s0 = {t0}, s1 = {t1}, s2 = {t2}, s3 = {t3}, av, xv, w; \
+        for (i = 0; i < blocks * 8; i += 8) { \
+            av = *(const bf_v8##S*)(a + i); \
+            xv = *(const bf_v8##S*)(x + i); \
+            w = *(bf_v8##S*)(g + i) + c0 * av; \
+            *(bf_v8##S*)(g + i) = w; \
+            s0 = s0 + xv * w; \
+            w = *(bf_v8##S*)(g1 + i) + c1 * av; \
+            *(bf_v8##S*)(g1 + i) = w; \
+            s1 = s1 + xv * w; \
+            w = *(bf_v8##S*)(g2 + i) + c2 * av; \
+            *(bf_v8##S*)(g2 + i) = w; \
+            s2 = s2 + xv * w; \
+            w = *(bf_v8##S*)(g3 + i) + c3 * av; \
+            *(bf_v8##S*)(g3 + i) = w; \
+            s3 = s3 + xv * w; \
+        } \
+        out[0] = bf_sum8_##S(s0); \
+        out[1] = bf_sum8_##S(s1); \
+        out[2] = bf_sum8_##S(s2); \
+        out[3] = bf_sum8_##S(s3); \
+    }
+    #define BF_UPDATE_DOT4_ARRAY(T, S) \
+    static inline void bf_update_dot4_##S(T* BF_RESTRICT g, const T* BF_RESTRICT c, \
+                                          const T* BF_RESTRICT a, const T* BF_RESTRICT x, \
+                                          Py_ssize_t n, T* BF_RESTRICT out) { \
+        T s[4][8] = {{0}}; \
+        T w; \
+        Py_ssize_t i, blocks = n / 8; \
+        int r, l; \
+        for (i = blocks * 8; i < n; i++) \
+            for (r = 0; r < 4; r++) { \
+                w = g[r * n + i] + c[r] * a[i]; \
+                g[r * n + i] = w; \
+                s[r][0] = s[r][0] + x[i] * w; \
+            } \
+        for (i = 0; i < blocks * 8; i += 8) \
+            for (r = 0; r < 4; r++) \
+                for (l = 0; l < 8; l++) { \
+                    w = g[r * n + i + l] + c[r] * a[i + l]; \
+                    g[r * n + i + l] = w; \
+                    s[r][l] = s[r][l] + x[i + l] * w; \
+                } \
+        for (r = 0; r < 4; r++) \
+            out[r] = ((s[r][0] + s[r][4]) + (s[r][1] + s[r][5])) \
+                     + ((s[r][2] + s[r][6]) + (s[r][3] + s[r][7])); \
+    }
     #if BF_VECTOR_BYTES >= 64
     BF_DOT4_VECTOR(double, d)
+    BF_UPDATE_DOT4_VECTOR(double, d)
     #else
     BF_DOT4_ARRAY(double, d)
+    BF_UPDATE_DOT4_ARRAY(double, d)
     #endif
     #if BF_VECTOR_BYTES >= 32
     BF_DOT4_VECTOR(float, s)
+    BF_UPDATE_DOT4_VECTOR(float, s)
     #else
     BF_DOT4_ARRAY(float, s)
+    BF_UPDATE_DOT4_ARRAY(float, s)
     #endif
     #define BF_AXPY4(T, S) \
     static inline void bf_axpy4_##S(T* BF_RESTRICT g0, T* BF_RESTRICT g1, \
@@ -151,6 +226,10 @@ cdef extern from *:
     """
     void bf_dot4_d(const double* x, const double* w, Py_ssize_t n, double* out) nogil
     void bf_dot4_s(const float* x, const float* w, Py_ssize_t n, float* out) nogil
+    void bf_update_dot4_d(double* g, const double* c, const double* a, const double* x,
+                          Py_ssize_t n, double* out) nogil
+    void bf_update_dot4_s(float* g, const float* c, const float* a, const float* x,
+                          Py_ssize_t n, float* out) nogil
     void bf_axpy4_d(double* g0, double* g1, double* g2, double* g3, const double* c,
                     const double* a, Py_ssize_t n) nogil
     void bf_axpy4_s(float* g0, float* g1, float* g2, float* g3, const float* c,
@@ -326,3 +405,36 @@ cdef inline void matmul_atb_acc(floating alpha, const floating* D,
         _atb_small(alpha, D, A, beta, G, rows, n_out, 4)
     else:
         _atb_small(alpha, D, A, beta, G, rows, n_out, n_in)
+
+
+cdef inline void update_forward(floating alpha, const floating* d, const floating* a,
+                                floating* W, const floating* b, const floating* x,
+                                floating* z, Py_ssize_t n_out,
+                                Py_ssize_t n_in) noexcept nogil:
+    """W += alpha d a^T, then z = W x + b: an online SGD step's update of a
+    first layer folded into the next sample's forward product, one pass over
+    W. The arithmetic of matmul_atb_acc and then matmul_abt_bias with one
+    row, bit for bit, for products that run in the loops here with n_in >= 8.
+    """
+    cdef Py_ssize_t j = 0, i, q
+    cdef floating c0
+    cdef floating c[4]
+    cdef floating out[4]
+    cdef floating* w
+    while j + 4 <= n_out:
+        for q in range(4):
+            c[q] = alpha * d[j + q]
+        if floating is double:
+            bf_update_dot4_d(W + j * n_in, c, a, x, n_in, out)
+        else:
+            bf_update_dot4_s(W + j * n_in, c, a, x, n_in, out)
+        for q in range(4):
+            z[j + q] = out[q] + b[j + q]
+        j += 4
+    while j < n_out:
+        c0 = alpha * d[j]
+        w = W + j * n_in
+        for i in range(n_in):
+            w[i] = w[i] + c0 * a[i]
+        z[j] = _dot(x, w, n_in) + b[j]
+        j += 1

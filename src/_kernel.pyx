@@ -63,7 +63,9 @@ from _activations cimport (
     abs_, activate, derivative, exp_neg, expm1_neg, log1p_unit, log_ge1, relu,
     sigmoid, softplus, tanh_,
 )
-from _blas cimport SMALL_PRODUCT, matmul_ab, matmul_abt_bias, matmul_atb_acc
+from _blas cimport (
+    SMALL_PRODUCT, matmul_ab, matmul_abt_bias, matmul_atb_acc, update_forward,
+)
 
 # Status codes returned by fit; backprop_fast/network.py turns them into errors.
 cdef enum:
@@ -143,6 +145,15 @@ cdef bint _transposed_first(const Net* net, Py_ssize_t batch) noexcept nogil:
     """
     cdef Py_ssize_t macs = batch * net.sizes[0] * net.sizes[1]
     return SMALL_PRODUCT < macs <= (1 << 20)
+
+
+cdef bint _fuses_first(const Net* net, Py_ssize_t batch) noexcept nogil:
+    """Whether plain SGD steps of one sample fold the first layer's update
+    into the next sample's forward product (_blas.pxd's update_forward):
+    one pass over the first layer's weights a sample instead of two."""
+    return (batch == 1 and net.sizes[0] >= 8
+            and net.sizes[0] * net.sizes[1] <= SMALL_PRODUCT
+            and not _transposed_first(net, batch))
 
 
 cdef Py_ssize_t _bsum_size(const Net* net, Py_ssize_t batch) noexcept nogil:
@@ -457,7 +468,8 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
                    const floating* Y, const floating* sw, Py_ssize_t rows,
                    Py_ssize_t batch, floating* work, double* bsum,
                    const Optim* opt, double rate, floating* grad,
-                   floating* m1, floating* m2, floating* wt) noexcept nogil:
+                   floating* m1, floating* m2, floating* wt,
+                   const floating* x_next, bint z_ready) noexcept nogil:
     """Forward and backward pass over ``rows`` samples; returns the cost sum.
 
     With opt NULL the mean gradient is written to grad (laid out like params)
@@ -469,6 +481,10 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
     trained in place of those in params; after it, as many elements each for
     their gradient and (where m1, m2 are used) the optimizer's state for
     them, transposed alike.
+    x_next, or NULL: for a one-row plain SGD step whose first layer runs in
+    _blas.pxd's loops with n_0 >= 8 (see _fuses_first), the next sample; its
+    first-layer pre-activations are computed with the first layer's update,
+    into the workspace, and the next call, with z_ready, starts from them.
     """
     cdef Py_ssize_t L = net.n_layers
     cdef Py_ssize_t m, j, n, n_in, n_out, w_off, a_off
@@ -491,7 +507,9 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
         n_out = net.sizes[m + 1]
         W = params + w_off
         b = W + n_out * n_in
-        if m == 0 and wt != NULL:
+        if m == 0 and z_ready:
+            pass
+        elif m == 0 and wt != NULL:
             matmul_ab(a_in, wt, b, work + batch * a_off, rows, n_in, n_out)
         else:
             matmul_abt_bias(a_in, W, b, work + batch * a_off, rows, n_out, n_in)
@@ -523,7 +541,10 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
         if m > 0:
             matmul_ab(D, W, NULL, P, rows, n_out, n_in)
             _hidden_delta(net.acts[m - 1], P, a_in, bsum, rows, n_in)
-        if fold and m == 0 and wt != NULL:
+        if fold and m == 0 and x_next != NULL:
+            update_forward(<floating>(-rate / rows), D, a_in, W, b, x_next, work,
+                           n_out, n_in)
+        elif fold and m == 0 and wt != NULL:
             matmul_atb_acc(<floating>(-rate / rows), a_in, D, <floating>1, wt,
                            rows, n_in, n_out)
         elif fold:
@@ -888,6 +909,9 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     cdef floating* s2 = _ptr(m2)
     cdef floating* wt = NULL
     cdef bint wt_live = False   # wt holds the first layer's weights, params not
+    cdef const floating* x_next
+    cdef bint z_ready = False
+    cdef bint fuse
     _init_net(&net, sizes, acts, loss)
     if (params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch)
             or bsum.shape[0] < _bsum_size(&net, batch)
@@ -918,6 +942,7 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     wg = yg + batch * n_out
     if _transposed_first(&net, batch):
         wt = wg + batch
+    fuse = opt.fold and _fuses_first(&net, batch)
     # Check for Ctrl-C about every 2**20 multiply-adds (well under a ms).
     check_every = max(1, (1 << 20) // (batch * net.n_params))
     countdown = check_every
@@ -945,10 +970,17 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                     _shuffle(&rng, &order[0], n)
                 total = 0
                 start = 0
+                z_ready = False
                 while start < n:
                     rows = min(batch, n - start)
                     wb = NULL
-                    if gather:
+                    if gather and rows == 1:
+                        # One row is contiguous where it lies.
+                        xb = &X[order[start], 0]
+                        yb = &Y[order[start], 0]
+                        if weighted:
+                            wb = &sample_weight[order[start]]
+                    elif gather:
                         for r in range(rows):
                             _copy(xg + r * n_in, &X[order[start + r], 0], n_in)
                             _copy(yg + r * n_out, &Y[order[start + r], 0], n_out)
@@ -967,8 +999,12 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                         step[0] += 1
                         opt.bc1 = 1 - pow(opt.beta1, <double>step[0])
                         opt.bc2 = 1 - pow(opt.beta2, <double>step[0])
+                    x_next = NULL
+                    if fuse and start + 1 < n:
+                        x_next = &X[order[start + 1], 0] if gather else &X[start + 1, 0]
                     cost = _batch(&net, p, xb, yb, wb, rows, batch, &work[0],
-                                  &bsum[0], &opt, rate, g, s1, s2, wt)
+                                  &bsum[0], &opt, rate, g, s1, s2, wt, x_next, z_ready)
+                    z_ready = x_next != NULL
                     if not isfinite(cost):
                         status = STATUS_NONFINITE_COST
                         break
@@ -1063,7 +1099,8 @@ def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
     with nogil:
         # _batch only writes params when grad is NULL.
         cost = _batch(&net, <floating*>&params[0], &X[0, 0], &Y[0, 0], NULL, n,
-                      n, &work[0], &bsum[0], NULL, 0.0, &grad[0], NULL, NULL, NULL)
+                      n, &work[0], &bsum[0], NULL, 0.0, &grad[0], NULL, NULL, NULL,
+                      NULL, False)
     return cost
 
 

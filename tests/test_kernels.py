@@ -97,6 +97,28 @@ def test_variants_train_alike(kernel_variant, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sizes", [[8, 4, 2], [12, 9, 3], [21, 7, 5, 1], [5, 6, 2]])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_online_sgd_trains_as_one_sample_at_a_time(kernel_variant, dtype, sizes, shuffle):
+    """Online SGD folds each step's first-layer update into the next sample's
+    forward product (inputs of 8 or more); fit calls of one sample each have
+    no next sample, so nothing is folded. Both must train alike, bit for bit,
+    in the order fit took the samples."""
+    rng = np.random.default_rng(sum(sizes))
+    X = rng.normal(size=(25, sizes[0])).astype(dtype)
+    Y = rng.random(size=(25, sizes[-1])).astype(dtype)
+    acts = ["tanh"] * (len(sizes) - 2) + ["sigmoid"]
+    nets = [Network(sizes, acts, "cross_entropy", dtype=dtype, seed=0) for _ in range(2)]
+    nets[0].fit(X, Y, epochs=1, batch_size=1, learning_rate=0.3, shuffle=shuffle)
+    order = nets[0]._scratch["order"][:len(X)] if shuffle else range(len(X))
+    for i in order:
+        nets[1].fit(X[i:i + 1], Y[i:i + 1], epochs=1, batch_size=1, learning_rate=0.3)
+    assert sorted(order) == list(range(len(X)))
+    for a, b in zip(nets[0].weights + nets[0].biases, nets[1].weights + nets[1].biases):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n_in", [5, 8, 21])
 def test_units_are_computed_alike_wherever_they_sit(kernel_variant, dtype, n_in):
     """The small products take output units four at a time and the rest one
