@@ -151,9 +151,9 @@ cdef bint _fuses_first(const Net* net, Py_ssize_t batch) noexcept nogil:
     """Whether plain SGD steps of one sample fold the first layer's update
     into the next sample's forward product (_blas.pxd's update_forward):
     one pass over the first layer's weights a sample instead of two."""
+    # At or under SMALL_PRODUCT the first layer is not transposed either.
     return (batch == 1 and net.sizes[0] >= 8
-            and net.sizes[0] * net.sizes[1] <= SMALL_PRODUCT
-            and not _transposed_first(net, batch))
+            and net.sizes[0] * net.sizes[1] <= SMALL_PRODUCT)
 
 
 cdef Py_ssize_t _bsum_size(const Net* net, Py_ssize_t batch) noexcept nogil:
@@ -622,51 +622,44 @@ cdef inline int32_t _key32(int32_t b) noexcept nogil:
     return b ^ ((b >> 31) & 0x7FFFFFFF)
 
 
-cdef bint _extremes(const floating* x, Py_ssize_t n, floating* lo,
+cdef void _extremes(const floating* x, Py_ssize_t n, floating* lo,
                     floating* hi) noexcept nogil:
-    """lo, hi <- min and max of x (n > 0); True when every element is finite.
+    """lo, hi <- min and max of x (n > 0). With a NaN in x both are NaN;
+    otherwise an infinity in x shows in them.
 
-    With a NaN in x both are NaN; otherwise an infinity in x shows in them.
+    A NaN's key lies beyond the infinities' (below -inf's for a negative
+    NaN), and keys map back to the numbers they came from, so a NaN comes
+    out as lo or hi.
     """
     cdef Py_ssize_t i
     cdef const int64_t* b64
     cdef const int32_t* b32
-    cdef int64_t k64, kmin64, kmax64, a64, amax64 = 0
-    cdef int32_t k32, kmin32, kmax32, a32, amax32 = 0
-    cdef bint nan, finite
+    cdef int64_t k64, kmin64, kmax64
+    cdef int32_t k32, kmin32, kmax32
     if floating is double:
         b64 = <const int64_t*>x
         kmin64 = kmax64 = _key64(b64[0])
         for i in range(n):
-            a64 = b64[i] & 0x7FFFFFFFFFFFFFFFLL
             k64 = _key64(b64[i])
-            amax64 = a64 if a64 > amax64 else amax64
             kmin64 = k64 if k64 < kmin64 else kmin64
             kmax64 = k64 if k64 > kmax64 else kmax64
         k64 = _key64(kmin64)
         memcpy(lo, &k64, sizeof(double))
         k64 = _key64(kmax64)
         memcpy(hi, &k64, sizeof(double))
-        nan = amax64 > 0x7FF0000000000000LL
-        finite = amax64 < 0x7FF0000000000000LL
     else:
         b32 = <const int32_t*>x
         kmin32 = kmax32 = _key32(b32[0])
         for i in range(n):
-            a32 = b32[i] & 0x7FFFFFFF
             k32 = _key32(b32[i])
-            amax32 = a32 if a32 > amax32 else amax32
             kmin32 = k32 if k32 < kmin32 else kmin32
             kmax32 = k32 if k32 > kmax32 else kmax32
         k32 = _key32(kmin32)
         memcpy(lo, &k32, sizeof(float))
         k32 = _key32(kmax32)
         memcpy(hi, &k32, sizeof(float))
-        nan = amax32 > 0x7F800000
-        finite = amax32 < 0x7F800000
-    if nan:
+    if lo[0] != lo[0] or hi[0] != hi[0]:
         lo[0] = hi[0] = NAN
-    return finite
 
 
 cdef bint _all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
