@@ -30,6 +30,13 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k,
               <float*>b, &ldb, &beta, c, &ldc)
 
 
+cdef inline floating _madd(floating a, floating b, floating c) noexcept nogil:
+    if floating is double:
+        return BF_MADD_d(a, b, c)
+    else:
+        return BF_MADD_s(a, b, c)
+
+
 cdef inline floating _dot(const floating* x, const floating* y,
                           Py_ssize_t n) noexcept nogil:
     # Eight independent partial sums: vectorisable without reassociation,
@@ -38,7 +45,7 @@ cdef inline floating _dot(const floating* x, const floating* y,
     cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
     cdef Py_ssize_t i, blocks = n // 8
     for i in range(blocks * 8, n):
-        s0 = s0 + x[i] * y[i]
+        s0 = _madd(x[i], y[i], s0)
     if blocks == 0:
         return s0
     for i in range(0, blocks * 8, 8):
@@ -60,6 +67,18 @@ cdef inline floating _dot(const floating* x, const floating* y,
 # rows, each element of a loaded once.
 cdef extern from *:
     """
+    /* c + a b, rounded once where the build has FMA (as gcc contracts the
+       multiply-adds written out elsewhere here), twice otherwise. Needed for
+       the sums down a loop: gcc vectorises those, where the trip count
+       allows, as in-order reductions that round each product before adding
+       it, so that whether a product was rounded would depend on n. */
+    #if defined(__FMA__)
+    #define BF_MADD_d(a, b, c) __builtin_fma(a, b, c)
+    #define BF_MADD_s(a, b, c) __builtin_fmaf(a, b, c)
+    #else
+    #define BF_MADD_d(a, b, c) ((c) + (a) * (b))
+    #define BF_MADD_s(a, b, c) ((c) + (a) * (b))
+    #endif
     #if defined(_MSC_VER)
     #define BF_RESTRICT __restrict
     #else
@@ -89,10 +108,10 @@ cdef extern from *:
         T t0 = 0, t1 = 0, t2 = 0, t3 = 0; \
         Py_ssize_t i, blocks = n / 8; \
         for (i = blocks * 8; i < n; i++) { \
-            t0 = t0 + x[i] * w[i]; \
-            t1 = t1 + x[i] * w[n + i]; \
-            t2 = t2 + x[i] * w[2 * n + i]; \
-            t3 = t3 + x[i] * w[3 * n + i]; \
+            t0 = BF_MADD_##S(x[i], w[i], t0); \
+            t1 = BF_MADD_##S(x[i], w[n + i], t1); \
+            t2 = BF_MADD_##S(x[i], w[2 * n + i], t2); \
+            t3 = BF_MADD_##S(x[i], w[3 * n + i], t3); \
         } \
         bf_v8##S s0 = {t0}, s1 = {t1}, s2 = {t2}, s3 = {t3}, xv; \
         for (i = 0; i < blocks * 8; i += 8) { \
@@ -114,7 +133,7 @@ cdef extern from *:
         Py_ssize_t i, blocks = n / 8; \
         int r, l; \
         for (i = blocks * 8; i < n; i++) \
-            for (r = 0; r < 4; r++) s[r][0] = s[r][0] + x[i] * w[r * n + i]; \
+            for (r = 0; r < 4; r++) s[r][0] = BF_MADD_##S(x[i], w[r * n + i], s[r][0]); \
         for (i = 0; i < blocks * 8; i += 8) \
             for (r = 0; r < 4; r++) \
                 for (l = 0; l < 8; l++) s[r][l] = s[r][l] + x[i + l] * w[r * n + i + l]; \
@@ -141,10 +160,10 @@ cdef extern from *:
             g1[i] = g1[i] + c1 * a[i]; \
             g2[i] = g2[i] + c2 * a[i]; \
             g3[i] = g3[i] + c3 * a[i]; \
-            t0 = t0 + x[i] * g[i]; \
-            t1 = t1 + x[i] * g1[i]; \
-            t2 = t2 + x[i] * g2[i]; \
-            t3 = t3 + x[i] * g3[i]; \
+            t0 = BF_MADD_##S(x[i], g[i], t0); \
+            t1 = BF_MADD_##S(x[i], g1[i], t1); \
+            t2 = BF_MADD_##S(x[i], g2[i], t2); \
+            t3 = BF_MADD_##S(x[i], g3[i], t3); \
         } \
         bf_v8##S s0 = {t0}, s1 = {t1}, s2 = {t2}, s3 = {t3}, av, xv, w; \
         for (i = 0; i < blocks * 8; i += 8) { \
@@ -180,7 +199,7 @@ cdef extern from *:
             for (r = 0; r < 4; r++) { \
                 w = g[r * n + i] + c[r] * a[i]; \
                 g[r * n + i] = w; \
-                s[r][0] = s[r][0] + x[i] * w; \
+                s[r][0] = BF_MADD_##S(x[i], w, s[r][0]); \
             } \
         for (i = 0; i < blocks * 8; i += 8) \
             for (r = 0; r < 4; r++) \
@@ -234,6 +253,8 @@ cdef extern from *:
                     const double* a, Py_ssize_t n) nogil
     void bf_axpy4_s(float* g0, float* g1, float* g2, float* g3, const float* c,
                     const float* a, Py_ssize_t n) nogil
+    double BF_MADD_d(double a, double b, double c) nogil
+    float BF_MADD_s(float a, float b, float c) nogil
 
 
 # The loops for small products. Each is called with n_in a literal 1..4 where

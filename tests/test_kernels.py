@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -116,6 +117,34 @@ def test_online_sgd_trains_as_one_sample_at_a_time(kernel_variant, dtype, sizes,
     assert sorted(order) == list(range(len(X)))
     for a, b in zip(nets[0].weights + nets[0].biases, nets[1].weights + nets[1].biases):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_short_sum_rounds_alike_at_every_length(kernel_variant):
+    """A unit with under eight inputs sums them as one chain of multiply-adds,
+    each rounded once where the build fuses them (FMA) and twice where it
+    does not, the same at every length: gcc vectorises such a loop, where the
+    trip count allows, as a reduction that rounds each product first."""
+    rng = np.random.default_rng(11)
+
+    def chains(x, w):
+        fused = plain = 0.0
+        for xi, wi in zip(x.tolist(), w.tolist()):
+            fused = float(Fraction(xi) * Fraction(wi) + Fraction(fused))  # rounded once
+            plain = plain + xi * wi
+        return fused, plain
+
+    kinds = []
+    for n_in in range(1, 8):
+        net = Network([n_in, 1], "identity", "squared_error", seed=n_in)
+        net.biases[0][...] = 0
+        X = rng.normal(size=(32, n_in))
+        z = net.predict(X)[:, 0]
+        fused, plain = np.array([chains(x, net.weights[0][0]) for x in X]).T
+        kinds.append({kind for kind, want in (("fused", fused), ("plain", plain))
+                      if np.array_equal(z, want)})
+    # One inputs' products are never added: both models hold there.
+    assert kinds[0] == {"fused", "plain"}
+    assert set.intersection(*kinds), kinds
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
