@@ -77,18 +77,10 @@ class History:
         self.stopped_early = False
         self.best_epoch: Optional[int] = None
 
-    def _extend(self, rows, validation, classifier):
-        """Add the epochs of ``rows``, an (epochs, 5) block of the kernel's history array."""
-        self._add({
-            "loss": rows[:, 0],
-            "val_loss": rows[:, 1] if validation else (),
-            "val_accuracy": rows[:, 2] if validation and classifier else (),
-            "learning_rate": rows[:, 3],
-            "time": rows[:, 4],
-        })
-
     def _add(self, block):
-        """Add a block: figure -> sequence of that figure's values."""
+        """Add a block of epochs: a dict, figure -> sequence of its values,
+        or (rows, validation, classifier), rows an (epochs, 5) block of the
+        kernel's history array."""
         self._blocks.append(block)
         self._lists = None
 
@@ -96,6 +88,15 @@ class History:
         if self._lists is None:
             self._lists = {name: [] for name in self.FIGURES}
             for block in self._blocks:
+                if isinstance(block, tuple):
+                    rows, validation, classifier = block
+                    block = {
+                        "loss": rows[:, 0],
+                        "val_loss": rows[:, 1] if validation else (),
+                        "val_accuracy": rows[:, 2] if validation and classifier else (),
+                        "learning_rate": rows[:, 3],
+                        "time": rows[:, 4],
+                    }
                 for name in self.FIGURES:
                     values = block[name]
                     self._lists[name].extend(values.tolist() if isinstance(values, np.ndarray)
@@ -369,7 +370,7 @@ class Network:
         self._optimizer = None
         self._opt_m1 = self._opt_m2 = None
         self._opt_step = np.zeros(1, dtype=np.int64)
-        self._scratch: Dict[str, np.ndarray] = {}
+        self._scratch: Dict[Any, Any] = {}
         # Every epoch trained so far, across fit calls (saved with the network).
         self.history = History()
 
@@ -549,6 +550,20 @@ class Network:
         size = _kernel.workspace_size(self._sizes, self._acts, rows)
         return (np.empty(size, dtype=self.dtype),
                 np.empty(_kernel.bsum_size(self._sizes, self._acts, rows)))
+
+    def _fit_layout(self, batch):
+        """(workspace length, bsum length, an empty array and an empty
+        validation set) for fit with batches of ``batch`` rows, kept for the
+        next call."""
+        layout = self._scratch.get(("layout", batch))
+        if layout is None:
+            layout = self._scratch[("layout", batch)] = (
+                _kernel.workspace_size(self._sizes, self._acts, batch),
+                _kernel.bsum_size(self._sizes, self._acts, batch),
+                np.empty(0, dtype=self.dtype),
+                (np.empty((0, self.layer_sizes[0]), dtype=self.dtype),
+                 np.empty((0, self.layer_sizes[-1]), dtype=self.dtype)))
+        return layout
 
     def _fit_buffer(self, name, size, dtype=None):
         """A scratch array of ``size`` elements for fit, kept for the next call.
@@ -756,33 +771,50 @@ class Network:
         if batch_size is not None:
             batch_size = _check_int(batch_size, "batch_size", 1)
         rate = _check_rate(learning_rate)
+        settings = _kernel.Settings()
+        settings.learning_rate = rate
+        # Options left at their defaults (the very objects of the signature)
+        # are valid as they stand: a short fit spends its time on checks.
+        # Settings starts at zeros: "sgd", no momentum or decay, "constant".
+        d = _FIT_DEFAULTS
         for flag, name in ((shuffle, "shuffle"), (nesterov, "nesterov"),
                            (early_stopping, "early_stopping"),
                            (restore_best, "restore_best")):
-            if not isinstance(flag, (bool, np.bool_)):
+            if flag is not True and flag is not False and not isinstance(flag, np.bool_):
                 raise TypeError(f"{name} must be True or False, got {flag!r}")
-        settings = _kernel.Settings()
-        settings.optimizer = OPTIMIZERS[_check_choice(optimizer, "optimizer", OPTIMIZERS)]
-        settings.momentum = _check_real(momentum, "momentum", 0, 1, high_open=True)
+        settings.shuffle = bool(shuffle)
+        settings.early_stopping = bool(early_stopping)
+        settings.restore_best = bool(restore_best)
+        if optimizer is not d["optimizer"]:
+            settings.optimizer = OPTIMIZERS[_check_choice(optimizer, "optimizer", OPTIMIZERS)]
+        if momentum is not d["momentum"]:
+            settings.momentum = _check_real(momentum, "momentum", 0, 1, high_open=True)
         if nesterov and settings.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         settings.nesterov = bool(nesterov)
-        settings.beta1 = _check_real(beta1, "beta1", 0, 1, high_open=True)
-        settings.beta2 = _check_real(beta2, "beta2", 0, 1, high_open=True)
-        settings.epsilon = _check_real(epsilon, "epsilon", 0, low_open=True)
-        settings.weight_decay = _check_real(weight_decay, "weight_decay", 0)
-        settings.schedule = SCHEDULES[_check_choice(lr_schedule, "lr_schedule", SCHEDULES)]
-        settings.power_t = _check_real(power_t, "power_t", 0)
-        settings.patience = _check_int(patience, "patience", 1)
-        settings.min_delta = _check_real(min_delta, "min_delta", 0)
-        settings.early_stopping = bool(early_stopping)
-        settings.restore_best = bool(restore_best)
-        settings.shuffle = bool(shuffle)
-        settings.learning_rate = rate
-        split = _check_real(validation_split, "validation_split", 0, 1, high_open=True)
-        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        settings.beta1 = (beta1 if beta1 is d["beta1"]
+                          else _check_real(beta1, "beta1", 0, 1, high_open=True))
+        settings.beta2 = (beta2 if beta2 is d["beta2"]
+                          else _check_real(beta2, "beta2", 0, 1, high_open=True))
+        settings.epsilon = (epsilon if epsilon is d["epsilon"]
+                            else _check_real(epsilon, "epsilon", 0, low_open=True))
+        if weight_decay is not d["weight_decay"]:
+            settings.weight_decay = _check_real(weight_decay, "weight_decay", 0)
+        if lr_schedule is not d["lr_schedule"]:
+            settings.schedule = SCHEDULES[_check_choice(lr_schedule, "lr_schedule",
+                                                        SCHEDULES)]
+        settings.power_t = (power_t if power_t is d["power_t"]
+                            else _check_real(power_t, "power_t", 0))
+        settings.patience = (patience if patience is d["patience"]
+                             else _check_int(patience, "patience", 1))
+        if min_delta is not d["min_delta"]:
+            settings.min_delta = _check_real(min_delta, "min_delta", 0)
+        split = (0.0 if validation_split is d["validation_split"] else
+                 _check_real(validation_split, "validation_split", 0, 1, high_open=True))
+        if verbose is not d["verbose"] and (verbose not in (0, 1, 2)
+                                            or isinstance(verbose, bool)):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        callbacks = self._check_callbacks(callbacks)
+        callbacks = () if callbacks is None else self._check_callbacks(callbacks)
 
         Xc, single = self._check_X(X)
         Y = self._check_y(y, Xc.shape[0], single)
@@ -807,11 +839,11 @@ class Network:
             if sw is not None:
                 sw = sw[:-n_val]
         else:
-            X_val = np.empty((0, self.layer_sizes[0]), dtype=self.dtype)
-            Y_val = np.empty((0, self.layer_sizes[-1]), dtype=self.dtype)
+            X_val = Y_val = None
         # Class weights count the training samples only.
-        weights = self._sample_weights(sw, class_weight, Y)
-        if weights.size:
+        weights = (None if sw is None and class_weight is None
+                   else self._sample_weights(sw, class_weight, Y))
+        if weights is not None:
             total = weights.sum(dtype=np.float64)
             if not total > 0:
                 raise ValueError("sample_weight (times class_weight) must have a "
@@ -824,14 +856,16 @@ class Network:
         n = Xc.shape[0]
         settings.batch = n if batch_size is None else min(batch_size, n)
         settings.epochs = epochs
-        work = self._fit_buffer(
-            "work", _kernel.workspace_size(self._sizes, self._acts, settings.batch))
-        bsum = self._fit_buffer(
-            "bsum", _kernel.bsum_size(self._sizes, self._acts, settings.batch), np.float64)
-        empty = np.empty(0, dtype=self.dtype)
+        work_size, bsum_size, empty, no_val = self._fit_layout(settings.batch)
+        work = self._fit_buffer("work", work_size)
+        bsum = self._fit_buffer("bsum", bsum_size, np.float64)
+        if weights is None:
+            weights = empty
+        validation = X_val is not None
+        if not validation:
+            X_val, Y_val = no_val
         # The kernel writes every column of each epoch it finishes.
         out = np.empty((epochs, len(History.FIGURES)))
-        validation = X_val.shape[0] > 0
         classifier = self.loss == "cross_entropy"
         progress = _Progress(epochs, verbose) if verbose else None
 
@@ -883,8 +917,9 @@ class Network:
                 f"at learning_rate={rate:g}. The network keeps its last finite "
                 "parameters. Try a smaller learning_rate, scale the inputs to unit "
                 "range, or use a larger batch_size.")
-        history._extend(out[:done], validation, classifier)
-        self.history._extend(out[:done], validation, classifier)
+        block = (out[:done], validation, classifier)
+        history._add(block)
+        self.history._add(block)
         history.stopped_early = done < epochs
         history.best_epoch = int(best_epoch) if best_epoch >= 0 else None
         return history
@@ -1110,3 +1145,6 @@ class Network:
     def __repr__(self):
         return (f"Network({self.layer_sizes}, activations={self.activations}, "
                 f"loss={self.loss!r}, dtype={self.dtype.name!r})")
+
+
+_FIT_DEFAULTS = Network.fit.__kwdefaults__
