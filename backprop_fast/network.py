@@ -506,7 +506,7 @@ class Network:
         return out
 
     def _check_params_finite(self):
-        if not _kernel.all_finite(self._params):
+        if not _kernel.all_finite(self._kview("params", self._params)):
             raise ValueError("the network's weights or biases contain NaN or infinity; "
                              "set them to finite values (or create a new Network)")
 
@@ -547,36 +547,58 @@ class Network:
     # ------------------------------------------------------------ kernel calls
 
     def _workspace(self, rows):
-        size = _kernel.workspace_size(self._sizes, self._acts, rows)
-        return (np.empty(size, dtype=self.dtype),
-                np.empty(_kernel.bsum_size(self._sizes, self._acts, rows)))
+        _, sizes, acts = self._net_views()
+        return (np.empty(_kernel.workspace_size(sizes, acts, rows), dtype=self.dtype),
+                np.empty(_kernel.bsum_size(sizes, acts, rows)))
+
+    def _net_views(self):
+        """The kernel views of the parameters, layer sizes and activations."""
+        kv = self._kview
+        return kv("params", self._params), kv("sizes", self._sizes), kv("acts", self._acts)
 
     def _fit_layout(self, batch):
-        """(workspace length, bsum length, an empty array and an empty
-        validation set) for fit with batches of ``batch`` rows, kept for the
-        next call."""
+        """(workspace length, bsum length, an empty array, its kernel view,
+        and the kernel views of an empty validation set) for fit with batches
+        of ``batch`` rows, kept for the next call."""
         layout = self._scratch.get(("layout", batch))
         if layout is None:
+            empty = np.empty(0, dtype=self.dtype)
             layout = self._scratch[("layout", batch)] = (
                 _kernel.workspace_size(self._sizes, self._acts, batch),
                 _kernel.bsum_size(self._sizes, self._acts, batch),
-                np.empty(0, dtype=self.dtype),
-                (np.empty((0, self.layer_sizes[0]), dtype=self.dtype),
-                 np.empty((0, self.layer_sizes[-1]), dtype=self.dtype)))
+                empty, _kernel.view(empty),
+                (_kernel.view2(np.empty((0, self.layer_sizes[0]), dtype=self.dtype)),
+                 _kernel.view2(np.empty((0, self.layer_sizes[-1]), dtype=self.dtype))))
         return layout
 
+    def _kview(self, name, arr, size=None):
+        """The kernel's typed view of ``arr`` (of its first ``size``
+        elements), kept for the next call while ``name`` stands for the same
+        array: unpacking an array costs the kernel call about 0.2 us an
+        argument, a view next to nothing. For the network's own arrays only,
+        so that no caller's data is kept alive."""
+        views = self._scratch.get("views")
+        if views is None:
+            views = self._scratch["views"] = {}
+        hit = views.get(name)
+        if hit is None or hit[0] is not arr or hit[1] != size:
+            part = arr if size is None else arr[:size]
+            hit = views[name] = (arr, size, _kernel.view(part) if part.flags.writeable
+                                 else _kernel.view_readonly(part))
+        return hit[2]
+
     def _fit_buffer(self, name, size, dtype=None):
-        """A scratch array of ``size`` elements for fit, kept for the next call.
+        """The kernel view of a scratch array of ``size`` elements for fit,
+        kept for the next call.
 
         Fresh large arrays page-fault on first touch, which costs more than a
         short fit (tens of ms for a wide network's workspace and parameter
         snapshot), so fit reuses its buffers; they are not pickled or saved.
         """
-        dtype = self.dtype if dtype is None else np.dtype(dtype)
         buf = self._scratch.get(name)
         if buf is None or buf.size < size:
-            buf = self._scratch[name] = np.empty(size, dtype)
-        return buf[:size]
+            buf = self._scratch[name] = np.empty(size, self.dtype if dtype is None else dtype)
+        return self._kview(name, buf, size)
 
     def _chunk_rows(self, n):
         return max(1, min(n, _CHUNK_ELEMENTS // sum(self.layer_sizes)))
@@ -597,7 +619,7 @@ class Network:
         rows = self._chunk_rows(Xc.shape[0])
         work, _ = self._workspace(rows)
         with self._lock:
-            _kernel.predict(self._params, self._sizes, self._acts, Xc, out, work, rows)
+            _kernel.predict(*self._net_views(), Xc, out, work, rows)
         return out[0] if single else out
 
     def evaluate(self, X: ArrayLike, y: ArrayLike) -> float:
@@ -618,8 +640,8 @@ class Network:
         rows = self._chunk_rows(Xc.shape[0])
         work, bsum = self._workspace(rows)
         with self._lock:
-            total = _kernel.evaluate(self._params, self._sizes, self._acts,
-                                     LOSSES[self.loss], Xc, Y, work, bsum, rows)
+            total = _kernel.evaluate(*self._net_views(), LOSSES[self.loss], Xc, Y, work,
+                                     bsum, rows)
         return total / Xc.shape[0]
 
     def gradients(self, X: ArrayLike, y: ArrayLike) -> Tuple[List[np.ndarray], List[np.ndarray]]:
@@ -634,8 +656,7 @@ class Network:
         grad = np.empty_like(self._params)
         work, bsum = self._workspace(Xc.shape[0])
         with self._lock:
-            _kernel.gradients(self._params, self._sizes, self._acts, LOSSES[self.loss],
-                              Xc, Y, grad, work, bsum)
+            _kernel.gradients(*self._net_views(), LOSSES[self.loss], Xc, Y, grad, work, bsum)
         dW, db, off = [], [], 0
         for W in self._weights:
             n_out, n_in = W.shape
@@ -856,11 +877,11 @@ class Network:
         n = Xc.shape[0]
         settings.batch = n if batch_size is None else min(batch_size, n)
         settings.epochs = epochs
-        work_size, bsum_size, empty, no_val = self._fit_layout(settings.batch)
+        work_size, bsum_size, empty, no_weights, no_val = self._fit_layout(settings.batch)
         work = self._fit_buffer("work", work_size)
         bsum = self._fit_buffer("bsum", bsum_size, np.float64)
         if weights is None:
-            weights = empty
+            weights = no_weights
         validation = X_val is not None
         if not validation:
             X_val, Y_val = no_val
@@ -894,14 +915,15 @@ class Network:
                 raise RuntimeError("fit was called from a callback of fit on the same "
                                    "network; train it after the outer fit returns")
             self._check_params_finite()
-            grad, m1, m2 = self._optimizer_buffers(settings, empty)
+            grad, m1, m2 = self._optimizer_buffers(settings, empty, no_weights)
             self._in_fit = True
             best = (self._fit_buffer("best", self._params.size)
-                    if settings.early_stopping and settings.restore_best else empty)
+                    if settings.early_stopping and settings.restore_best else no_weights)
+            kv = self._kview
             try:
                 status, done, best_epoch = _kernel.fit(
-                    self._params, self._sizes, self._acts, LOSSES[self.loss], Xc, Y,
-                    weights, X_val, Y_val, settings, self._rng_state, self._opt_step,
+                    *self._net_views(), LOSSES[self.loss], Xc, Y, weights, X_val, Y_val,
+                    settings, kv("rng_state", self._rng_state), kv("step", self._opt_step),
                     self._fit_buffer("order", n, np.intp), work, bsum, grad, m1, m2,
                     self._fit_buffer("snapshot", self._params.size), best, out, hook)
             finally:
@@ -1006,18 +1028,20 @@ class Network:
             return np.empty(0, dtype=self.dtype)
         return weights
 
-    def _optimizer_buffers(self, settings, empty):
-        """grad, m1, m2 for the kernel, keeping the state of the last fit."""
+    def _optimizer_buffers(self, settings, empty, no_buffer):
+        """Kernel views of grad, m1, m2, keeping the state of the last fit
+        (``empty``, an empty array, and ``no_buffer``, its kernel view)."""
         kind = settings.optimizer
         fold = kind == 0 and settings.momentum == 0 and settings.weight_decay == 0
         if fold:
-            return empty, empty, empty
+            return no_buffer, no_buffer, no_buffer
         if self._optimizer != kind:
             self._optimizer = kind
             self._opt_m1 = np.zeros_like(self._params)
             self._opt_m2 = np.zeros_like(self._params) if kind != 0 else empty
             self._opt_step[0] = 0
-        return self._fit_buffer("grad", self._params.size), self._opt_m1, self._opt_m2
+        return (self._fit_buffer("grad", self._params.size),
+                self._kview("m1", self._opt_m1), self._kview("m2", self._opt_m2))
 
     # ------------------------------------------------------------ persistence
 

@@ -783,6 +783,33 @@ def rng_seed(uint64_t[::1] state, uint64_t seed):
     memcpy(&state[0], &rng, sizeof(Rng))
 
 
+# ------------------------------------------------------------ typed views
+
+ctypedef fused _item:
+    float
+    double
+    Py_ssize_t
+    int
+    uint64_t
+
+
+def view(_item[::1] a):
+    """``a`` as the typed memoryview object that the functions here take in
+    without acquiring and checking its buffer again: for arrays passed on
+    every call, about 0.2 us saved an argument."""
+    return a
+
+
+def view_readonly(const _item[::1] a):
+    """``view`` for a read-only array: for parameters ``const`` here only."""
+    return a
+
+
+def view2(floating[:, ::1] a):
+    """``view`` for a 2-D array."""
+    return a
+
+
 cdef inline double _now() noexcept nogil:
     cdef timespec ts
     timespec_get(&ts, TIME_UTC)

@@ -279,3 +279,37 @@ def test_float32_reductions_accumulate_in_double():
     np.testing.assert_allclose(n32.evaluate(X, y), n64.evaluate(X, y), rtol=2e-6)
     np.testing.assert_allclose(n32.gradients(X, y)[1][-1], n64.gradients(X, y)[1][-1], rtol=2e-6)
     np.testing.assert_allclose(n32.train_step(X, y, 1e-3), n64.train_step(X, y, 1e-3), rtol=2e-6)
+
+
+def test_buffers_kept_between_fit_calls_train_as_fresh_ones():
+    """fit keeps its scratch arrays, and the kernel's views of them and of the
+    optimizer state, for the next call. Across calls that grow the data and
+    the batch, switch the optimizer (new state arrays) and turn validation
+    and sample weights on and off, one network must train exactly as a copy
+    taken before each call, which starts with nothing kept."""
+    import copy
+    rng = np.random.default_rng(5)
+    calls = [
+        dict(n=40, batch_size=8, optimizer="sgd"),
+        dict(n=90, batch_size=32, optimizer="adam", validation=True),
+        dict(n=20, batch_size=None, optimizer="adam", weighted=True),
+        dict(n=120, batch_size=1, optimizer="sgd", momentum=0.5),
+        dict(n=60, batch_size=16, optimizer="sgd", early_stopping=True),
+    ]
+    kept = Network([5, 7, 3], ["tanh", "softmax"], "cross_entropy", seed=2)
+    for call in calls:
+        n = call.pop("n")
+        X = rng.normal(size=(n, 5))
+        y = rng.integers(0, 3, n)
+        options = dict(epochs=3, learning_rate=0.05, **call)
+        if options.pop("validation", False):
+            options["validation_data"] = (X[:10], y[:10])
+        if options.pop("weighted", False):
+            options["sample_weight"] = rng.uniform(0.5, 2.0, n)
+        fresh = copy.deepcopy(kept)
+        loss_kept = kept.fit(X, y, **options).loss
+        loss_fresh = fresh.fit(X, y, **options).loss
+        assert loss_kept == loss_fresh
+        for a, b in zip(kept.weights + kept.biases, fresh.weights + fresh.biases):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(kept.predict(X), fresh.predict(X))
