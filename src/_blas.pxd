@@ -242,6 +242,65 @@ cdef extern from *:
     }
     BF_AXPY4(double, d)
     BF_AXPY4(float, s)
+    /* The forward product of a layer with at most four inputs: _dot's sum
+       (one chain of multiply-adds from zero) for each row and unit. Kept
+       out of gcc's vectoriser, which would run each call through the set-up
+       and alias checks of a loop across units, for layers of one or two
+       units that then run its scalar tail. */
+    #if defined(__GNUC__) && !defined(__clang__)
+    #define BF_SCALAR_LOOPS __attribute__((optimize("no-tree-vectorize")))
+    #else
+    #define BF_SCALAR_LOOPS
+    #endif
+    #define BF_ABT_FEW_ROWS(T, S, N) \
+        for (Py_ssize_t r = 0; r < rows; r++) \
+            for (Py_ssize_t j = 0; j < n_out; j++) { \
+                T s = 0; \
+                for (Py_ssize_t i = 0; i < (N); i++) \
+                    s = BF_MADD_##S(A[r * (N) + i], W[j * (N) + i], s); \
+                Z[r * n_out + j] = s + b[j]; \
+            }
+    #define BF_ABT_FEW(T, S) \
+    BF_SCALAR_LOOPS static void bf_abt_few_##S(const T* BF_RESTRICT A, \
+                                               const T* BF_RESTRICT W, \
+                                               const T* BF_RESTRICT b, T* BF_RESTRICT Z, \
+                                               Py_ssize_t rows, Py_ssize_t n_out, \
+                                               Py_ssize_t n_in) { \
+        switch (n_in) { \
+        case 1: BF_ABT_FEW_ROWS(T, S, 1) break; \
+        case 2: BF_ABT_FEW_ROWS(T, S, 2) break; \
+        case 3: BF_ABT_FEW_ROWS(T, S, 3) break; \
+        default: BF_ABT_FEW_ROWS(T, S, 4) \
+        } \
+    }
+    /* G (n_out x n_in) += alpha D.T @ A for at most four inputs, in
+       matmul_atb_acc's order: row after row, one multiply-add into each
+       element of G; beta 0 clears G first. */
+    #define BF_ATB_FEW_ROWS(T, S, N) \
+        for (Py_ssize_t j = 0; j < n_out; j++) \
+            for (Py_ssize_t r = 0; r < rows; r++) { \
+                const T c = alpha * D[r * n_out + j]; \
+                for (Py_ssize_t i = 0; i < (N); i++) \
+                    G[j * (N) + i] = BF_MADD_##S(c, A[r * (N) + i], G[j * (N) + i]); \
+            }
+    #define BF_ATB_FEW(T, S) \
+    BF_SCALAR_LOOPS static void bf_atb_few_##S(T alpha, const T* BF_RESTRICT D, \
+                                               const T* BF_RESTRICT A, T beta, \
+                                               T* BF_RESTRICT G, Py_ssize_t rows, \
+                                               Py_ssize_t n_out, Py_ssize_t n_in) { \
+        if (beta == 0) \
+            for (Py_ssize_t i = 0; i < n_out * n_in; i++) G[i] = 0; \
+        switch (n_in) { \
+        case 1: BF_ATB_FEW_ROWS(T, S, 1) break; \
+        case 2: BF_ATB_FEW_ROWS(T, S, 2) break; \
+        case 3: BF_ATB_FEW_ROWS(T, S, 3) break; \
+        default: BF_ATB_FEW_ROWS(T, S, 4) \
+        } \
+    }
+    BF_ABT_FEW(double, d)
+    BF_ABT_FEW(float, s)
+    BF_ATB_FEW(double, d)
+    BF_ATB_FEW(float, s)
     """
     void bf_dot4_d(const double* x, const double* w, Py_ssize_t n, double* out) nogil
     void bf_dot4_s(const float* x, const float* w, Py_ssize_t n, float* out) nogil
@@ -253,6 +312,14 @@ cdef extern from *:
                     const double* a, Py_ssize_t n) nogil
     void bf_axpy4_s(float* g0, float* g1, float* g2, float* g3, const float* c,
                     const float* a, Py_ssize_t n) nogil
+    void bf_abt_few_d(const double* A, const double* W, const double* b, double* Z,
+                      Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t n_in) nogil
+    void bf_abt_few_s(const float* A, const float* W, const float* b, float* Z,
+                      Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t n_in) nogil
+    void bf_atb_few_d(double alpha, const double* D, const double* A, double beta,
+                      double* G, Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t n_in) nogil
+    void bf_atb_few_s(float alpha, const float* D, const float* A, float beta,
+                      float* G, Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t n_in) nogil
     double BF_MADD_d(double a, double b, double c) nogil
     float BF_MADD_s(float a, float b, float c) nogil
 
@@ -358,14 +425,11 @@ cdef inline void matmul_abt_bias(const floating* A, const floating* W,
             memcpy(Z + r * n_out, b, n_out * sizeof(floating))
         _gemm(c'T', c'N', <int>n_out, <int>rows, <int>n_in, <floating>1.0,
               W, <int>n_in, A, <int>n_in, <floating>1.0, Z, <int>n_out)
-    elif n_in == 1:
-        _abt_small(A, W, b, Z, rows, n_out, 1)
-    elif n_in == 2:
-        _abt_small(A, W, b, Z, rows, n_out, 2)
-    elif n_in == 3:
-        _abt_small(A, W, b, Z, rows, n_out, 3)
-    elif n_in == 4:
-        _abt_small(A, W, b, Z, rows, n_out, 4)
+    elif n_in <= 4:
+        if floating is double:
+            bf_abt_few_d(A, W, b, Z, rows, n_out, n_in)
+        else:
+            bf_abt_few_s(A, W, b, Z, rows, n_out, n_in)
     else:
         _abt_small(A, W, b, Z, rows, n_out, n_in)
 
@@ -416,14 +480,11 @@ cdef inline void matmul_atb_acc(floating alpha, const floating* D,
     if rows * n_out * n_in > SMALL_PRODUCT:
         _gemm(c'N', c'T', <int>n_in, <int>n_out, <int>rows, alpha,
               A, <int>n_in, D, <int>n_out, beta, G, <int>n_in)
-    elif n_in == 1:
-        _atb_small(alpha, D, A, beta, G, rows, n_out, 1)
-    elif n_in == 2:
-        _atb_small(alpha, D, A, beta, G, rows, n_out, 2)
-    elif n_in == 3:
-        _atb_small(alpha, D, A, beta, G, rows, n_out, 3)
-    elif n_in == 4:
-        _atb_small(alpha, D, A, beta, G, rows, n_out, 4)
+    elif n_in <= 4:
+        if floating is double:
+            bf_atb_few_d(alpha, D, A, beta, G, rows, n_out, n_in)
+        else:
+            bf_atb_few_s(alpha, D, A, beta, G, rows, n_out, n_in)
     else:
         _atb_small(alpha, D, A, beta, G, rows, n_out, n_in)
 

@@ -148,7 +148,7 @@ def test_a_short_sum_rounds_alike_at_every_length(kernel_variant):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("n_in", [5, 8, 21])
+@pytest.mark.parametrize("n_in", [3, 5, 8, 21])
 def test_units_are_computed_alike_wherever_they_sit(kernel_variant, dtype, n_in):
     """The small products take output units four at a time and the rest one
     by one; a unit's sums must not depend on which: permuting a layer's units
