@@ -252,6 +252,14 @@ cdef extern from *:
     #else
     #define BF_SCALAR_LOOPS
     #endif
+    /* ROWS(T, S, N) with N = n_in, compiled for each of 1 to 4. */
+    #define BF_FOR_FEW_INPUTS(ROWS, T, S) \
+        switch (n_in) { \
+        case 1: ROWS(T, S, 1) break; \
+        case 2: ROWS(T, S, 2) break; \
+        case 3: ROWS(T, S, 3) break; \
+        default: ROWS(T, S, 4) \
+        }
     #define BF_ABT_FEW_ROWS(T, S, N) \
         for (Py_ssize_t r = 0; r < rows; r++) \
             for (Py_ssize_t j = 0; j < n_out; j++) { \
@@ -266,12 +274,7 @@ cdef extern from *:
                                                const T* BF_RESTRICT b, T* BF_RESTRICT Z, \
                                                Py_ssize_t rows, Py_ssize_t n_out, \
                                                Py_ssize_t n_in) { \
-        switch (n_in) { \
-        case 1: BF_ABT_FEW_ROWS(T, S, 1) break; \
-        case 2: BF_ABT_FEW_ROWS(T, S, 2) break; \
-        case 3: BF_ABT_FEW_ROWS(T, S, 3) break; \
-        default: BF_ABT_FEW_ROWS(T, S, 4) \
-        } \
+        BF_FOR_FEW_INPUTS(BF_ABT_FEW_ROWS, T, S) \
     }
     /* G (n_out x n_in) += alpha D.T @ A for at most four inputs, in
        matmul_atb_acc's order: row after row, one multiply-add into each
@@ -290,12 +293,7 @@ cdef extern from *:
                                                Py_ssize_t n_out, Py_ssize_t n_in) { \
         if (beta == 0) \
             for (Py_ssize_t i = 0; i < n_out * n_in; i++) G[i] = 0; \
-        switch (n_in) { \
-        case 1: BF_ATB_FEW_ROWS(T, S, 1) break; \
-        case 2: BF_ATB_FEW_ROWS(T, S, 2) break; \
-        case 3: BF_ATB_FEW_ROWS(T, S, 3) break; \
-        default: BF_ATB_FEW_ROWS(T, S, 4) \
-        } \
+        BF_FOR_FEW_INPUTS(BF_ATB_FEW_ROWS, T, S) \
     }
     BF_ABT_FEW(double, d)
     BF_ABT_FEW(float, s)
