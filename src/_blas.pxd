@@ -212,9 +212,71 @@ cdef extern from *:
             out[r] = ((s[r][0] + s[r][4]) + (s[r][1] + s[r][5])) \
                      + ((s[r][2] + s[r][6]) + (s[r][3] + s[r][7])); \
     }
+    /* The same with each row's eight sums in two vectors of four (sums 0-3
+       and 4-7), for doubles where a register holds four (AVX2): the array
+       spelling would keep them on the stack. Same arithmetic, same order. */
+    #define BF_HALVES(T, S) \
+    typedef T bf_v4##S __attribute__((vector_size(4 * sizeof(T)), aligned(sizeof(T)), \
+                                      may_alias)); \
+    static inline T bf_sum44_##S(bf_v4##S lo, bf_v4##S hi) { \
+        return ((lo[0] + hi[0]) + (lo[1] + hi[1])) + ((lo[2] + hi[2]) + (lo[3] + hi[3])); \
+    }
+    #define BF_DOT4_HALVES(T, S) \
+    static inline void bf_dot4_##S(const T* BF_RESTRICT x, const T* BF_RESTRICT w, \
+                                   Py_ssize_t n, T* BF_RESTRICT out) { \
+        T t[4] = {0}; \
+        Py_ssize_t i, blocks = n / 8; \
+        int r; \
+        for (i = blocks * 8; i < n; i++) \
+            for (r = 0; r < 4; r++) t[r] = BF_MADD_##S(x[i], w[r * n + i], t[r]); \
+        bf_v4##S lo[4] = {{t[0]}, {t[1]}, {t[2]}, {t[3]}}, hi[4] = {{0}}, xl, xh; \
+        for (i = 0; i < blocks * 8; i += 8) { \
+            xl = *(const bf_v4##S*)(x + i); \
+            xh = *(const bf_v4##S*)(x + i + 4); \
+            for (r = 0; r < 4; r++) { \
+                lo[r] = lo[r] + xl * *(const bf_v4##S*)(w + r * n + i); \
+                hi[r] = hi[r] + xh * *(const bf_v4##S*)(w + r * n + i + 4); \
+            } \
+        } \
+        for (r = 0; r < 4; r++) out[r] = bf_sum44_##S(lo[r], hi[r]); \
+    }
+    #define BF_UPDATE_DOT4_HALVES(T, S) \
+    static inline void bf_update_dot4_##S(T* BF_RESTRICT g, const T* BF_RESTRICT c, \
+                                          const T* BF_RESTRICT a, const T* BF_RESTRICT x, \
+                                          Py_ssize_t n, T* BF_RESTRICT out) { \
+        T t[4] = {0}, v; \
+        Py_ssize_t i, blocks = n / 8; \
+        int r; \
+        for (i = blocks * 8; i < n; i++) \
+            for (r = 0; r < 4; r++) { \
+                v = g[r * n + i] + c[r] * a[i]; \
+                g[r * n + i] = v; \
+                t[r] = BF_MADD_##S(x[i], v, t[r]); \
+            } \
+        bf_v4##S lo[4] = {{t[0]}, {t[1]}, {t[2]}, {t[3]}}, hi[4] = {{0}}, al, ah, xl, xh, wv; \
+        for (i = 0; i < blocks * 8; i += 8) { \
+            al = *(const bf_v4##S*)(a + i); \
+            ah = *(const bf_v4##S*)(a + i + 4); \
+            xl = *(const bf_v4##S*)(x + i); \
+            xh = *(const bf_v4##S*)(x + i + 4); \
+            for (r = 0; r < 4; r++) { \
+                wv = *(bf_v4##S*)(g + r * n + i) + c[r] * al; \
+                *(bf_v4##S*)(g + r * n + i) = wv; \
+                lo[r] = lo[r] + xl * wv; \
+                wv = *(bf_v4##S*)(g + r * n + i + 4) + c[r] * ah; \
+                *(bf_v4##S*)(g + r * n + i + 4) = wv; \
+                hi[r] = hi[r] + xh * wv; \
+            } \
+        } \
+        for (r = 0; r < 4; r++) out[r] = bf_sum44_##S(lo[r], hi[r]); \
+    }
     #if BF_VECTOR_BYTES >= 64
     BF_DOT4_VECTOR(double, d)
     BF_UPDATE_DOT4_VECTOR(double, d)
+    #elif BF_VECTOR_BYTES >= 32
+    BF_HALVES(double, d)
+    BF_DOT4_HALVES(double, d)
+    BF_UPDATE_DOT4_HALVES(double, d)
     #else
     BF_DOT4_ARRAY(double, d)
     BF_UPDATE_DOT4_ARRAY(double, d)
