@@ -557,16 +557,15 @@ class Network:
         return kv("params", self._params), kv("sizes", self._sizes), kv("acts", self._acts)
 
     def _fit_layout(self, batch):
-        """(workspace length, bsum length, an empty array, its kernel view,
+        """(workspace length, bsum length, the kernel view of an empty array,
         and the kernel views of an empty validation set) for fit with batches
         of ``batch`` rows, kept for the next call."""
         layout = self._scratch.get(("layout", batch))
         if layout is None:
-            empty = np.empty(0, dtype=self.dtype)
             layout = self._scratch[("layout", batch)] = (
                 _kernel.workspace_size(self._sizes, self._acts, batch),
                 _kernel.bsum_size(self._sizes, self._acts, batch),
-                empty, _kernel.view(empty),
+                _kernel.view(np.empty(0, dtype=self.dtype)),
                 (_kernel.view2(np.empty((0, self.layer_sizes[0]), dtype=self.dtype)),
                  _kernel.view2(np.empty((0, self.layer_sizes[-1]), dtype=self.dtype))))
         return layout
@@ -862,8 +861,7 @@ class Network:
         else:
             X_val = Y_val = None
         # Class weights count the training samples only.
-        weights = (None if sw is None and class_weight is None
-                   else self._sample_weights(sw, class_weight, Y))
+        weights = self._sample_weights(sw, class_weight, Y)
         if weights is not None:
             total = weights.sum(dtype=np.float64)
             if not total > 0:
@@ -877,7 +875,7 @@ class Network:
         n = Xc.shape[0]
         settings.batch = n if batch_size is None else min(batch_size, n)
         settings.epochs = epochs
-        work_size, bsum_size, empty, no_weights, no_val = self._fit_layout(settings.batch)
+        work_size, bsum_size, no_weights, no_val = self._fit_layout(settings.batch)
         work = self._fit_buffer("work", work_size)
         bsum = self._fit_buffer("bsum", bsum_size, np.float64)
         if weights is None:
@@ -915,7 +913,7 @@ class Network:
                 raise RuntimeError("fit was called from a callback of fit on the same "
                                    "network; train it after the outer fit returns")
             self._check_params_finite()
-            grad, m1, m2 = self._optimizer_buffers(settings, empty, no_weights)
+            grad, m1, m2 = self._optimizer_buffers(settings, no_weights)
             self._in_fit = True
             best = (self._fit_buffer("best", self._params.size)
                     if settings.early_stopping and settings.restore_best else no_weights)
@@ -976,7 +974,7 @@ class Network:
         return X_val, Y_val
 
     def _sample_weights(self, sw, class_weight, Y):
-        """Per-sample weights (sample_weight times class_weight), or an empty array.
+        """Per-sample weights (sample_weight times class_weight), or None.
 
         ``sw`` is None or a numeric array already checked to hold one weight
         per row of Y.
@@ -1024,13 +1022,11 @@ class Network:
                                 f"'balanced', got {class_weight!r}")
             cw = per_class[classes]
             weights = cw if weights is None else weights * cw
-        if weights is None:
-            return np.empty(0, dtype=self.dtype)
         return weights
 
-    def _optimizer_buffers(self, settings, empty, no_buffer):
+    def _optimizer_buffers(self, settings, no_buffer):
         """Kernel views of grad, m1, m2, keeping the state of the last fit
-        (``empty``, an empty array, and ``no_buffer``, its kernel view)."""
+        (``no_buffer``, the kernel view of an empty array, where unused)."""
         kind = settings.optimizer
         fold = kind == 0 and settings.momentum == 0 and settings.weight_decay == 0
         if fold:
@@ -1038,7 +1034,8 @@ class Network:
         if self._optimizer != kind:
             self._optimizer = kind
             self._opt_m1 = np.zeros_like(self._params)
-            self._opt_m2 = np.zeros_like(self._params) if kind != 0 else empty
+            self._opt_m2 = (np.zeros_like(self._params) if kind != 0
+                            else np.empty(0, dtype=self.dtype))
             self._opt_step[0] = 0
         return (self._fit_buffer("grad", self._params.size),
                 self._kview("m1", self._opt_m1), self._kview("m2", self._opt_m2))

@@ -304,11 +304,11 @@ cdef extern from *:
     }
     BF_AXPY4(double, d)
     BF_AXPY4(float, s)
-    /* The forward product of a layer with at most four inputs: _dot's sum
-       (one chain of multiply-adds from zero) for each row and unit. Kept
-       out of gcc's vectoriser, which would run each call through the set-up
-       and alias checks of a loop across units, for layers of one or two
-       units that then run its scalar tail. */
+    /* The forward and weight-gradient products of a layer with at most
+       four inputs, the input count compiled in. Kept out of gcc's
+       vectoriser, which would run each call through the set-up and alias
+       checks of a loop across units, for layers of one or two units that
+       then run its scalar tail. */
     #if defined(__GNUC__) && !defined(__clang__)
     #define BF_SCALAR_LOOPS __attribute__((optimize("no-tree-vectorize")))
     #else
@@ -322,6 +322,8 @@ cdef extern from *:
         case 3: ROWS(T, S, 3) break; \
         default: ROWS(T, S, 4) \
         }
+    /* Forward: _dot's sum (one chain of multiply-adds from zero) for each
+       row and unit, plus the bias. */
     #define BF_ABT_FEW_ROWS(T, S, N) \
         for (Py_ssize_t r = 0; r < rows; r++) \
             for (Py_ssize_t j = 0; j < n_out; j++) { \
@@ -384,9 +386,11 @@ cdef extern from *:
     float BF_MADD_s(float a, float b, float c) nogil
 
 
-# The loops for small products. Each is called with n_in a literal 1..4 where
-# it is that small, so that after inlining gcc unrolls the inner loop: at these
-# sizes loop control costs more than the arithmetic.
+# The loops for small products of layers with five or more inputs (those
+# with at most four run in bf_abt_few and bf_atb_few above; _ab_small is
+# called with n_in a literal 1..4 where it is that small, so that after
+# inlining gcc unrolls the inner loop: at these sizes loop control costs more
+# than the arithmetic).
 
 cdef inline void _abt_small(const floating* A, const floating* W,
                             const floating* b, floating* Z, Py_ssize_t rows,
