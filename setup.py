@@ -65,6 +65,11 @@ VARIANTS = {
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 if MSVC or not X86_64:
     VARIANTS = {}
+# All builds but the AVX-512 one do their own wide products (src/_blas.pxd,
+# bf_gemm) and split them between OpenMP threads: gcc's, on Linux. Elsewhere
+# the pragmas are ignored and those products run on one thread.
+OPENMP = ({"": ["-fopenmp"], "avx2": ["-fopenmp"]} if sys.platform.startswith("linux")
+          else {})
 
 # Cython and setuptools rebuild by timestamps only: without this, a tree built
 # in one mode keeps its kernel when rebuilt in the other (a checked build after
@@ -74,7 +79,7 @@ if MSVC or not X86_64:
 # recompiled too.
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODE = json.dumps({"directives": directives, "compile_args": compile_args,
-                   "variants": VARIANTS}, sort_keys=True)
+                   "variants": VARIANTS, "openmp": OPENMP}, sort_keys=True)
 STAMP = os.path.join(HERE, "build", "backprop_fast-build-mode.json")
 try:
     with open(STAMP) as f:
@@ -83,12 +88,14 @@ except OSError:
     mode_changed = True
 
 def kernel(suffix="", extra=()):
+    openmp = OPENMP.get(suffix.lstrip("_"), [])
     return Extension(
         "backprop_fast._kernel" + suffix,
         sources=[f"src/_kernel{suffix}.pyx"],
         include_dirs=[numpy.get_include(), "src"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=compile_args + list(extra),
+        extra_compile_args=compile_args + list(extra) + openmp,
+        extra_link_args=openmp,
     )
 
 

@@ -4,6 +4,8 @@ from typing import Any, Callable, Optional, Tuple, Union
 import numpy as np
 
 HISTORY_COLUMNS: Tuple[str, ...]
+SMALL_PRODUCT_MACS: int
+OWN_PRODUCTS: bool
 
 class _View:
     """A typed memoryview object from view, view_readonly or view2 (at run

@@ -363,6 +363,441 @@ cdef extern from *:
     BF_ABT_FEW(float, s)
     BF_ATB_FEW(double, d)
     BF_ATB_FEW(float, s)
+    /* The products past SMALL_PRODUCT in the AVX2 build, where OpenBLAS runs
+       its Haswell kernels. Those give results that depend on how many
+       threads split a float32 product (their edge paths round differently
+       and the split moves the edges), and for a few ten thousand
+       multiply-adds they cost as much in packing as in arithmetic.
+
+       bf_gemm: C (M x N) = C0 + sum over k of (alpha A(r, k)) B(k, j), with
+       A(r, k) = A[r rsa + k csa], B(k, j) = B[k rsb + j csb], C row-major
+       (ldc), C0 = C where beta is set, else -0 (the identity of addition:
+       the first term comes out as a plain product); then + bias[j] where
+       bias is given. Every element is one chain of multiply-adds, k in
+       order: the result does not depend on the blocking, on where threads
+       split C, or on how many there are, and it is _ab_small's (A = D) and
+       _atb_small's (A(r, k) = D[k, r]) bit for bit.
+
+       The loops are the usual ones of a cache-blocked product: B is copied
+       BF_KC rows at a time into panels of BF_NR columns, A into panels of
+       BF_MR rows, BF_MC rows at a time, and each BF_MR x BF_NR block of C
+       keeps its sums in twelve registers over the panels. */
+    #define BF_MR 6
+    #define BF_KC 256
+    #define BF_MC 144
+    #define BF_GEMM_STACK 49152
+    #define BF_UNPACKED_B 4096
+    /* Products from this many multiply-adds are split between threads. */
+    #define BF_THREAD_PRODUCT (1 << 20)
+    /* bf_tile2: a block of BF_MR rows by two vectors of columns (the
+       panel's width); bf_tile1: one vector. b steps by the panel's width.
+       Rows from mr on are computed from the zeros packed for them, read
+       row 0 where C is loaded, and are not stored. */
+    #if defined(__GNUC__)
+    #define BF_TILE(T, S) \
+    typedef T bf_gv##S __attribute__((vector_size(32), aligned(sizeof(T)), may_alias)); \
+    static inline void bf_tile2_##S(Py_ssize_t mr, Py_ssize_t K, const T* BF_RESTRICT a, \
+                                    Py_ssize_t ars, Py_ssize_t acs, const T* BF_RESTRICT b, \
+                                    Py_ssize_t bs, T* BF_RESTRICT C, \
+                                    Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
+        typedef bf_gv##S V; \
+        enum { L = 32 / sizeof(T) }; \
+        const V nz = -(V){0}; \
+        T* c0 = C; \
+        T* c1 = mr > 1 ? C + ldc : C; \
+        T* c2 = mr > 2 ? C + 2 * ldc : C; \
+        T* c3 = mr > 3 ? C + 3 * ldc : C; \
+        T* c4 = mr > 4 ? C + 4 * ldc : C; \
+        T* c5 = mr > 5 ? C + 5 * ldc : C; \
+        const T* a0 = a; \
+        const T* a1 = mr > 1 ? a + ars : a; \
+        const T* a2 = mr > 2 ? a + 2 * ars : a; \
+        const T* a3 = mr > 3 ? a + 3 * ars : a; \
+        const T* a4 = mr > 4 ? a + 4 * ars : a; \
+        const T* a5 = mr > 5 ? a + 5 * ars : a; \
+        V s00 = nz, s01 = nz, s10 = nz, s11 = nz, s20 = nz, s21 = nz; \
+        V s30 = nz, s31 = nz, s40 = nz, s41 = nz, s50 = nz, s51 = nz; \
+        if (load) { \
+            s00 = *(V*)c0; s01 = *(V*)(c0 + L); s10 = *(V*)c1; s11 = *(V*)(c1 + L); \
+            s20 = *(V*)c2; s21 = *(V*)(c2 + L); s30 = *(V*)c3; s31 = *(V*)(c3 + L); \
+            s40 = *(V*)c4; s41 = *(V*)(c4 + L); s50 = *(V*)c5; s51 = *(V*)(c5 + L); \
+        } \
+        for (Py_ssize_t k = 0, ak = 0; k < K; k++, ak += acs, b += bs) { \
+            const V b0 = *(const V*)b, b1 = *(const V*)(b + L); \
+            s00 = s00 + a0[ak] * b0; s01 = s01 + a0[ak] * b1; \
+            s10 = s10 + a1[ak] * b0; s11 = s11 + a1[ak] * b1; \
+            s20 = s20 + a2[ak] * b0; s21 = s21 + a2[ak] * b1; \
+            s30 = s30 + a3[ak] * b0; s31 = s31 + a3[ak] * b1; \
+            s40 = s40 + a4[ak] * b0; s41 = s41 + a4[ak] * b1; \
+            s50 = s50 + a5[ak] * b0; s51 = s51 + a5[ak] * b1; \
+        } \
+        if (bias) { \
+            const V h0 = *(const V*)bias, h1 = *(const V*)(bias + L); \
+            s00 = s00 + h0; s01 = s01 + h1; s10 = s10 + h0; s11 = s11 + h1; \
+            s20 = s20 + h0; s21 = s21 + h1; s30 = s30 + h0; s31 = s31 + h1; \
+            s40 = s40 + h0; s41 = s41 + h1; s50 = s50 + h0; s51 = s51 + h1; \
+        } \
+        *(V*)c0 = s00; *(V*)(c0 + L) = s01; \
+        if (mr > 1) { *(V*)c1 = s10; *(V*)(c1 + L) = s11; } \
+        if (mr > 2) { *(V*)c2 = s20; *(V*)(c2 + L) = s21; } \
+        if (mr > 3) { *(V*)c3 = s30; *(V*)(c3 + L) = s31; } \
+        if (mr > 4) { *(V*)c4 = s40; *(V*)(c4 + L) = s41; } \
+        if (mr > 5) { *(V*)c5 = s50; *(V*)(c5 + L) = s51; } \
+    } \
+    static inline void bf_tile1_##S(Py_ssize_t mr, Py_ssize_t K, const T* BF_RESTRICT a, \
+                                    Py_ssize_t ars, Py_ssize_t acs, const T* BF_RESTRICT b, \
+                                    Py_ssize_t bs, T* BF_RESTRICT C, \
+                                    Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
+        typedef bf_gv##S V; \
+        enum { L = 32 / sizeof(T) }; \
+        const V nz = -(V){0}; \
+        T* c0 = C; \
+        T* c1 = mr > 1 ? C + ldc : C; \
+        T* c2 = mr > 2 ? C + 2 * ldc : C; \
+        T* c3 = mr > 3 ? C + 3 * ldc : C; \
+        T* c4 = mr > 4 ? C + 4 * ldc : C; \
+        T* c5 = mr > 5 ? C + 5 * ldc : C; \
+        const T* a0 = a; \
+        const T* a1 = mr > 1 ? a + ars : a; \
+        const T* a2 = mr > 2 ? a + 2 * ars : a; \
+        const T* a3 = mr > 3 ? a + 3 * ars : a; \
+        const T* a4 = mr > 4 ? a + 4 * ars : a; \
+        const T* a5 = mr > 5 ? a + 5 * ars : a; \
+        V s0 = nz, s1 = nz, s2 = nz, s3 = nz, s4 = nz, s5 = nz; \
+        if (load) { \
+            s0 = *(V*)c0; s1 = *(V*)c1; s2 = *(V*)c2; \
+            s3 = *(V*)c3; s4 = *(V*)c4; s5 = *(V*)c5; \
+        } \
+        for (Py_ssize_t k = 0, ak = 0; k < K; k++, ak += acs, b += bs) { \
+            const V b0 = *(const V*)b; \
+            s0 = s0 + a0[ak] * b0; s1 = s1 + a1[ak] * b0; s2 = s2 + a2[ak] * b0; \
+            s3 = s3 + a3[ak] * b0; s4 = s4 + a4[ak] * b0; s5 = s5 + a5[ak] * b0; \
+        } \
+        if (bias) { \
+            const V h = *(const V*)bias; \
+            s0 = s0 + h; s1 = s1 + h; s2 = s2 + h; s3 = s3 + h; s4 = s4 + h; s5 = s5 + h; \
+        } \
+        *(V*)c0 = s0; \
+        if (mr > 1) *(V*)c1 = s1; \
+        if (mr > 2) *(V*)c2 = s2; \
+        if (mr > 3) *(V*)c3 = s3; \
+        if (mr > 4) *(V*)c4 = s4; \
+        if (mr > 5) *(V*)c5 = s5; \
+    }
+    #else
+    #define BF_TILE_COLUMNS(T, S, NAME, W) \
+    static inline void NAME(Py_ssize_t mr, Py_ssize_t K, const T* BF_RESTRICT a, \
+                            Py_ssize_t ars, Py_ssize_t acs, const T* BF_RESTRICT b, \
+                            Py_ssize_t bs, T* BF_RESTRICT C, \
+                            Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
+        for (Py_ssize_t q = 0; q < mr; q++) \
+            for (Py_ssize_t l = 0; l < (W); l++) { \
+                T s = load ? C[q * ldc + l] : -(T)0; \
+                for (Py_ssize_t k = 0; k < K; k++) \
+                    s = BF_MADD_##S(a[q * ars + k * acs], b[k * bs + l], s); \
+                C[q * ldc + l] = bias ? s + bias[l] : s; \
+            } \
+    }
+    #define BF_TILE(T, S) \
+    BF_TILE_COLUMNS(T, S, bf_tile2_##S, 64 / sizeof(T)) \
+    BF_TILE_COLUMNS(T, S, bf_tile1_##S, 32 / sizeof(T))
+    #endif
+    #define BF_GEMM(T, S) \
+    BF_TILE(T, S) \
+    /* The last columns, fewer than a vector: in a packed panel through a
+       copy (the panel's zeros fill the vector), else one at a time. */ \
+    static void bf_edge_##S(Py_ssize_t mr, Py_ssize_t nr, Py_ssize_t K, \
+                            const T* BF_RESTRICT a, Py_ssize_t ars, Py_ssize_t acs, \
+                            const T* BF_RESTRICT b, Py_ssize_t bs, \
+                            T* BF_RESTRICT C, Py_ssize_t ldc, int load, \
+                            const T* BF_RESTRICT bias) { \
+        enum { L = 32 / sizeof(T) }; \
+        T t[BF_MR * L]; \
+        if (bs != 2 * L) { \
+            for (Py_ssize_t q = 0; q < mr; q++) \
+                for (Py_ssize_t l = 0; l < nr; l++) { \
+                    T s = load ? C[q * ldc + l] : -(T)0; \
+                    for (Py_ssize_t k = 0; k < K; k++) \
+                        s = BF_MADD_##S(a[q * ars + k * acs], b[k * bs + l], s); \
+                    C[q * ldc + l] = bias ? s + bias[l] : s; \
+                } \
+            return; \
+        } \
+        if (load) \
+            for (Py_ssize_t q = 0; q < mr; q++) \
+                for (Py_ssize_t l = 0; l < nr; l++) \
+                    t[q * L + l] = C[q * ldc + l]; \
+        bf_tile1_##S(mr, K, a, ars, acs, b, bs, t, L, load, NULL); \
+        for (Py_ssize_t q = 0; q < mr; q++) \
+            for (Py_ssize_t l = 0; l < nr; l++) \
+                C[q * ldc + l] = bias ? t[q * L + l] + bias[l] : t[q * L + l]; \
+    } \
+    /* A block of C: a panel of mr rows of A by nr columns of B, whose rows
+       are bs apart. */ \
+    static inline void bf_block_##S(Py_ssize_t mr, Py_ssize_t nr, Py_ssize_t K, \
+                                    const T* BF_RESTRICT a, Py_ssize_t ars, Py_ssize_t acs, \
+                                    const T* BF_RESTRICT b, Py_ssize_t bs, \
+                                    T* BF_RESTRICT C, Py_ssize_t ldc, \
+                                    int load, const T* BF_RESTRICT bias) { \
+        enum { L = 32 / sizeof(T) }; \
+        if (nr == 2 * L) { \
+            bf_tile2_##S(mr, K, a, ars, acs, b, bs, C, ldc, load, bias); \
+            return; \
+        } \
+        if (nr >= L) { \
+            bf_tile1_##S(mr, K, a, ars, acs, b, bs, C, ldc, load, bias); \
+            b += L; \
+            C += L; \
+            nr -= L; \
+            if (bias) \
+                bias += L; \
+        } \
+        if (nr > 0) \
+            bf_edge_##S(mr, nr, K, a, ars, acs, b, bs, C, ldc, load, bias); \
+    } \
+    /* alpha A for rows 0..mc-1 and k 0..kc-1, at As[k mc + r]: a copy
+       that reads A along its rows when they are contiguous (rsa 1, as in
+       the weight-gradient products, the ones with an alpha). */ \
+    static void bf_scale_a_##S(Py_ssize_t mc, Py_ssize_t kc, T alpha, \
+                               const T* BF_RESTRICT A, Py_ssize_t rsa, Py_ssize_t csa, \
+                               T* BF_RESTRICT As) { \
+        for (Py_ssize_t k = 0; k < kc; k++) \
+            for (Py_ssize_t r = 0; r < mc; r++) \
+                As[k * mc + r] = alpha * A[r * rsa + k * csa]; \
+    } \
+    /* Columns of B in panels of NR (k-major within a panel), read along
+       whichever of B's two directions is contiguous. */ \
+    static void bf_pack_b_##S(Py_ssize_t nc, Py_ssize_t kc, const T* BF_RESTRICT B, \
+                              Py_ssize_t rsb, Py_ssize_t csb, T* BF_RESTRICT Bp) { \
+        enum { NR = 64 / sizeof(T) }; \
+        for (Py_ssize_t j = 0; j < nc; j += NR, Bp += NR * kc) { \
+            const Py_ssize_t nr = nc - j < NR ? nc - j : NR; \
+            if (csb == 1 && nr == NR) { \
+                for (Py_ssize_t k = 0; k < kc; k++) \
+                    for (Py_ssize_t l = 0; l < NR; l++) \
+                        Bp[k * NR + l] = B[k * rsb + j + l]; \
+            } else if (csb == 1) { \
+                for (Py_ssize_t k = 0; k < kc; k++) \
+                    for (Py_ssize_t l = 0; l < NR; l++) \
+                        Bp[k * NR + l] = l < nr ? B[k * rsb + j + l] : 0; \
+            } else { \
+                /* The squares the registers transpose, then what is left. */ \
+                const Py_ssize_t k0 = rsb == 1 && nr == NR ? bf_tpanel_##S(kc, B + j * csb, csb, Bp) \
+                                                           : 0; \
+                for (Py_ssize_t l = 0; l < NR; l++) \
+                    for (Py_ssize_t k = k0; k < kc; k++) \
+                        Bp[k * NR + l] = l < nr ? B[k * rsb + (j + l) * csb] : 0; \
+            } \
+        } \
+    } \
+    /* One thread's product, in buf (bf_gemm_space elements). */ \
+    static void bf_gemm1_##S(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, T alpha, \
+                             const T* BF_RESTRICT A, Py_ssize_t rsa, Py_ssize_t csa, \
+                             const T* BF_RESTRICT B, Py_ssize_t rsb, Py_ssize_t csb, \
+                             int beta, T* BF_RESTRICT C, Py_ssize_t ldc, \
+                             const T* BF_RESTRICT bias, T* BF_RESTRICT buf) { \
+        enum { NR = 64 / sizeof(T) }; \
+        /* Chunks of k and blocks of rows as even as their limits allow. */ \
+        const Py_ssize_t nk = (K + BF_KC - 1) / BF_KC, kcs = (K + nk - 1) / nk; \
+        const Py_ssize_t nm = (M + BF_MC - 1) / BF_MC; \
+        const Py_ssize_t mcs = ((M + nm - 1) / nm + BF_MR - 1) / BF_MR * BF_MR; \
+        T* As = buf; \
+        T* Bp = buf + mcs * kcs; \
+        /* B is read where it lies when its rows are contiguous and a chunk \
+           of them fits the first-level cache. */ \
+        const int pack_b = csb != 1 || kcs * N > BF_UNPACKED_B; \
+        /* A is read where it lies unless alpha scales it. */ \
+        const int scale_a = alpha != 1; \
+        for (Py_ssize_t k0 = 0; k0 < K; k0 += kcs) { \
+            const Py_ssize_t kc = K - k0 < kcs ? K - k0 : kcs; \
+            /* A chain cut at k0 goes on from the sums stored in C. */ \
+            const int load = beta || k0 > 0; \
+            const T* last_bias = k0 + kc == K ? bias : NULL; \
+            if (pack_b) \
+                bf_pack_b_##S(N, kc, B + k0 * rsb, rsb, csb, Bp); \
+            for (Py_ssize_t i0 = 0; i0 < M; i0 += mcs) { \
+                const Py_ssize_t mc = M - i0 < mcs ? M - i0 : mcs; \
+                if (scale_a) \
+                    bf_scale_a_##S(mc, kc, alpha, A + i0 * rsa + k0 * csa, rsa, csa, As); \
+                for (Py_ssize_t j = 0; j < N; j += NR) { \
+                    const Py_ssize_t nr = N - j < NR ? N - j : NR; \
+                    const T* hb = last_bias ? last_bias + j : NULL; \
+                    for (Py_ssize_t p = 0; p < mc; p += BF_MR) { \
+                        const Py_ssize_t mr = mc - p < BF_MR ? mc - p : BF_MR; \
+                        T* c = C + (i0 + p) * ldc + j; \
+                        const T* a = scale_a ? As + p : A + (i0 + p) * rsa + k0 * csa; \
+                        const T* b = pack_b ? Bp + j * kc : B + k0 * rsb + j; \
+                        bf_block_##S(mr, nr, kc, a, scale_a ? 1 : rsa, scale_a ? mc : csa, \
+                                     b, pack_b ? NR : rsb, c, ldc, load, hb); \
+                    } \
+                } \
+            } \
+        } \
+    } \
+    static Py_ssize_t bf_gemm_space_##S(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K) { \
+        enum { NR = 64 / sizeof(T) }; \
+        const Py_ssize_t nk = (K + BF_KC - 1) / BF_KC, kcs = (K + nk - 1) / nk; \
+        const Py_ssize_t nm = (M + BF_MC - 1) / BF_MC; \
+        const Py_ssize_t mcs = ((M + nm - 1) / nm + BF_MR - 1) / BF_MR * BF_MR; \
+        return kcs * (mcs + (N + NR - 1) / NR * NR); \
+    } \
+    /* Returns -1, before C is touched, where a buffer could not be
+       allocated; else 0. Small products keep their buffer on the stack; a
+       large one from the heap is freed, and malloc reuses the block from the
+       next call on, without page faults. */ \
+    static int bf_gemm_##S(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, T alpha, \
+                           const T* A, Py_ssize_t rsa, Py_ssize_t csa, \
+                           const T* B, Py_ssize_t rsb, Py_ssize_t csb, int beta, \
+                           T* C, Py_ssize_t ldc, const T* bias) { \
+        enum { NR = 64 / sizeof(T) }; \
+        T stack[BF_GEMM_STACK / sizeof(T)] __attribute__((aligned(64))); \
+        T* buf = stack; \
+        const int threads = bf_gemm_threads((double)M * N * K); \
+        /* Each thread takes a slab of columns (of rows, for narrow C): the \
+           slabs share nothing, so no thread waits for another. */ \
+        const int by_columns = N >= threads * 2 * NR; \
+        const Py_ssize_t part = by_columns \
+            ? ((N + threads - 1) / threads + NR - 1) / NR * NR \
+            : ((M + threads - 1) / threads + BF_MR - 1) / BF_MR * BF_MR; \
+        /* Whole cache lines a thread, rounded up. */ \
+        const Py_ssize_t space = ((by_columns ? bf_gemm_space_##S(M, part, K) \
+                                              : bf_gemm_space_##S(part, N, K)) \
+                                  + 15) / 16 * 16; \
+        if (M <= 0 || N <= 0) \
+            return 0; \
+        if (threads * space > (Py_ssize_t)(BF_GEMM_STACK / sizeof(T))) { \
+            buf = (T*)malloc(threads * space * sizeof(T)); \
+            if (buf == NULL) \
+                return -1; \
+        } \
+        if (threads == 1) { \
+            bf_gemm1_##S(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, buf); \
+        } else { \
+            BF_PARALLEL_FOR(threads) \
+            for (int t = 0; t < threads; t++) { \
+                const Py_ssize_t first = by_columns ? N : M; \
+                const Py_ssize_t i0 = t * part < first ? t * part : first; \
+                const Py_ssize_t n = first - i0 < part ? first - i0 : part; \
+                if (n > 0 && by_columns) \
+                    bf_gemm1_##S(M, n, K, alpha, A, rsa, csa, B + i0 * csb, rsb, csb, \
+                                 beta, C + i0, ldc, bias ? bias + i0 : NULL, \
+                                 buf + t * space); \
+                else if (n > 0) \
+                    bf_gemm1_##S(n, N, K, alpha, A + i0 * rsa, rsa, csa, B, rsb, csb, \
+                                 beta, C + i0 * ldc, ldc, bias, buf + t * space); \
+            } \
+        } \
+        if (buf != stack) \
+            free(buf); \
+        return 0; \
+    }
+    #if defined(_OPENMP)
+    #include <omp.h>
+    #define BF_PRAGMA(x) _Pragma(#x)
+    #define BF_PARALLEL_FOR(n) BF_PRAGMA(omp parallel for num_threads(n) schedule(static, 1))
+    /* As many threads as OpenMP allows (threadpoolctl, OMP_NUM_THREADS), one
+       per 2**19 multiply-adds at most; one below BF_THREAD_PRODUCT. */
+    static int bf_gemm_threads(double macs) {
+        int most = omp_get_max_threads();
+        if (macs < BF_THREAD_PRODUCT || most <= 1 || omp_in_parallel())
+            return 1;
+        double cap = macs / (BF_THREAD_PRODUCT / 2);
+        return cap < most ? (int)cap : most;
+    }
+    #else
+    #define BF_PARALLEL_FOR(n)
+    static int bf_gemm_threads(double macs) { (void)macs; return 1; }
+    #endif
+    static Py_ssize_t bf_tpanel_s(Py_ssize_t kc, const float* B, Py_ssize_t csb, float* Bp);
+    static Py_ssize_t bf_tpanel_d(Py_ssize_t kc, const double* B, Py_ssize_t csb, double* Bp);
+    BF_GEMM(double, d)
+    BF_GEMM(float, s)
+    /* A full panel of B stored transposed (B(k, j) = B[j csb]: a forward
+       product's weights), NR rows of it read along k and transposed in
+       registers, eight floats or four doubles square at a time. */
+    #if defined(__GNUC__)
+    typedef int bf_i8 __attribute__((vector_size(32)));
+    typedef long long bf_l4 __attribute__((vector_size(32)));
+    #define BF_SH(a, b, ...) __builtin_shuffle(a, b, (bf_i8){__VA_ARGS__})
+    #define BF_SHD(a, b, ...) __builtin_shuffle(a, b, (bf_l4){__VA_ARGS__})
+    static Py_ssize_t bf_tpanel_s(Py_ssize_t kc, const float* BF_RESTRICT B, Py_ssize_t csb,
+                                  float* BF_RESTRICT Bp) {
+        typedef bf_gvs V;
+        Py_ssize_t k = 0;
+        for (int h = 0; h < 2; h++) {
+            const float* r = B + 8 * h * csb;
+            for (k = 0; k + 8 <= kc; k += 8) {
+                const V x0 = *(const V*)(r + k), x1 = *(const V*)(r + csb + k);
+                const V x2 = *(const V*)(r + 2 * csb + k), x3 = *(const V*)(r + 3 * csb + k);
+                const V x4 = *(const V*)(r + 4 * csb + k), x5 = *(const V*)(r + 5 * csb + k);
+                const V x6 = *(const V*)(r + 6 * csb + k), x7 = *(const V*)(r + 7 * csb + k);
+                const V t0 = BF_SH(x0, x1, 0, 8, 1, 9, 4, 12, 5, 13);
+                const V t1 = BF_SH(x0, x1, 2, 10, 3, 11, 6, 14, 7, 15);
+                const V t2 = BF_SH(x2, x3, 0, 8, 1, 9, 4, 12, 5, 13);
+                const V t3 = BF_SH(x2, x3, 2, 10, 3, 11, 6, 14, 7, 15);
+                const V t4 = BF_SH(x4, x5, 0, 8, 1, 9, 4, 12, 5, 13);
+                const V t5 = BF_SH(x4, x5, 2, 10, 3, 11, 6, 14, 7, 15);
+                const V t6 = BF_SH(x6, x7, 0, 8, 1, 9, 4, 12, 5, 13);
+                const V t7 = BF_SH(x6, x7, 2, 10, 3, 11, 6, 14, 7, 15);
+                const V u0 = BF_SH(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);
+                const V u1 = BF_SH(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
+                const V u2 = BF_SH(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);
+                const V u3 = BF_SH(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+                const V u4 = BF_SH(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13);
+                const V u5 = BF_SH(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+                const V u6 = BF_SH(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13);
+                const V u7 = BF_SH(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+                float* o = Bp + k * 16 + 8 * h;
+                *(V*)o = BF_SH(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11);
+                *(V*)(o + 16) = BF_SH(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11);
+                *(V*)(o + 32) = BF_SH(u2, u6, 0, 1, 2, 3, 8, 9, 10, 11);
+                *(V*)(o + 48) = BF_SH(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11);
+                *(V*)(o + 64) = BF_SH(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15);
+                *(V*)(o + 80) = BF_SH(u1, u5, 4, 5, 6, 7, 12, 13, 14, 15);
+                *(V*)(o + 96) = BF_SH(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15);
+                *(V*)(o + 112) = BF_SH(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15);
+            }
+        }
+        return k;
+    }
+    static Py_ssize_t bf_tpanel_d(Py_ssize_t kc, const double* BF_RESTRICT B, Py_ssize_t csb,
+                                  double* BF_RESTRICT Bp) {
+        typedef bf_gvd V;
+        Py_ssize_t k = 0;
+        for (int h = 0; h < 2; h++) {
+            const double* r = B + 4 * h * csb;
+            for (k = 0; k + 4 <= kc; k += 4) {
+                const V x0 = *(const V*)(r + k), x1 = *(const V*)(r + csb + k);
+                const V x2 = *(const V*)(r + 2 * csb + k), x3 = *(const V*)(r + 3 * csb + k);
+                const V t0 = BF_SHD(x0, x1, 0, 4, 2, 6), t1 = BF_SHD(x0, x1, 1, 5, 3, 7);
+                const V t2 = BF_SHD(x2, x3, 0, 4, 2, 6), t3 = BF_SHD(x2, x3, 1, 5, 3, 7);
+                double* o = Bp + k * 8 + 4 * h;
+                *(V*)o = BF_SHD(t0, t2, 0, 1, 4, 5);
+                *(V*)(o + 8) = BF_SHD(t1, t3, 0, 1, 4, 5);
+                *(V*)(o + 16) = BF_SHD(t0, t2, 2, 3, 6, 7);
+                *(V*)(o + 24) = BF_SHD(t1, t3, 2, 3, 6, 7);
+            }
+        }
+        return k;
+    }
+    #else
+    static Py_ssize_t bf_tpanel_s(Py_ssize_t kc, const float* B, Py_ssize_t csb, float* Bp) {
+        return 0;
+    }
+    static Py_ssize_t bf_tpanel_d(Py_ssize_t kc, const double* B, Py_ssize_t csb, double* Bp) {
+        return 0;
+    }
+    #endif
+    /* Whether bf_gemm takes the products past SMALL_PRODUCT: in every build
+       but the AVX-512 one, which runs on the CPUs where OpenBLAS has AVX-512
+       kernels (small-matrix ones among them) that were measured faster than
+       BLAS-free code and splitting float32 products between threads without
+       changing a bit. */
+    #if BF_VECTOR_BYTES >= 64
+    #define BF_OWN_PRODUCTS 0
+    #else
+    #define BF_OWN_PRODUCTS 1
+    #endif
     """
     void bf_dot4_d(const double* x, const double* w, Py_ssize_t n, double* out) nogil
     void bf_dot4_s(const float* x, const float* w, Py_ssize_t n, float* out) nogil
@@ -382,6 +817,13 @@ cdef extern from *:
                       double* G, Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t n_in) nogil
     void bf_atb_few_s(float alpha, const float* D, const float* A, float beta,
                       float* G, Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t n_in) nogil
+    int bf_gemm_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, double alpha, const double* A,
+                  Py_ssize_t rsa, Py_ssize_t csa, const double* B, Py_ssize_t rsb,
+                  Py_ssize_t csb, int beta, double* C, Py_ssize_t ldc, const double* bias) nogil
+    int bf_gemm_s(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, float alpha, const float* A,
+                  Py_ssize_t rsa, Py_ssize_t csa, const float* B, Py_ssize_t rsb,
+                  Py_ssize_t csb, int beta, float* C, Py_ssize_t ldc, const float* bias) nogil
+    bint BF_OWN_PRODUCTS
     double BF_MADD_d(double a, double b, double c) nogil
     float BF_MADD_s(float a, float b, float c) nogil
 
@@ -478,12 +920,30 @@ cdef inline void _atb_small(floating alpha, const floating* D,
         j += 1
 
 
+cdef inline bint _own_product(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, floating alpha,
+                              const floating* A, Py_ssize_t rsa, Py_ssize_t csa,
+                              const floating* B, Py_ssize_t rsb, Py_ssize_t csb, bint beta,
+                              floating* C, Py_ssize_t ldc, const floating* bias) noexcept nogil:
+    """bf_gemm where this build takes products past SMALL_PRODUCT itself;
+    False where it does not, or could not have its buffer (BLAS then does
+    the product: C is untouched)."""
+    if not BF_OWN_PRODUCTS or M * N * K <= SMALL_PRODUCT:
+        return False
+    if floating is double:
+        return bf_gemm_d(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias) == 0
+    else:
+        return bf_gemm_s(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias) == 0
+
+
 cdef inline void matmul_abt_bias(const floating* A, const floating* W,
                                  const floating* b, floating* Z,
                                  Py_ssize_t rows, Py_ssize_t n_out,
                                  Py_ssize_t n_in) noexcept nogil:
     """Z (rows x n_out) = A (rows x n_in) @ W.T + b, W being n_out x n_in."""
     cdef Py_ssize_t r
+    if _own_product(rows, n_out, n_in, <floating>1, A, n_in, 1, W, 1, n_in, False,
+                    Z, n_out, b):
+        return
     if rows * n_out * n_in > SMALL_PRODUCT:
         for r in range(rows):
             memcpy(Z + r * n_out, b, n_out * sizeof(floating))
@@ -508,6 +968,9 @@ cdef inline void matmul_ab(const floating* D, const floating* W,
     form, which BLAS's small-matrix kernels run much faster than A @ W.T.
     """
     cdef Py_ssize_t r, i
+    if _own_product(rows, n_in, n_out, <floating>1, D, n_out, 1, W, n_in, 1, False,
+                    P, n_in, c):
+        return
     if rows * n_out * n_in > SMALL_PRODUCT:
         if c != NULL:
             for r in range(rows):
@@ -541,6 +1004,9 @@ cdef inline void matmul_atb_acc(floating alpha, const floating* D,
     With G the weights, beta = 1 and alpha = -rate / batch this is the SGD
     update folded into the weight-gradient product.
     """
+    if _own_product(n_out, n_in, rows, alpha, D, 1, n_out, A, n_in, 1, beta != 0,
+                    G, n_in, NULL):
+        return
     if rows * n_out * n_in > SMALL_PRODUCT:
         _gemm(c'N', c'T', <int>n_in, <int>n_out, <int>rows, alpha,
               A, <int>n_in, D, <int>n_out, beta, G, <int>n_in)

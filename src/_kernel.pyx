@@ -64,7 +64,8 @@ from _activations cimport (
     sigmoid, softplus, tanh_,
 )
 from _blas cimport (
-    SMALL_PRODUCT, matmul_ab, matmul_abt_bias, matmul_atb_acc, update_forward,
+    BF_OWN_PRODUCTS, SMALL_PRODUCT, matmul_ab, matmul_abt_bias, matmul_atb_acc,
+    update_forward,
 )
 
 # Status codes returned by fit; backprop_fast/network.py turns them into errors.
@@ -94,6 +95,11 @@ cdef enum:
     H_TIME = 4
     H_COLUMNS = 5
 HISTORY_COLUMNS = ("loss", "val_loss", "val_accuracy", "learning_rate", "time")
+# Products of more multiply-adds than this leave the small loops; where
+# OWN_PRODUCTS they go to _blas.pxd's bf_gemm (one chain of multiply-adds per
+# element, k in order, on OpenMP threads), elsewhere to BLAS.
+SMALL_PRODUCT_MACS = SMALL_PRODUCT
+OWN_PRODUCTS = bool(BF_OWN_PRODUCTS)
 
 
 cdef struct Net:

@@ -147,6 +147,46 @@ def test_a_short_sum_rounds_alike_at_every_length(kernel_variant):
     assert set.intersection(*kinds), kinds
 
 
+def _chains(a, b):
+    """sum a_k b_k as one chain of multiply-adds, k in order, from -0: each
+    rounded once (fused), and each product rounded before it is added."""
+    fused = plain = -0.0
+    for ak, bk in zip(a, b):
+        fused = float(Fraction(ak) * Fraction(bk) + Fraction(fused))
+        plain = plain + ak * bk
+    return fused, plain
+
+
+@pytest.mark.parametrize("rows, n_in, n_out", [(64, 70, 22), (16, 300, 22), (13, 40, 9)])
+def test_wide_products_are_one_chain_per_element(kernel_variant, rows, n_in, n_out):
+    """Where the kernel does its wide products itself (OWN_PRODUCTS: all
+    builds but the AVX-512 one), each element of the forward product and of
+    the weight gradient is one chain of multiply-adds, k in order, fused where
+    the build has FMA: exact arithmetic says what every bit must be, whatever
+    the blocking (row panels of 6, column panels of 8 doubles, chunks of k)
+    cuts through."""
+    if not kernel_variant.OWN_PRODUCTS:
+        pytest.skip("this variant hands wide products to BLAS")
+    assert rows * n_in * n_out > kernel_variant.SMALL_PRODUCT_MACS
+    rng = np.random.default_rng(rows + n_in)
+    net = Network([n_in, n_out], "identity", "squared_error", seed=1)
+    X = rng.normal(size=(rows, n_in))
+    Y = rng.normal(size=(rows, n_out))
+    W, b = net.weights[0], net.biases[0]
+    sums = np.array([[_chains(x, w) for w in W.tolist()] for x in X.tolist()])
+    Z = net.predict(X)
+    kinds = [k for k in (0, 1) if np.array_equal(Z, sums[..., k] + b)]
+    assert kinds, "the forward product is neither chain, fused nor plain"
+    kind = kinds[0]
+    # dC/dW = (D / rows).T @ X with D = Z - Y: each (D / rows) rounded first.
+    D = (Z - Y) * (1.0 / rows)
+    sums = np.array([[_chains(d, x)[kind] for x in X.T.tolist()] for d in D.T.tolist()])
+    grad_w, _ = net.gradients(X, Y)
+    np.testing.assert_array_equal(grad_w[0], sums)
+    if kernel_variant is not _kernels._baseline:
+        assert kind == 0, "the FMA builds fuse every multiply-add"
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n_in", [3, 5, 8, 21])
 def test_units_are_computed_alike_wherever_they_sit(kernel_variant, dtype, n_in):
