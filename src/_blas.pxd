@@ -363,11 +363,11 @@ cdef extern from *:
     BF_ABT_FEW(float, s)
     BF_ATB_FEW(double, d)
     BF_ATB_FEW(float, s)
-    /* The products past SMALL_PRODUCT in the AVX2 build, where OpenBLAS runs
-       its Haswell kernels. Those give results that depend on how many
-       threads split a float32 product (their edge paths round differently
-       and the split moves the edges), and for a few ten thousand
-       multiply-adds they cost as much in packing as in arithmetic.
+    /* The products past SMALL_PRODUCT, in the builds where OpenBLAS runs
+       its Haswell (or older) kernels. Those give float32 results that depend
+       on how many threads split a product (their edge paths round
+       differently and a split moves the edges), and for a few ten thousand
+       multiply-adds they spend as long packing operands as multiplying.
 
        bf_gemm: C (M x N) = C0 + sum over k of (alpha A(r, k)) B(k, j), with
        A(r, k) = A[r rsa + k csa], B(k, j) = B[k rsb + j csb], C row-major
@@ -376,12 +376,14 @@ cdef extern from *:
        bias is given. Every element is one chain of multiply-adds, k in
        order: the result does not depend on the blocking, on where threads
        split C, or on how many there are, and it is _ab_small's (A = D) and
-       _atb_small's (A(r, k) = D[k, r]) bit for bit.
+       _atb_small's (A(r, k) = D[k, r]) bit for bit, but for the sign of an
+       exact zero (_atb_small starts from +0).
 
-       The loops are the usual ones of a cache-blocked product: B is copied
-       BF_KC rows at a time into panels of BF_NR columns, A into panels of
-       BF_MR rows, BF_MC rows at a time, and each BF_MR x BF_NR block of C
-       keeps its sums in twelve registers over the panels. */
+       The loops of a cache-blocked product: BF_KC values of k at a time,
+       B copied into panels of two vectors' width (unless its rows are
+       contiguous and the chunk is small), BF_MC rows of A at a time, read
+       where they lie (copied, times alpha, where alpha is not 1), and each
+       BF_MR x panel block of C keeping its sums in twelve registers. */
     #define BF_MR 6
     #define BF_KC 256
     #define BF_MC 144
@@ -389,18 +391,34 @@ cdef extern from *:
     #define BF_UNPACKED_B 4096
     /* Products from this many multiply-adds are split between threads. */
     #define BF_THREAD_PRODUCT (1 << 20)
-    /* bf_tile2: a block of BF_MR rows by two vectors of columns (the
-       panel's width); bf_tile1: one vector. b steps by the panel's width.
-       Rows from mr on are computed from the zeros packed for them, read
-       row 0 where C is loaded, and are not stored. */
+    /* bf_tile2: a block of BF_MR rows by two vectors of columns;
+       bf_tile1: one vector. Row q of A at a + q ars, its k-th value acs
+       further on; B's rows bs apart. Rows from mr on repeat row 0 (of A,
+       and of C where C is loaded) and are not stored. */
     #if defined(__GNUC__)
+    /* c + a b on vectors, fused where the build has FMA, like BF_MADD:
+       gcc contracts the expression when it optimises (and allocates
+       registers better for it than for the intrinsic); the checked build's
+       -O0 contracts nothing and gets the intrinsic. bf_splat: a vector of
+       x, signed zeros kept (x - 0 is x). */
+    #if defined(__FMA__) && !defined(__OPTIMIZE__)
+    #include <immintrin.h>
+    #define BF_VMADD_s(a, b, c) _mm256_fmadd_ps(a, b, c)
+    #define BF_VMADD_d(a, b, c) _mm256_fmadd_pd(a, b, c)
+    #else
+    #define BF_VMADD_s(a, b, c) ((c) + (a) * (b))
+    #define BF_VMADD_d(a, b, c) ((c) + (a) * (b))
+    #endif
+    #define bf_splat(x, V) ((x) - (V){0})
     #define BF_TILE(T, S) \
     typedef T bf_gv##S __attribute__((vector_size(32), aligned(sizeof(T)), may_alias)); \
+    typedef T bf_rv##S __attribute__((vector_size(32))); \
     static inline void bf_tile2_##S(Py_ssize_t mr, Py_ssize_t K, const T* BF_RESTRICT a, \
                                     Py_ssize_t ars, Py_ssize_t acs, const T* BF_RESTRICT b, \
                                     Py_ssize_t bs, T* BF_RESTRICT C, \
                                     Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
-        typedef bf_gv##S V; \
+        typedef bf_rv##S V; \
+        typedef bf_gv##S U; \
         enum { L = 32 / sizeof(T) }; \
         const V nz = -(V){0}; \
         T* c0 = C; \
@@ -418,37 +436,39 @@ cdef extern from *:
         V s00 = nz, s01 = nz, s10 = nz, s11 = nz, s20 = nz, s21 = nz; \
         V s30 = nz, s31 = nz, s40 = nz, s41 = nz, s50 = nz, s51 = nz; \
         if (load) { \
-            s00 = *(V*)c0; s01 = *(V*)(c0 + L); s10 = *(V*)c1; s11 = *(V*)(c1 + L); \
-            s20 = *(V*)c2; s21 = *(V*)(c2 + L); s30 = *(V*)c3; s31 = *(V*)(c3 + L); \
-            s40 = *(V*)c4; s41 = *(V*)(c4 + L); s50 = *(V*)c5; s51 = *(V*)(c5 + L); \
+            s00 = *(U*)c0; s01 = *(U*)(c0 + L); s10 = *(U*)c1; s11 = *(U*)(c1 + L); \
+            s20 = *(U*)c2; s21 = *(U*)(c2 + L); s30 = *(U*)c3; s31 = *(U*)(c3 + L); \
+            s40 = *(U*)c4; s41 = *(U*)(c4 + L); s50 = *(U*)c5; s51 = *(U*)(c5 + L); \
         } \
         for (Py_ssize_t k = 0, ak = 0; k < K; k++, ak += acs, b += bs) { \
-            const V b0 = *(const V*)b, b1 = *(const V*)(b + L); \
-            s00 = s00 + a0[ak] * b0; s01 = s01 + a0[ak] * b1; \
-            s10 = s10 + a1[ak] * b0; s11 = s11 + a1[ak] * b1; \
-            s20 = s20 + a2[ak] * b0; s21 = s21 + a2[ak] * b1; \
-            s30 = s30 + a3[ak] * b0; s31 = s31 + a3[ak] * b1; \
-            s40 = s40 + a4[ak] * b0; s41 = s41 + a4[ak] * b1; \
-            s50 = s50 + a5[ak] * b0; s51 = s51 + a5[ak] * b1; \
+            const V b0 = *(const U*)b, b1 = *(const U*)(b + L); \
+            V x; \
+            x = bf_splat(a0[ak], V); s00 = BF_VMADD_##S(x, b0, s00); s01 = BF_VMADD_##S(x, b1, s01); \
+            x = bf_splat(a1[ak], V); s10 = BF_VMADD_##S(x, b0, s10); s11 = BF_VMADD_##S(x, b1, s11); \
+            x = bf_splat(a2[ak], V); s20 = BF_VMADD_##S(x, b0, s20); s21 = BF_VMADD_##S(x, b1, s21); \
+            x = bf_splat(a3[ak], V); s30 = BF_VMADD_##S(x, b0, s30); s31 = BF_VMADD_##S(x, b1, s31); \
+            x = bf_splat(a4[ak], V); s40 = BF_VMADD_##S(x, b0, s40); s41 = BF_VMADD_##S(x, b1, s41); \
+            x = bf_splat(a5[ak], V); s50 = BF_VMADD_##S(x, b0, s50); s51 = BF_VMADD_##S(x, b1, s51); \
         } \
         if (bias) { \
-            const V h0 = *(const V*)bias, h1 = *(const V*)(bias + L); \
+            const V h0 = *(const U*)bias, h1 = *(const U*)(bias + L); \
             s00 = s00 + h0; s01 = s01 + h1; s10 = s10 + h0; s11 = s11 + h1; \
             s20 = s20 + h0; s21 = s21 + h1; s30 = s30 + h0; s31 = s31 + h1; \
             s40 = s40 + h0; s41 = s41 + h1; s50 = s50 + h0; s51 = s51 + h1; \
         } \
-        *(V*)c0 = s00; *(V*)(c0 + L) = s01; \
-        if (mr > 1) { *(V*)c1 = s10; *(V*)(c1 + L) = s11; } \
-        if (mr > 2) { *(V*)c2 = s20; *(V*)(c2 + L) = s21; } \
-        if (mr > 3) { *(V*)c3 = s30; *(V*)(c3 + L) = s31; } \
-        if (mr > 4) { *(V*)c4 = s40; *(V*)(c4 + L) = s41; } \
-        if (mr > 5) { *(V*)c5 = s50; *(V*)(c5 + L) = s51; } \
+        *(U*)c0 = s00; *(U*)(c0 + L) = s01; \
+        if (mr > 1) { *(U*)c1 = s10; *(U*)(c1 + L) = s11; } \
+        if (mr > 2) { *(U*)c2 = s20; *(U*)(c2 + L) = s21; } \
+        if (mr > 3) { *(U*)c3 = s30; *(U*)(c3 + L) = s31; } \
+        if (mr > 4) { *(U*)c4 = s40; *(U*)(c4 + L) = s41; } \
+        if (mr > 5) { *(U*)c5 = s50; *(U*)(c5 + L) = s51; } \
     } \
     static inline void bf_tile1_##S(Py_ssize_t mr, Py_ssize_t K, const T* BF_RESTRICT a, \
                                     Py_ssize_t ars, Py_ssize_t acs, const T* BF_RESTRICT b, \
                                     Py_ssize_t bs, T* BF_RESTRICT C, \
                                     Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
-        typedef bf_gv##S V; \
+        typedef bf_rv##S V; \
+        typedef bf_gv##S U; \
         enum { L = 32 / sizeof(T) }; \
         const V nz = -(V){0}; \
         T* c0 = C; \
@@ -465,24 +485,28 @@ cdef extern from *:
         const T* a5 = mr > 5 ? a + 5 * ars : a; \
         V s0 = nz, s1 = nz, s2 = nz, s3 = nz, s4 = nz, s5 = nz; \
         if (load) { \
-            s0 = *(V*)c0; s1 = *(V*)c1; s2 = *(V*)c2; \
-            s3 = *(V*)c3; s4 = *(V*)c4; s5 = *(V*)c5; \
+            s0 = *(U*)c0; s1 = *(U*)c1; s2 = *(U*)c2; \
+            s3 = *(U*)c3; s4 = *(U*)c4; s5 = *(U*)c5; \
         } \
         for (Py_ssize_t k = 0, ak = 0; k < K; k++, ak += acs, b += bs) { \
-            const V b0 = *(const V*)b; \
-            s0 = s0 + a0[ak] * b0; s1 = s1 + a1[ak] * b0; s2 = s2 + a2[ak] * b0; \
-            s3 = s3 + a3[ak] * b0; s4 = s4 + a4[ak] * b0; s5 = s5 + a5[ak] * b0; \
+            const V b0 = *(const U*)b; \
+            s0 = BF_VMADD_##S(bf_splat(a0[ak], V), b0, s0); \
+            s1 = BF_VMADD_##S(bf_splat(a1[ak], V), b0, s1); \
+            s2 = BF_VMADD_##S(bf_splat(a2[ak], V), b0, s2); \
+            s3 = BF_VMADD_##S(bf_splat(a3[ak], V), b0, s3); \
+            s4 = BF_VMADD_##S(bf_splat(a4[ak], V), b0, s4); \
+            s5 = BF_VMADD_##S(bf_splat(a5[ak], V), b0, s5); \
         } \
         if (bias) { \
-            const V h = *(const V*)bias; \
+            const V h = *(const U*)bias; \
             s0 = s0 + h; s1 = s1 + h; s2 = s2 + h; s3 = s3 + h; s4 = s4 + h; s5 = s5 + h; \
         } \
-        *(V*)c0 = s0; \
-        if (mr > 1) *(V*)c1 = s1; \
-        if (mr > 2) *(V*)c2 = s2; \
-        if (mr > 3) *(V*)c3 = s3; \
-        if (mr > 4) *(V*)c4 = s4; \
-        if (mr > 5) *(V*)c5 = s5; \
+        *(U*)c0 = s0; \
+        if (mr > 1) *(U*)c1 = s1; \
+        if (mr > 2) *(U*)c2 = s2; \
+        if (mr > 3) *(U*)c3 = s3; \
+        if (mr > 4) *(U*)c4 = s4; \
+        if (mr > 5) *(U*)c5 = s5; \
     }
     #else
     #define BF_TILE_COLUMNS(T, S, NAME, W) \
@@ -653,6 +677,10 @@ cdef extern from *:
         T stack[BF_GEMM_STACK / sizeof(T)] __attribute__((aligned(64))); \
         T* buf = stack; \
         const int threads = bf_gemm_threads((double)M * N * K); \
+        /* C narrower than a panel (a forward product into a few units) is \
+           done as its transpose, C.T = B.T A.T, whose rows fill the panels \
+           (products commute exactly: the same chains), into buf. */ \
+        const int swap = threads == 1 && N < NR && M >= NR && alpha == 1 && !beta; \
         /* Each thread takes a slab of columns (of rows, for narrow C): the \
            slabs share nothing, so no thread waits for another. */ \
         const int by_columns = N >= threads * 2 * NR; \
@@ -660,8 +688,9 @@ cdef extern from *:
             ? ((N + threads - 1) / threads + NR - 1) / NR * NR \
             : ((M + threads - 1) / threads + BF_MR - 1) / BF_MR * BF_MR; \
         /* Whole cache lines a thread, rounded up. */ \
-        const Py_ssize_t space = ((by_columns ? bf_gemm_space_##S(M, part, K) \
-                                              : bf_gemm_space_##S(part, N, K)) \
+        const Py_ssize_t space = ((swap ? bf_gemm_space_##S(N, M, K) + M * N \
+                                   : by_columns ? bf_gemm_space_##S(M, part, K) \
+                                   : bf_gemm_space_##S(part, N, K)) \
                                   + 15) / 16 * 16; \
         if (M <= 0 || N <= 0) \
             return 0; \
@@ -670,7 +699,12 @@ cdef extern from *:
             if (buf == NULL) \
                 return -1; \
         } \
-        if (threads == 1) { \
+        if (swap) { \
+            bf_gemm1_##S(N, M, K, 1, B, csb, rsb, A, csa, rsa, 0, buf, M, NULL, buf + M * N); \
+            for (Py_ssize_t r = 0; r < M; r++) \
+                for (Py_ssize_t j = 0; j < N; j++) \
+                    C[r * ldc + j] = bias ? buf[j * M + r] + bias[j] : buf[j * M + r]; \
+        } else if (threads == 1) { \
             bf_gemm1_##S(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, buf); \
         } else { \
             BF_PARALLEL_FOR(threads) \
@@ -789,10 +823,10 @@ cdef extern from *:
     }
     #endif
     /* Whether bf_gemm takes the products past SMALL_PRODUCT: in every build
-       but the AVX-512 one, which runs on the CPUs where OpenBLAS has AVX-512
-       kernels (small-matrix ones among them) that were measured faster than
-       BLAS-free code and splitting float32 products between threads without
-       changing a bit. */
+       but the AVX-512 one, which runs where OpenBLAS has AVX-512 kernels
+       (small-matrix ones among them), fast on a Xeon and giving the same
+       bits for one and two threads there; bf_gemm's 256-bit tiles were not
+       measured against them. */
     #if BF_VECTOR_BYTES >= 64
     #define BF_OWN_PRODUCTS 0
     #else
