@@ -389,6 +389,7 @@ cdef extern from *:
     #define BF_MC 144
     #define BF_GEMM_STACK 49152
     #define BF_UNPACKED_B 4096
+    #define BF_PANEL_A_COLUMNS 256
     /* Products from this many multiply-adds are split between threads. */
     #define BF_THREAD_PRODUCT (1 << 20)
     /* bf_tile2: a block of BF_MR rows by two vectors of columns;
@@ -579,9 +580,30 @@ cdef extern from *:
         if (nr > 0) \
             bf_edge_##S(mr, nr, K, a, ars, acs, b, bs, C, ldc, load, bias); \
     } \
-    /* alpha A for rows 0..mc-1 and k 0..kc-1, at As[k mc + r]: a copy
-       that reads A along its rows when they are contiguous (rsa 1, as in
-       the weight-gradient products, the ones with an alpha). */ \
+    /* alpha A, rows 0..mc-1 and k 0..kc-1, in panels of BF_MR rows,
+       k-major within a panel (zeros past mc): the weight-gradient products'
+       operand, rounded once times alpha as _atb_small rounds it (its rows
+       are contiguous, rsa 1), and a large product's rows, which lie far
+       apart. */ \
+    static void bf_panel_a_##S(Py_ssize_t mc, Py_ssize_t kc, T alpha, \
+                               const T* BF_RESTRICT A, Py_ssize_t rsa, Py_ssize_t csa, \
+                               T* BF_RESTRICT Ap) { \
+        for (Py_ssize_t p = 0; p < mc; p += BF_MR, Ap += BF_MR * kc) { \
+            if (p + BF_MR <= mc) { \
+                for (Py_ssize_t k = 0; k < kc; k++) \
+                    for (Py_ssize_t q = 0; q < BF_MR; q++) \
+                        Ap[k * BF_MR + q] = alpha * A[(p + q) * rsa + k * csa]; \
+            } else { \
+                for (Py_ssize_t k = 0; k < kc; k++) \
+                    for (Py_ssize_t q = 0; q < BF_MR; q++) \
+                        Ap[k * BF_MR + q] = p + q < mc ? alpha * A[(p + q) * rsa + k * csa] \
+                                                       : 0; \
+            } \
+        } \
+    } \
+    /* alpha A, rows 0..mc-1 and k 0..kc-1, at As[k mc + r]: the copy for
+       smaller products, which reads the weight-gradient operand (rsa 1)
+       along its rows. */ \
     static void bf_scale_a_##S(Py_ssize_t mc, Py_ssize_t kc, T alpha, \
                                const T* BF_RESTRICT A, Py_ssize_t rsa, Py_ssize_t csa, \
                                T* BF_RESTRICT As) { \
@@ -625,13 +647,15 @@ cdef extern from *:
         const Py_ssize_t nk = (K + BF_KC - 1) / BF_KC, kcs = (K + nk - 1) / nk; \
         const Py_ssize_t nm = (M + BF_MC - 1) / BF_MC; \
         const Py_ssize_t mcs = ((M + nm - 1) / nm + BF_MR - 1) / BF_MR * BF_MR; \
-        T* As = buf; \
+        T* Ap = buf; \
         T* Bp = buf + mcs * kcs; \
         /* B is read where it lies when its rows are contiguous and a chunk \
            of them fits the first-level cache. */ \
         const int pack_b = csb != 1 || kcs * N > BF_UNPACKED_B; \
-        /* A is read where it lies unless alpha scales it. */ \
-        const int scale_a = alpha != 1; \
+        /* A is copied into panels where C is wide enough to pay for it, \
+           else read where it lies, or from a copy times alpha. */ \
+        const int panel_a = N >= BF_PANEL_A_COLUMNS; \
+        const int scale_a = !panel_a && alpha != 1; \
         for (Py_ssize_t k0 = 0; k0 < K; k0 += kcs) { \
             const Py_ssize_t kc = K - k0 < kcs ? K - k0 : kcs; \
             /* A chain cut at k0 goes on from the sums stored in C. */ \
@@ -641,17 +665,21 @@ cdef extern from *:
                 bf_pack_b_##S(N, kc, B + k0 * rsb, rsb, csb, Bp); \
             for (Py_ssize_t i0 = 0; i0 < M; i0 += mcs) { \
                 const Py_ssize_t mc = M - i0 < mcs ? M - i0 : mcs; \
-                if (scale_a) \
-                    bf_scale_a_##S(mc, kc, alpha, A + i0 * rsa + k0 * csa, rsa, csa, As); \
+                if (panel_a) \
+                    bf_panel_a_##S(mc, kc, alpha, A + i0 * rsa + k0 * csa, rsa, csa, Ap); \
+                else if (scale_a) \
+                    bf_scale_a_##S(mc, kc, alpha, A + i0 * rsa + k0 * csa, rsa, csa, Ap); \
                 for (Py_ssize_t j = 0; j < N; j += NR) { \
                     const Py_ssize_t nr = N - j < NR ? N - j : NR; \
                     const T* hb = last_bias ? last_bias + j : NULL; \
                     for (Py_ssize_t p = 0; p < mc; p += BF_MR) { \
                         const Py_ssize_t mr = mc - p < BF_MR ? mc - p : BF_MR; \
                         T* c = C + (i0 + p) * ldc + j; \
-                        const T* a = scale_a ? As + p : A + (i0 + p) * rsa + k0 * csa; \
+                        const T* a = panel_a ? Ap + p * kc : scale_a ? Ap + p \
+                                     : A + (i0 + p) * rsa + k0 * csa; \
                         const T* b = pack_b ? Bp + j * kc : B + k0 * rsb + j; \
-                        bf_block_##S(mr, nr, kc, a, scale_a ? 1 : rsa, scale_a ? mc : csa, \
+                        bf_block_##S(mr, nr, kc, a, panel_a || scale_a ? 1 : rsa, \
+                                     panel_a ? BF_MR : scale_a ? mc : csa, \
                                      b, pack_b ? NR : rsb, c, ldc, load, hb); \
                     } \
                 } \
@@ -666,9 +694,8 @@ cdef extern from *:
         return kcs * (mcs + (N + NR - 1) / NR * NR); \
     } \
     /* Returns -1, before C is touched, where a buffer could not be
-       allocated; else 0. Small products keep their buffer on the stack; a
-       large one from the heap is freed, and malloc reuses the block from the
-       next call on, without page faults. */ \
+       allocated; else 0. Small products keep their buffer on the stack,
+       large ones take it from bf_buffer. */ \
     static int bf_gemm_##S(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, T alpha, \
                            const T* A, Py_ssize_t rsa, Py_ssize_t csa, \
                            const T* B, Py_ssize_t rsb, Py_ssize_t csb, int beta, \
@@ -694,8 +721,9 @@ cdef extern from *:
                                   + 15) / 16 * 16; \
         if (M <= 0 || N <= 0) \
             return 0; \
+        size_t held = 0; \
         if (threads * space > (Py_ssize_t)(BF_GEMM_STACK / sizeof(T))) { \
-            buf = (T*)malloc(threads * space * sizeof(T)); \
+            buf = (T*)bf_buffer(threads * space * sizeof(T), &held); \
             if (buf == NULL) \
                 return -1; \
         } \
@@ -722,8 +750,57 @@ cdef extern from *:
             } \
         } \
         if (buf != stack) \
-            free(buf); \
+            bf_buffer_back(buf, held); \
         return 0; \
+    }
+    /* The buffers of large products, kept between calls in a few slots
+       shared by all threads: training allocates none after its first steps
+       (a fresh block would fault on every page it touches). bf_buffer
+       returns at least bytes (its size in *held), or NULL; bf_buffer_back
+       keeps the larger blocks and frees the rest. */
+    #define BF_SLOTS 4
+    static void* bf_slot[BF_SLOTS];
+    static size_t bf_slot_bytes[BF_SLOTS];
+    #if defined(__GNUC__)
+    static int bf_slot_lock;
+    #define BF_LOCK() while (__atomic_exchange_n(&bf_slot_lock, 1, __ATOMIC_ACQUIRE)) {}
+    #define BF_UNLOCK() __atomic_store_n(&bf_slot_lock, 0, __ATOMIC_RELEASE)
+    #define BF_SLOTS_USED BF_SLOTS
+    #else
+    #define BF_LOCK()
+    #define BF_UNLOCK()
+    #define BF_SLOTS_USED 0
+    #endif
+    static void* bf_buffer(size_t bytes, size_t* held) {
+        void* p = NULL;
+        BF_LOCK();
+        for (int i = 0; i < BF_SLOTS_USED; i++)
+            if (bf_slot[i] != NULL && bf_slot_bytes[i] >= bytes) {
+                p = bf_slot[i];
+                *held = bf_slot_bytes[i];
+                bf_slot[i] = NULL;
+                break;
+            }
+        BF_UNLOCK();
+        if (p == NULL) {
+            p = malloc(bytes);
+            *held = bytes;
+        }
+        return p;
+    }
+    static void bf_buffer_back(void* p, size_t held) {
+        BF_LOCK();
+        for (int i = 0; i < BF_SLOTS_USED && p != NULL; i++)
+            if (bf_slot[i] == NULL || bf_slot_bytes[i] < held) {
+                void* out = bf_slot[i];
+                size_t out_bytes = bf_slot_bytes[i];
+                bf_slot[i] = p;
+                bf_slot_bytes[i] = held;
+                p = out;
+                held = out_bytes;
+            }
+        BF_UNLOCK();
+        free(p);
     }
     #if defined(_OPENMP)
     #include <omp.h>
