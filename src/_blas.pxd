@@ -636,19 +636,50 @@ cdef extern from *:
             } \
         } \
     } \
-    /* One thread's product, in buf (bf_gemm_space elements). */ \
-    static void bf_gemm1_##S(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, T alpha, \
-                             const T* BF_RESTRICT A, Py_ssize_t rsa, Py_ssize_t csa, \
-                             const T* BF_RESTRICT B, Py_ssize_t rsb, Py_ssize_t csb, \
-                             int beta, T* BF_RESTRICT C, Py_ssize_t ldc, \
-                             const T* BF_RESTRICT bias, T* BF_RESTRICT buf) { \
+    /* Rows i0..i0+mc-1 of C for k0..k0+kc-1, A's part copied to Ap where
+       panel_a or scale_a; Bp the packed chunk of B where pack_b. */ \
+    static inline void bf_rows_##S(Py_ssize_t i0, Py_ssize_t mc, Py_ssize_t k0, \
+                                   Py_ssize_t kc, Py_ssize_t N, T alpha, \
+                                   const T* BF_RESTRICT A, Py_ssize_t rsa, Py_ssize_t csa, \
+                                   const T* BF_RESTRICT B, Py_ssize_t rsb, \
+                                   const T* BF_RESTRICT Bp, int pack_b, int panel_a, \
+                                   int scale_a, int load, const T* BF_RESTRICT bias, \
+                                   T* BF_RESTRICT C, Py_ssize_t ldc, T* BF_RESTRICT Ap) { \
         enum { NR = 64 / sizeof(T) }; \
-        /* Chunks of k and blocks of rows as even as their limits allow. */ \
+        if (panel_a) \
+            bf_panel_a_##S(mc, kc, alpha, A + i0 * rsa + k0 * csa, rsa, csa, Ap); \
+        else if (scale_a) \
+            bf_scale_a_##S(mc, kc, alpha, A + i0 * rsa + k0 * csa, rsa, csa, Ap); \
+        for (Py_ssize_t j = 0; j < N; j += NR) { \
+            const Py_ssize_t nr = N - j < NR ? N - j : NR; \
+            const T* hb = bias ? bias + j : NULL; \
+            for (Py_ssize_t p = 0; p < mc; p += BF_MR) { \
+                const Py_ssize_t mr = mc - p < BF_MR ? mc - p : BF_MR; \
+                T* c = C + (i0 + p) * ldc + j; \
+                const T* a = panel_a ? Ap + p * kc : scale_a ? Ap + p \
+                             : A + (i0 + p) * rsa + k0 * csa; \
+                const T* b = pack_b ? Bp + j * kc : B + k0 * rsb + j; \
+                bf_block_##S(mr, nr, kc, a, panel_a || scale_a ? 1 : rsa, \
+                             panel_a ? BF_MR : scale_a ? mc : csa, \
+                             b, pack_b ? NR : rsb, c, ldc, load, hb); \
+            } \
+        } \
+    } \
+    /* The product in blocks of mcs rows, on `threads` threads (OpenMP) \
+       where there are more than one: each chunk of B is packed by all of \
+       them into shared panels, then the blocks of rows go to whichever \
+       thread is free (a core the machine slows takes fewer). buf: the \
+       panels of B (kcs x N rounded up to panels), then mcs x kcs a thread. */ \
+    static void bf_gemm_run_##S(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, T alpha, \
+                                const T* BF_RESTRICT A, Py_ssize_t rsa, Py_ssize_t csa, \
+                                const T* BF_RESTRICT B, Py_ssize_t rsb, Py_ssize_t csb, \
+                                int beta, T* BF_RESTRICT C, Py_ssize_t ldc, \
+                                const T* BF_RESTRICT bias, Py_ssize_t mcs, int threads, \
+                                T* BF_RESTRICT buf) { \
+        enum { NR = 64 / sizeof(T) }; \
         const Py_ssize_t nk = (K + BF_KC - 1) / BF_KC, kcs = (K + nk - 1) / nk; \
-        const Py_ssize_t nm = (M + BF_MC - 1) / BF_MC; \
-        const Py_ssize_t mcs = ((M + nm - 1) / nm + BF_MR - 1) / BF_MR * BF_MR; \
-        T* Ap = buf; \
-        T* Bp = buf + mcs * kcs; \
+        const Py_ssize_t panels = (N + NR - 1) / NR, blocks = (M + mcs - 1) / mcs; \
+        T* Bp = buf; \
         /* B is read where it lies when its rows are contiguous and a chunk \
            of them fits the first-level cache. */ \
         const int pack_b = csb != 1 || kcs * N > BF_UNPACKED_B; \
@@ -656,42 +687,57 @@ cdef extern from *:
            else read where it lies, or from a copy times alpha. */ \
         const int panel_a = N >= BF_PANEL_A_COLUMNS; \
         const int scale_a = !panel_a && alpha != 1; \
-        for (Py_ssize_t k0 = 0; k0 < K; k0 += kcs) { \
-            const Py_ssize_t kc = K - k0 < kcs ? K - k0 : kcs; \
-            /* A chain cut at k0 goes on from the sums stored in C. */ \
-            const int load = beta || k0 > 0; \
-            const T* last_bias = k0 + kc == K ? bias : NULL; \
-            if (pack_b) \
-                bf_pack_b_##S(N, kc, B + k0 * rsb, rsb, csb, Bp); \
-            for (Py_ssize_t i0 = 0; i0 < M; i0 += mcs) { \
-                const Py_ssize_t mc = M - i0 < mcs ? M - i0 : mcs; \
-                if (panel_a) \
-                    bf_panel_a_##S(mc, kc, alpha, A + i0 * rsa + k0 * csa, rsa, csa, Ap); \
-                else if (scale_a) \
-                    bf_scale_a_##S(mc, kc, alpha, A + i0 * rsa + k0 * csa, rsa, csa, Ap); \
-                for (Py_ssize_t j = 0; j < N; j += NR) { \
-                    const Py_ssize_t nr = N - j < NR ? N - j : NR; \
-                    const T* hb = last_bias ? last_bias + j : NULL; \
-                    for (Py_ssize_t p = 0; p < mc; p += BF_MR) { \
-                        const Py_ssize_t mr = mc - p < BF_MR ? mc - p : BF_MR; \
-                        T* c = C + (i0 + p) * ldc + j; \
-                        const T* a = panel_a ? Ap + p * kc : scale_a ? Ap + p \
-                                     : A + (i0 + p) * rsa + k0 * csa; \
-                        const T* b = pack_b ? Bp + j * kc : B + k0 * rsb + j; \
-                        bf_block_##S(mr, nr, kc, a, panel_a || scale_a ? 1 : rsa, \
-                                     panel_a ? BF_MR : scale_a ? mc : csa, \
-                                     b, pack_b ? NR : rsb, c, ldc, load, hb); \
-                    } \
+        if (threads <= 1) { \
+            for (Py_ssize_t k0 = 0; k0 < K; k0 += kcs) { \
+                const Py_ssize_t kc = K - k0 < kcs ? K - k0 : kcs; \
+                if (pack_b) \
+                    bf_pack_b_##S(N, kc, B + k0 * rsb, rsb, csb, Bp); \
+                /* A chain cut at k0 goes on from the sums stored in C. */ \
+                for (Py_ssize_t i0 = 0; i0 < M; i0 += mcs) \
+                    bf_rows_##S(i0, M - i0 < mcs ? M - i0 : mcs, k0, kc, N, alpha, A, rsa, \
+                                csa, B, rsb, Bp, pack_b, panel_a, scale_a, beta || k0 > 0, \
+                                k0 + kc == K ? bias : NULL, C, ldc, buf + panels * NR * kcs); \
+            } \
+            return; \
+        } \
+        BF_PRAGMA_OMP(parallel num_threads(threads)) \
+        { \
+            T* Ap = buf + panels * NR * kcs + bf_thread_num() * mcs * kcs; \
+            for (Py_ssize_t k0 = 0; k0 < K; k0 += kcs) { \
+                const Py_ssize_t kc = K - k0 < kcs ? K - k0 : kcs; \
+                if (pack_b) { \
+                    BF_PRAGMA_OMP(for schedule(static)) \
+                    for (Py_ssize_t q = 0; q < panels; q++) \
+                        bf_pack_b_##S(N - q * NR < NR ? N - q * NR : NR, kc, \
+                                      B + k0 * rsb + q * NR * csb, rsb, csb, \
+                                      Bp + q * NR * kc); \
                 } \
+                BF_PRAGMA_OMP(for schedule(dynamic, 1)) \
+                for (Py_ssize_t q = 0; q < blocks; q++) \
+                    bf_rows_##S(q * mcs, M - q * mcs < mcs ? M - q * mcs : mcs, k0, kc, N, \
+                                alpha, A, rsa, csa, B, rsb, Bp, pack_b, panel_a, scale_a, \
+                                beta || k0 > 0, k0 + kc == K ? bias : NULL, C, ldc, Ap); \
             } \
         } \
     } \
-    static Py_ssize_t bf_gemm_space_##S(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K) { \
+    /* Rows a block: up to BF_MC, as even as that allows; with threads, \
+       blocks enough for four a thread. */ \
+    static Py_ssize_t bf_gemm_rows_##S(Py_ssize_t M, int threads) { \
+        const Py_ssize_t nm = (M + BF_MC - 1) / BF_MC; \
+        Py_ssize_t mcs = ((M + nm - 1) / nm + BF_MR - 1) / BF_MR * BF_MR; \
+        if (threads > 1) { \
+            const Py_ssize_t few = ((M + 4 * threads - 1) / (4 * threads) + BF_MR - 1) \
+                                   / BF_MR * BF_MR; \
+            if (few < mcs) \
+                mcs = few; \
+        } \
+        return mcs; \
+    } \
+    static Py_ssize_t bf_gemm_space_##S(Py_ssize_t N, Py_ssize_t K, Py_ssize_t mcs, \
+                                        int threads) { \
         enum { NR = 64 / sizeof(T) }; \
         const Py_ssize_t nk = (K + BF_KC - 1) / BF_KC, kcs = (K + nk - 1) / nk; \
-        const Py_ssize_t nm = (M + BF_MC - 1) / BF_MC; \
-        const Py_ssize_t mcs = ((M + nm - 1) / nm + BF_MR - 1) / BF_MR * BF_MR; \
-        return kcs * (mcs + (N + NR - 1) / NR * NR); \
+        return kcs * ((N + NR - 1) / NR * NR + threads * mcs); \
     } \
     /* Returns -1, before C is touched, where a buffer could not be
        allocated; else 0. Small products keep their buffer on the stack,
@@ -703,51 +749,31 @@ cdef extern from *:
         enum { NR = 64 / sizeof(T) }; \
         T stack[BF_GEMM_STACK / sizeof(T)] __attribute__((aligned(64))); \
         T* buf = stack; \
+        size_t held = 0; \
         const int threads = bf_gemm_threads((double)M * N * K); \
         /* C narrower than a panel (a forward product into a few units) is \
            done as its transpose, C.T = B.T A.T, whose rows fill the panels \
            (products commute exactly: the same chains), into buf. */ \
         const int swap = threads == 1 && N < NR && M >= NR && alpha == 1 && !beta; \
-        /* Each thread takes a slab of columns (of rows, for narrow C): the \
-           slabs share nothing, so no thread waits for another. */ \
-        const int by_columns = N >= threads * 2 * NR; \
-        const Py_ssize_t part = by_columns \
-            ? ((N + threads - 1) / threads + NR - 1) / NR * NR \
-            : ((M + threads - 1) / threads + BF_MR - 1) / BF_MR * BF_MR; \
-        /* Whole cache lines a thread, rounded up. */ \
-        const Py_ssize_t space = ((swap ? bf_gemm_space_##S(N, M, K) + M * N \
-                                   : by_columns ? bf_gemm_space_##S(M, part, K) \
-                                   : bf_gemm_space_##S(part, N, K)) \
-                                  + 15) / 16 * 16; \
+        const Py_ssize_t mcs = bf_gemm_rows_##S(swap ? N : M, threads); \
+        const Py_ssize_t space = swap ? bf_gemm_space_##S(M, K, mcs, 1) + M * N \
+                                      : bf_gemm_space_##S(N, K, mcs, threads); \
         if (M <= 0 || N <= 0) \
             return 0; \
-        size_t held = 0; \
-        if (threads * space > (Py_ssize_t)(BF_GEMM_STACK / sizeof(T))) { \
-            buf = (T*)bf_buffer(threads * space * sizeof(T), &held); \
+        if (space > (Py_ssize_t)(BF_GEMM_STACK / sizeof(T))) { \
+            buf = (T*)bf_buffer(space * sizeof(T), &held); \
             if (buf == NULL) \
                 return -1; \
         } \
         if (swap) { \
-            bf_gemm1_##S(N, M, K, 1, B, csb, rsb, A, csa, rsa, 0, buf, M, NULL, buf + M * N); \
+            bf_gemm_run_##S(N, M, K, 1, B, csb, rsb, A, csa, rsa, 0, buf, M, NULL, mcs, 1, \
+                            buf + M * N); \
             for (Py_ssize_t r = 0; r < M; r++) \
                 for (Py_ssize_t j = 0; j < N; j++) \
                     C[r * ldc + j] = bias ? buf[j * M + r] + bias[j] : buf[j * M + r]; \
-        } else if (threads == 1) { \
-            bf_gemm1_##S(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, buf); \
         } else { \
-            BF_PARALLEL_FOR(threads) \
-            for (int t = 0; t < threads; t++) { \
-                const Py_ssize_t first = by_columns ? N : M; \
-                const Py_ssize_t i0 = t * part < first ? t * part : first; \
-                const Py_ssize_t n = first - i0 < part ? first - i0 : part; \
-                if (n > 0 && by_columns) \
-                    bf_gemm1_##S(M, n, K, alpha, A, rsa, csa, B + i0 * csb, rsb, csb, \
-                                 beta, C + i0, ldc, bias ? bias + i0 : NULL, \
-                                 buf + t * space); \
-                else if (n > 0) \
-                    bf_gemm1_##S(n, N, K, alpha, A + i0 * rsa, rsa, csa, B, rsb, csb, \
-                                 beta, C + i0 * ldc, ldc, bias, buf + t * space); \
-            } \
+            bf_gemm_run_##S(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias, \
+                            mcs, threads, buf); \
         } \
         if (buf != stack) \
             bf_buffer_back(buf, held); \
@@ -805,7 +831,8 @@ cdef extern from *:
     #if defined(_OPENMP)
     #include <omp.h>
     #define BF_PRAGMA(x) _Pragma(#x)
-    #define BF_PARALLEL_FOR(n) BF_PRAGMA(omp parallel for num_threads(n) schedule(static, 1))
+    #define BF_PRAGMA_OMP(x) BF_PRAGMA(omp x)
+    #define bf_thread_num() omp_get_thread_num()
     /* As many threads as OpenMP allows (threadpoolctl, OMP_NUM_THREADS), one
        per 2**19 multiply-adds at most; one below BF_THREAD_PRODUCT. */
     static int bf_gemm_threads(double macs) {
@@ -816,7 +843,8 @@ cdef extern from *:
         return cap < most ? (int)cap : most;
     }
     #else
-    #define BF_PARALLEL_FOR(n)
+    #define BF_PRAGMA_OMP(x)
+    #define bf_thread_num() 0
     static int bf_gemm_threads(double macs) { (void)macs; return 1; }
     #endif
     static Py_ssize_t bf_tpanel_s(Py_ssize_t kc, const float* B, Py_ssize_t csb, float* Bp);
