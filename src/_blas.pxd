@@ -411,13 +411,10 @@ cdef extern from *:
     #define BF_VMADD_d(a, b, c) ((c) + (a) * (b))
     #endif
     #define bf_splat(x, V) ((x) - (V){0})
-    #define BF_TILE(T, S) \
-    typedef T bf_gv##S __attribute__((vector_size(32), aligned(sizeof(T)), may_alias)); \
-    typedef T bf_rv##S __attribute__((vector_size(32))); \
-    static inline void bf_tile2_##S(Py_ssize_t mr, Py_ssize_t K, const T* BF_RESTRICT a, \
-                                    Py_ssize_t ars, Py_ssize_t acs, const T* BF_RESTRICT b, \
-                                    Py_ssize_t bs, T* BF_RESTRICT C, \
-                                    Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
+    /* A tile's types (V in registers, U in memory), its vector length, -0,
+       and the six rows of C and of A it works on; rows from mr on repeat
+       row 0. */
+    #define BF_TILE_START(T, S) \
         typedef bf_rv##S V; \
         typedef bf_gv##S U; \
         enum { L = 32 / sizeof(T) }; \
@@ -433,7 +430,15 @@ cdef extern from *:
         const T* a2 = mr > 2 ? a + 2 * ars : a; \
         const T* a3 = mr > 3 ? a + 3 * ars : a; \
         const T* a4 = mr > 4 ? a + 4 * ars : a; \
-        const T* a5 = mr > 5 ? a + 5 * ars : a; \
+        const T* a5 = mr > 5 ? a + 5 * ars : a;
+    #define BF_TILE(T, S) \
+    typedef T bf_gv##S __attribute__((vector_size(32), aligned(sizeof(T)), may_alias)); \
+    typedef T bf_rv##S __attribute__((vector_size(32))); \
+    static inline void bf_tile2_##S(Py_ssize_t mr, Py_ssize_t K, const T* BF_RESTRICT a, \
+                                    Py_ssize_t ars, Py_ssize_t acs, const T* BF_RESTRICT b, \
+                                    Py_ssize_t bs, T* BF_RESTRICT C, \
+                                    Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
+        BF_TILE_START(T, S) \
         V s00 = nz, s01 = nz, s10 = nz, s11 = nz, s20 = nz, s21 = nz; \
         V s30 = nz, s31 = nz, s40 = nz, s41 = nz, s50 = nz, s51 = nz; \
         if (load) { \
@@ -468,22 +473,7 @@ cdef extern from *:
                                     Py_ssize_t ars, Py_ssize_t acs, const T* BF_RESTRICT b, \
                                     Py_ssize_t bs, T* BF_RESTRICT C, \
                                     Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
-        typedef bf_rv##S V; \
-        typedef bf_gv##S U; \
-        enum { L = 32 / sizeof(T) }; \
-        const V nz = -(V){0}; \
-        T* c0 = C; \
-        T* c1 = mr > 1 ? C + ldc : C; \
-        T* c2 = mr > 2 ? C + 2 * ldc : C; \
-        T* c3 = mr > 3 ? C + 3 * ldc : C; \
-        T* c4 = mr > 4 ? C + 4 * ldc : C; \
-        T* c5 = mr > 5 ? C + 5 * ldc : C; \
-        const T* a0 = a; \
-        const T* a1 = mr > 1 ? a + ars : a; \
-        const T* a2 = mr > 2 ? a + 2 * ars : a; \
-        const T* a3 = mr > 3 ? a + 3 * ars : a; \
-        const T* a4 = mr > 4 ? a + 4 * ars : a; \
-        const T* a5 = mr > 5 ? a + 5 * ars : a; \
+        BF_TILE_START(T, S) \
         V s0 = nz, s1 = nz, s2 = nz, s3 = nz, s4 = nz, s5 = nz; \
         if (load) { \
             s0 = *(U*)c0; s1 = *(U*)c1; s2 = *(U*)c2; \
@@ -515,19 +505,27 @@ cdef extern from *:
                             Py_ssize_t ars, Py_ssize_t acs, const T* BF_RESTRICT b, \
                             Py_ssize_t bs, T* BF_RESTRICT C, \
                             Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
-        for (Py_ssize_t q = 0; q < mr; q++) \
-            for (Py_ssize_t l = 0; l < (W); l++) { \
-                T s = load ? C[q * ldc + l] : -(T)0; \
-                for (Py_ssize_t k = 0; k < K; k++) \
-                    s = BF_MADD_##S(a[q * ars + k * acs], b[k * bs + l], s); \
-                C[q * ldc + l] = bias ? s + bias[l] : s; \
-            } \
+        bf_columns_##S(mr, (W), K, a, ars, acs, b, bs, C, ldc, load, bias); \
     }
     #define BF_TILE(T, S) \
     BF_TILE_COLUMNS(T, S, bf_tile2_##S, 64 / sizeof(T)) \
     BF_TILE_COLUMNS(T, S, bf_tile1_##S, 32 / sizeof(T))
     #endif
     #define BF_GEMM(T, S) \
+    /* nr columns of mr rows of C one at a time, each a chain of BF_MADD. */ \
+    static inline void bf_columns_##S(Py_ssize_t mr, Py_ssize_t nr, Py_ssize_t K, \
+                                      const T* BF_RESTRICT a, Py_ssize_t ars, Py_ssize_t acs, \
+                                      const T* BF_RESTRICT b, Py_ssize_t bs, \
+                                      T* BF_RESTRICT C, Py_ssize_t ldc, int load, \
+                                      const T* BF_RESTRICT bias) { \
+        for (Py_ssize_t q = 0; q < mr; q++) \
+            for (Py_ssize_t l = 0; l < nr; l++) { \
+                T s = load ? C[q * ldc + l] : -(T)0; \
+                for (Py_ssize_t k = 0; k < K; k++) \
+                    s = BF_MADD_##S(a[q * ars + k * acs], b[k * bs + l], s); \
+                C[q * ldc + l] = bias ? s + bias[l] : s; \
+            } \
+    } \
     BF_TILE(T, S) \
     /* The last columns, fewer than a vector: in a packed panel through a
        copy (the panel's zeros fill the vector), else one at a time. */ \
@@ -539,13 +537,7 @@ cdef extern from *:
         enum { L = 32 / sizeof(T) }; \
         T t[BF_MR * L]; \
         if (bs != 2 * L) { \
-            for (Py_ssize_t q = 0; q < mr; q++) \
-                for (Py_ssize_t l = 0; l < nr; l++) { \
-                    T s = load ? C[q * ldc + l] : -(T)0; \
-                    for (Py_ssize_t k = 0; k < K; k++) \
-                        s = BF_MADD_##S(a[q * ars + k * acs], b[k * bs + l], s); \
-                    C[q * ldc + l] = bias ? s + bias[l] : s; \
-                } \
+            bf_columns_##S(mr, nr, K, a, ars, acs, b, bs, C, ldc, load, bias); \
             return; \
         } \
         if (load) \
