@@ -392,10 +392,11 @@ cdef extern from *:
     #define BF_PANEL_A_COLUMNS 256
     /* Products from this many multiply-adds are split between threads. */
     #define BF_THREAD_PRODUCT (1 << 20)
-    /* bf_tile2: a block of BF_MR rows by two vectors of columns;
-       bf_tile1: one vector. Row q of A at a + q ars, its k-th value acs
-       further on; B's rows bs apart. Rows from mr on repeat row 0 (of A,
-       and of C where C is loaded) and are not stored. */
+    /* bf_tile2: a block of R rows (BF_MR or 4, a constant where it is
+       inlined) by two vectors of columns; bf_tile1: one vector. Row q of A
+       at a + q ars, its k-th value acs further on; B's rows bs apart. Rows
+       from mr on repeat row 0 (of A, and of C where C is loaded) and are not
+       stored. */
     #if defined(__GNUC__)
     /* c + a b on vectors, fused where the build has FMA, like BF_MADD:
        gcc contracts the expression when it optimises (and allocates
@@ -438,6 +439,7 @@ cdef extern from *:
        on a core shared with another thread (1.1-1.2x, 512 x 1024 x 2048,
        one thread). */
     #define BF_UNROLL_4 _Pragma("GCC unroll 4")
+    #define BF_INLINE __attribute__((always_inline))
     #define BF_TILE2_STEP(S, x0, x1, x2, x3, x4, x5) { \
             const V b0 = *(const U*)b, b1 = *(const U*)(b + L); \
             V x; \
@@ -445,8 +447,10 @@ cdef extern from *:
             x = bf_splat(x1, V); s10 = BF_VMADD_##S(x, b0, s10); s11 = BF_VMADD_##S(x, b1, s11); \
             x = bf_splat(x2, V); s20 = BF_VMADD_##S(x, b0, s20); s21 = BF_VMADD_##S(x, b1, s21); \
             x = bf_splat(x3, V); s30 = BF_VMADD_##S(x, b0, s30); s31 = BF_VMADD_##S(x, b1, s31); \
-            x = bf_splat(x4, V); s40 = BF_VMADD_##S(x, b0, s40); s41 = BF_VMADD_##S(x, b1, s41); \
-            x = bf_splat(x5, V); s50 = BF_VMADD_##S(x, b0, s50); s51 = BF_VMADD_##S(x, b1, s51); \
+            if (R > 4) { \
+                x = bf_splat(x4, V); s40 = BF_VMADD_##S(x, b0, s40); s41 = BF_VMADD_##S(x, b1, s41); \
+                x = bf_splat(x5, V); s50 = BF_VMADD_##S(x, b0, s50); s51 = BF_VMADD_##S(x, b1, s51); \
+            } \
         }
     #define BF_TILE1_STEP(S, x0, x1, x2, x3, x4, x5) { \
             const V b0 = *(const U*)b; \
@@ -454,14 +458,17 @@ cdef extern from *:
             s1 = BF_VMADD_##S(bf_splat(x1, V), b0, s1); \
             s2 = BF_VMADD_##S(bf_splat(x2, V), b0, s2); \
             s3 = BF_VMADD_##S(bf_splat(x3, V), b0, s3); \
-            s4 = BF_VMADD_##S(bf_splat(x4, V), b0, s4); \
-            s5 = BF_VMADD_##S(bf_splat(x5, V), b0, s5); \
+            if (R > 4) { \
+                s4 = BF_VMADD_##S(bf_splat(x4, V), b0, s4); \
+                s5 = BF_VMADD_##S(bf_splat(x5, V), b0, s5); \
+            } \
         }
     #define BF_TILE(T, S) \
     typedef T bf_gv##S __attribute__((vector_size(32), aligned(sizeof(T)), may_alias)); \
     typedef T bf_rv##S __attribute__((vector_size(32))); \
-    static inline void bf_tile2_##S(Py_ssize_t mr, Py_ssize_t K, const T* BF_RESTRICT a, \
-                                    Py_ssize_t ars, Py_ssize_t acs, const T* BF_RESTRICT b, \
+    static inline BF_INLINE void bf_tile2_##S(const int R, Py_ssize_t mr, Py_ssize_t K, \
+                                              const T* BF_RESTRICT a, Py_ssize_t ars, \
+                                              Py_ssize_t acs, const T* BF_RESTRICT b, \
                                     Py_ssize_t bs, T* BF_RESTRICT C, \
                                     Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
         BF_TILE_START(T, S) \
@@ -470,9 +477,11 @@ cdef extern from *:
         if (load) { \
             s00 = *(U*)c0; s01 = *(U*)(c0 + L); s10 = *(U*)c1; s11 = *(U*)(c1 + L); \
             s20 = *(U*)c2; s21 = *(U*)(c2 + L); s30 = *(U*)c3; s31 = *(U*)(c3 + L); \
-            s40 = *(U*)c4; s41 = *(U*)(c4 + L); s50 = *(U*)c5; s51 = *(U*)(c5 + L); \
+            if (R > 4) { \
+                s40 = *(U*)c4; s41 = *(U*)(c4 + L); s50 = *(U*)c5; s51 = *(U*)(c5 + L); \
+            } \
         } \
-        if (ars == 1 && mr == BF_MR) { \
+        if (ars == 1 && mr == R) { \
             BF_UNROLL_4 \
             for (Py_ssize_t k = 0; k < K; k++, a += acs, b += bs) \
                 BF_TILE2_STEP(S, a[0], a[1], a[2], a[3], a[4], a[5]) \
@@ -490,20 +499,22 @@ cdef extern from *:
         if (mr > 1) { *(U*)c1 = s10; *(U*)(c1 + L) = s11; } \
         if (mr > 2) { *(U*)c2 = s20; *(U*)(c2 + L) = s21; } \
         if (mr > 3) { *(U*)c3 = s30; *(U*)(c3 + L) = s31; } \
-        if (mr > 4) { *(U*)c4 = s40; *(U*)(c4 + L) = s41; } \
-        if (mr > 5) { *(U*)c5 = s50; *(U*)(c5 + L) = s51; } \
+        if (R > 4 && mr > 4) { *(U*)c4 = s40; *(U*)(c4 + L) = s41; } \
+        if (R > 4 && mr > 5) { *(U*)c5 = s50; *(U*)(c5 + L) = s51; } \
     } \
-    static inline void bf_tile1_##S(Py_ssize_t mr, Py_ssize_t K, const T* BF_RESTRICT a, \
-                                    Py_ssize_t ars, Py_ssize_t acs, const T* BF_RESTRICT b, \
+    static inline BF_INLINE void bf_tile1_##S(const int R, Py_ssize_t mr, Py_ssize_t K, \
+                                              const T* BF_RESTRICT a, Py_ssize_t ars, \
+                                              Py_ssize_t acs, const T* BF_RESTRICT b, \
                                     Py_ssize_t bs, T* BF_RESTRICT C, \
                                     Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
         BF_TILE_START(T, S) \
         V s0 = nz, s1 = nz, s2 = nz, s3 = nz, s4 = nz, s5 = nz; \
         if (load) { \
             s0 = *(U*)c0; s1 = *(U*)c1; s2 = *(U*)c2; \
-            s3 = *(U*)c3; s4 = *(U*)c4; s5 = *(U*)c5; \
+            s3 = *(U*)c3; \
+            if (R > 4) { s4 = *(U*)c4; s5 = *(U*)c5; } \
         } \
-        if (ars == 1 && mr == BF_MR) { \
+        if (ars == 1 && mr == R) { \
             BF_UNROLL_4 \
             for (Py_ssize_t k = 0; k < K; k++, a += acs, b += bs) \
                 BF_TILE1_STEP(S, a[0], a[1], a[2], a[3], a[4], a[5]) \
@@ -519,15 +530,16 @@ cdef extern from *:
         if (mr > 1) *(U*)c1 = s1; \
         if (mr > 2) *(U*)c2 = s2; \
         if (mr > 3) *(U*)c3 = s3; \
-        if (mr > 4) *(U*)c4 = s4; \
-        if (mr > 5) *(U*)c5 = s5; \
+        if (R > 4 && mr > 4) *(U*)c4 = s4; \
+        if (R > 4 && mr > 5) *(U*)c5 = s5; \
     }
     #else
     #define BF_TILE_COLUMNS(T, S, NAME, W) \
-    static inline void NAME(Py_ssize_t mr, Py_ssize_t K, const T* BF_RESTRICT a, \
+    static inline void NAME(const int R, Py_ssize_t mr, Py_ssize_t K, const T* BF_RESTRICT a, \
                             Py_ssize_t ars, Py_ssize_t acs, const T* BF_RESTRICT b, \
                             Py_ssize_t bs, T* BF_RESTRICT C, \
                             Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
+        (void)R; \
         bf_columns_##S(mr, (W), K, a, ars, acs, b, bs, C, ldc, load, bias); \
     }
     #define BF_TILE(T, S) \
@@ -535,6 +547,16 @@ cdef extern from *:
     BF_TILE_COLUMNS(T, S, bf_tile1_##S, 32 / sizeof(T))
     #define BF_PREFETCH(p)
     #endif
+    /* Blocks of four rows or fewer (the last of a product whose rows are
+       not a multiple of six: W2's 10 and 32) in a tile of four rows, whose
+       loop issues two thirds of the six-row one's instructions. */
+    #define BF_TILE_ROWS(tile, mr, ...) \
+        do { \
+            if ((mr) <= 4) \
+                tile(4, (mr), __VA_ARGS__); \
+            else \
+                tile(BF_MR, (mr), __VA_ARGS__); \
+        } while (0)
     #define BF_GEMM(T, S) \
     /* nr columns of mr rows of C one at a time, each a chain of BF_MADD. */ \
     static inline void bf_columns_##S(Py_ssize_t mr, Py_ssize_t nr, Py_ssize_t K, \
@@ -568,7 +590,7 @@ cdef extern from *:
             for (Py_ssize_t q = 0; q < mr; q++) \
                 for (Py_ssize_t l = 0; l < nr; l++) \
                     t[q * L + l] = C[q * ldc + l]; \
-        bf_tile1_##S(mr, K, a, ars, acs, b, bs, t, L, load, NULL); \
+        BF_TILE_ROWS(bf_tile1_##S, mr, K, a, ars, acs, b, bs, t, L, load, NULL); \
         for (Py_ssize_t q = 0; q < mr; q++) \
             for (Py_ssize_t l = 0; l < nr; l++) \
                 C[q * ldc + l] = bias ? t[q * L + l] + bias[l] : t[q * L + l]; \
@@ -582,11 +604,11 @@ cdef extern from *:
                                     int load, const T* BF_RESTRICT bias) { \
         enum { L = 32 / sizeof(T) }; \
         if (nr == 2 * L) { \
-            bf_tile2_##S(mr, K, a, ars, acs, b, bs, C, ldc, load, bias); \
+            BF_TILE_ROWS(bf_tile2_##S, mr, K, a, ars, acs, b, bs, C, ldc, load, bias); \
             return; \
         } \
         if (nr >= L) { \
-            bf_tile1_##S(mr, K, a, ars, acs, b, bs, C, ldc, load, bias); \
+            BF_TILE_ROWS(bf_tile1_##S, mr, K, a, ars, acs, b, bs, C, ldc, load, bias); \
             b += L; \
             C += L; \
             nr -= L; \
