@@ -486,6 +486,7 @@ cdef extern from *:
             for (Py_ssize_t k = 0; k < K; k++, a += acs, b += bs) \
                 BF_TILE2_STEP(S, a[0], a[1], a[2], a[3], a[4], a[5]) \
         } else { \
+            BF_UNROLL_4 \
             for (Py_ssize_t k = 0, ak = 0; k < K; k++, ak += acs, b += bs) \
                 BF_TILE2_STEP(S, a0[ak], a1[ak], a2[ak], a3[ak], a4[ak], a5[ak]) \
         } \
@@ -519,6 +520,7 @@ cdef extern from *:
             for (Py_ssize_t k = 0; k < K; k++, a += acs, b += bs) \
                 BF_TILE1_STEP(S, a[0], a[1], a[2], a[3], a[4], a[5]) \
         } else { \
+            BF_UNROLL_4 \
             for (Py_ssize_t k = 0, ak = 0; k < K; k++, ak += acs, b += bs) \
                 BF_TILE1_STEP(S, a0[ak], a1[ak], a2[ak], a3[ak], a4[ak], a5[ak]) \
         } \
