@@ -994,6 +994,20 @@ cdef extern from *:
     #else
     #define BF_OWN_PRODUCTS 1
     #endif
+    /* Asks for the bytes at p to be brought into the cache ahead of use:
+       the rows of the next minibatch, which lie anywhere in a data set
+       that other work may have evicted. */
+    static inline void bf_fetch(const void* p, Py_ssize_t bytes) {
+    #if defined(__GNUC__)
+        const char* c = (const char*)p;
+        for (Py_ssize_t i = 0; i < bytes; i += 64)
+            __builtin_prefetch(c + i, 0);
+        __builtin_prefetch(c + bytes - 1, 0);
+    #else
+        (void)p;
+        (void)bytes;
+    #endif
+    }
     """
     void bf_dot4_d(const double* x, const double* w, Py_ssize_t n, double* out) nogil
     void bf_dot4_s(const float* x, const float* w, Py_ssize_t n, float* out) nogil
@@ -1020,6 +1034,7 @@ cdef extern from *:
                   Py_ssize_t rsa, Py_ssize_t csa, const float* B, Py_ssize_t rsb,
                   Py_ssize_t csb, int beta, float* C, Py_ssize_t ldc, const float* bias) nogil
     bint BF_OWN_PRODUCTS
+    void bf_fetch(const void* p, Py_ssize_t bytes) nogil
     double BF_MADD_d(double a, double b, double c) nogil
     float BF_MADD_s(float a, float b, float c) nogil
 

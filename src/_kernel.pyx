@@ -64,8 +64,8 @@ from _activations cimport (
     sigmoid, softplus, tanh_,
 )
 from _blas cimport (
-    BF_OWN_PRODUCTS, SMALL_PRODUCT, matmul_ab, matmul_abt_bias, matmul_atb_acc,
-    update_forward,
+    BF_OWN_PRODUCTS, SMALL_PRODUCT, bf_fetch, matmul_ab, matmul_abt_bias,
+    matmul_atb_acc, update_forward,
 )
 
 # Status codes returned by fit; backprop_fast/network.py turns them into errors.
@@ -1034,6 +1034,9 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                         yb = yg
                         if weighted:
                             wb = wg
+                        # The next batch's rows arrive while this one trains.
+                        for r in range(start + rows, min(start + 2 * rows, n)):
+                            bf_fetch(&X[order[r], 0], n_in * sizeof(floating))
                     else:
                         xb = &X[start, 0]
                         yb = &Y[start, 0]
