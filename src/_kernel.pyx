@@ -1034,9 +1034,12 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                         yb = yg
                         if weighted:
                             wb = wg
-                        # The next batch's rows arrive while this one trains.
-                        for r in range(start + rows, min(start + 2 * rows, n)):
-                            bf_fetch(&X[order[r], 0], n_in * sizeof(floating))
+                        # The next batch's rows arrive while this one trains
+                        # (where they are few: W2's 8 KiB paid, W4's 400 did
+                        # not, and they would crowd out the step's own data).
+                        if rows * n_in * sizeof(floating) <= 65536:
+                            for r in range(start + rows, min(start + 2 * rows, n)):
+                                bf_fetch(&X[order[r], 0], n_in * sizeof(floating))
                     else:
                         xb = &X[start, 0]
                         yb = &Y[start, 0]
