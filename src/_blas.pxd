@@ -463,14 +463,27 @@ cdef extern from *:
                 s5 = BF_VMADD_##S(bf_splat(x5, V), b0, s5); \
             } \
         }
+    /* The k loop of a tile: one pointer for rows side by side, else one per
+       row (those past mr repeating row 0). */
+    #define BF_TILE_LOOP(STEP, S) \
+        if (ars == 1 && mr == R) { \
+            BF_UNROLL_4 \
+            for (Py_ssize_t k = 0; k < K; k++, a += acs, b += bs) \
+                STEP(S, a[0], a[1], a[2], a[3], a[4], a[5]) \
+        } else { \
+            BF_UNROLL_4 \
+            for (Py_ssize_t k = 0, ak = 0; k < K; k++, ak += acs, b += bs) \
+                STEP(S, a0[ak], a1[ak], a2[ak], a3[ak], a4[ak], a5[ak]) \
+        }
     #define BF_TILE(T, S) \
     typedef T bf_gv##S __attribute__((vector_size(32), aligned(sizeof(T)), may_alias)); \
     typedef T bf_rv##S __attribute__((vector_size(32))); \
     static inline BF_INLINE void bf_tile2_##S(const int R, Py_ssize_t mr, Py_ssize_t K, \
                                               const T* BF_RESTRICT a, Py_ssize_t ars, \
                                               Py_ssize_t acs, const T* BF_RESTRICT b, \
-                                    Py_ssize_t bs, T* BF_RESTRICT C, \
-                                    Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
+                                              Py_ssize_t bs, T* BF_RESTRICT C, \
+                                              Py_ssize_t ldc, int load, \
+                                              const T* BF_RESTRICT bias) { \
         BF_TILE_START(T, S) \
         V s00 = nz, s01 = nz, s10 = nz, s11 = nz, s20 = nz, s21 = nz; \
         V s30 = nz, s31 = nz, s40 = nz, s41 = nz, s50 = nz, s51 = nz; \
@@ -481,15 +494,7 @@ cdef extern from *:
                 s40 = *(U*)c4; s41 = *(U*)(c4 + L); s50 = *(U*)c5; s51 = *(U*)(c5 + L); \
             } \
         } \
-        if (ars == 1 && mr == R) { \
-            BF_UNROLL_4 \
-            for (Py_ssize_t k = 0; k < K; k++, a += acs, b += bs) \
-                BF_TILE2_STEP(S, a[0], a[1], a[2], a[3], a[4], a[5]) \
-        } else { \
-            BF_UNROLL_4 \
-            for (Py_ssize_t k = 0, ak = 0; k < K; k++, ak += acs, b += bs) \
-                BF_TILE2_STEP(S, a0[ak], a1[ak], a2[ak], a3[ak], a4[ak], a5[ak]) \
-        } \
+        BF_TILE_LOOP(BF_TILE2_STEP, S) \
         if (bias) { \
             const V h0 = *(const U*)bias, h1 = *(const U*)(bias + L); \
             s00 = s00 + h0; s01 = s01 + h1; s10 = s10 + h0; s11 = s11 + h1; \
@@ -506,8 +511,9 @@ cdef extern from *:
     static inline BF_INLINE void bf_tile1_##S(const int R, Py_ssize_t mr, Py_ssize_t K, \
                                               const T* BF_RESTRICT a, Py_ssize_t ars, \
                                               Py_ssize_t acs, const T* BF_RESTRICT b, \
-                                    Py_ssize_t bs, T* BF_RESTRICT C, \
-                                    Py_ssize_t ldc, int load, const T* BF_RESTRICT bias) { \
+                                              Py_ssize_t bs, T* BF_RESTRICT C, \
+                                              Py_ssize_t ldc, int load, \
+                                              const T* BF_RESTRICT bias) { \
         BF_TILE_START(T, S) \
         V s0 = nz, s1 = nz, s2 = nz, s3 = nz, s4 = nz, s5 = nz; \
         if (load) { \
@@ -515,15 +521,7 @@ cdef extern from *:
             s3 = *(U*)c3; \
             if (R > 4) { s4 = *(U*)c4; s5 = *(U*)c5; } \
         } \
-        if (ars == 1 && mr == R) { \
-            BF_UNROLL_4 \
-            for (Py_ssize_t k = 0; k < K; k++, a += acs, b += bs) \
-                BF_TILE1_STEP(S, a[0], a[1], a[2], a[3], a[4], a[5]) \
-        } else { \
-            BF_UNROLL_4 \
-            for (Py_ssize_t k = 0, ak = 0; k < K; k++, ak += acs, b += bs) \
-                BF_TILE1_STEP(S, a0[ak], a1[ak], a2[ak], a3[ak], a4[ak], a5[ak]) \
-        } \
+        BF_TILE_LOOP(BF_TILE1_STEP, S) \
         if (bias) { \
             const V h = *(const U*)bias; \
             s0 = s0 + h; s1 = s1 + h; s2 = s2 + h; s3 = s3 + h; s4 = s4 + h; s5 = s5 + h; \
