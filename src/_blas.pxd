@@ -1,11 +1,12 @@
 # The three matrix products of backpropagation on row-major buffers.
 #
-# A row-major r x c matrix is the column-major c x r matrix of its transpose,
-# so each product is handed to BLAS with operands swapped and transpose flags
-# chosen accordingly. Products too small to pay for a BLAS call (a 2-2-1
-# network, a single sample) run in the loops below; their inner loops are
-# unit-stride with independent lanes, so gcc vectorises them without
-# reassociating any sum.
+# Products too small to pay for a BLAS call (a 2-2-1 network, a single
+# sample) run in the loops below; their inner loops are unit-stride with
+# independent lanes, so gcc vectorises them without reassociating any sum.
+# Larger ones run in bf_gemm (below), except in the AVX-512 build, which
+# hands them to BLAS: a row-major r x c matrix is the column-major c x r
+# matrix of its transpose, so operands go swapped and transpose flags are
+# chosen accordingly.
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from cython cimport floating
 from libc.string cimport memcpy

@@ -147,9 +147,10 @@ cdef bint _transposed_first(const Net* net, Py_ssize_t batch) noexcept nogil:
     gain nothing, and from about a million multiply-adds on BLAS packs
     either form at the same speed. In the builds where bf_gemm does these
     products, the plain form reads WT where it lies instead of packing W
-    transposed; the two forms were not timed against each other there. The cost: two transposes of W0 (and of
-    the optimizer's state for it) an epoch and 4 n_0 n_1 elements of
-    workspace: W0.T, its gradient and the two state buffers, transposed.
+    transposed; the two forms were not timed against each other there. The
+    cost: two transposes of W0 (and of the optimizer's state for it) an
+    epoch and 4 n_0 n_1 elements of workspace: W0.T, its gradient and the
+    two state buffers, transposed.
     """
     cdef Py_ssize_t macs = batch * net.sizes[0] * net.sizes[1]
     return SMALL_PRODUCT < macs <= (1 << 20)

@@ -9,9 +9,9 @@ releases the GIL, so
 * one network trained in one thread while others predict, evaluate, take
   gradients or train it too only ever exposes parameters of a finished kernel
   call: every prediction equals the prediction of some consistent state;
-* the wide products run on several threads: the AVX2 kernel's own
-  (OpenMP), elsewhere BLAS's; threadpoolctl limits both, and the result does
-  not depend on how many there are.
+* the wide products run on several threads: the kernel's own (OpenMP) in
+  every build but the AVX-512 one, BLAS's there; threadpoolctl limits both,
+  and the result does not depend on how many there are.
 """
 import json
 import os
@@ -258,12 +258,12 @@ def test_concurrent_fits_with_shuffling_are_seeded_consistently():
 @pytest.mark.parametrize("pools", ["blas", None])
 def test_results_do_not_depend_on_the_number_of_threads(kernel_variant, dtype, pools):
     """Products this wide (about 8 million multiply-adds) run on every thread
-    that is allowed (the AVX2 kernel's OpenMP threads, or BLAS's); each
+    that is allowed (the kernel's OpenMP threads, or BLAS's); each
     output element is still summed by one thread in one order, so one and two
     threads train to the same bits. OpenBLAS's Haswell kernels (on AVX2-only
     CPUs, AMD's Zen 3 among them) round a float32 product differently where a
-    second thread moves the edges of their blocks: the AVX2 kernel does those
-    products itself. pools: the pools limited, BLAS only or all."""
+    second thread moves the edges of their blocks: the kernel does those
+    products itself in every build but the AVX-512 one. pools: the pools limited, BLAS only or all."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     rng = np.random.default_rng(7)
     X = rng.normal(size=(512, 256)).astype(dtype)
