@@ -1025,6 +1025,13 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                         yb = &Y[order[start], 0]
                         if weighted:
                             wb = &sample_weight[order[start]]
+                        # The next step's rows, as for minibatches below (with
+                        # fuse this step reads the next x, so the one after).
+                        r = start + 2 if fuse else start + 1
+                        if r < n:
+                            bf_fetch(&X[order[r], 0], n_in * sizeof(floating))
+                        if start + 1 < n:
+                            bf_fetch(&Y[order[start + 1], 0], n_out * sizeof(floating))
                     elif gather:
                         for r in range(rows):
                             _copy(xg + r * n_in, &X[order[start + r], 0], n_in)
