@@ -847,6 +847,38 @@ def test_history_time_is_plausible():
     assert 0 < sum(h.time) <= elapsed
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_histories_read_after_later_fits_keep_their_own_epochs(schedule):
+    """fit's figures go through an array the network reuses on its next
+    call: a History read only after later fits (longer, shorter, with and
+    without validation) still holds its own epochs, as does the network's."""
+    net, X, y = _softmax_problem(n=30, n_val=10)
+    twin = _twin(net, _flat(net))
+    calls = [dict(epochs=5), dict(epochs=3, validation_data=(X[30:], y[30:])),
+             dict(epochs=7), dict(epochs=2)]
+    late, early = [], []
+    for kwargs in calls:
+        options = dict(batch_size=8, learning_rate=0.2, lr_schedule=schedule, shuffle=False,
+                       **kwargs)
+        late.append(net.fit(X[:30], y[:30], **options))
+        h = twin.fit(X[:30], y[:30], **options)
+        early.append({name: list(getattr(h, name)) for name in FIGURES})
+    for h, read, kwargs in zip(late, early, calls):
+        assert len(h) == kwargs["epochs"]
+        for name in FIGURES:
+            if name == "time":
+                assert len(h.time) == len(read["time"]) and all(t >= 0 for t in h.time)
+            else:
+                assert getattr(h, name) == read[name], name
+    rates = late[0].learning_rate
+    if schedule == "constant":
+        assert rates == [0.2] * 5
+    else:
+        assert rates[0] == 0.2 and rates[1] < 0.2
+    assert net.history.loss == [v for read in early for v in read["loss"]]
+    assert len(net.history.val_loss) == 3 and len(net.history.learning_rate) == 17
+
+
 def test_zero_epochs_give_an_empty_history():
     net, X, y = _softmax_problem()
     before = _flat(net)
