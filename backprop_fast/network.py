@@ -444,6 +444,11 @@ class Network:
 
     def _check_X(self, X, name="X"):
         """X as a C-contiguous (n, n_features) array of the network's dtype."""
+        if (type(X) is np.ndarray and X.ndim == 2 and X.dtype == self.dtype
+                and X.flags.c_contiguous and X.shape[0]
+                and X.shape[1] == self.layer_sizes[0]
+                and _kernel.all_finite(X.reshape(-1))):
+            return X, False
         arr = _numeric_array(X, name)
         single = arr.ndim == 1
         if single:
@@ -462,6 +467,15 @@ class Network:
 
     def _check_y(self, y, n, single):
         """y as a C-contiguous (n, n_outputs) array of the network's dtype."""
+        if (type(y) is np.ndarray and y.ndim == 2 and y.dtype == self.dtype
+                and y.flags.c_contiguous and y.shape == (n, self.layer_sizes[-1])):
+            flat = y.reshape(-1)
+            if _kernel.all_finite(flat):
+                if self.loss != "cross_entropy":
+                    return y
+                lo, hi = _kernel.extremes(flat)
+                if lo >= 0 and hi <= 1:
+                    return y
         arr = _numeric_array(y, "y")
         n_out = self.layer_sizes[-1]
         output = self.activations[-1]
@@ -787,10 +801,15 @@ class Network:
             Ctrl-C stops training at the next minibatch boundary; the network
             holds the parameters of a finished step.
         """
-        epochs = _check_int(epochs, "epochs", 0)
-        if batch_size is not None:
+        # Plain values pass on their type tests alone, without the checking
+        # functions' calls: with its caches cold (a call between other work),
+        # every call and look-up on the way to the kernel costs microseconds.
+        if type(epochs) is not int or epochs < 0:
+            epochs = _check_int(epochs, "epochs", 0)
+        if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
             batch_size = _check_int(batch_size, "batch_size", 1)
-        rate = _check_rate(learning_rate)
+        rate = (learning_rate if type(learning_rate) is float and 0 < learning_rate < math.inf
+                else _check_rate(learning_rate))
         settings = _kernel.Settings()
         settings.learning_rate = rate
         # Options left at their defaults (the very objects of the signature)
@@ -861,7 +880,8 @@ class Network:
         else:
             X_val = Y_val = None
         # Class weights count the training samples only.
-        weights = self._sample_weights(sw, class_weight, Y)
+        weights = (None if sw is None and class_weight is None
+                   else self._sample_weights(sw, class_weight, Y))
         if weights is not None:
             total = weights.sum(dtype=np.float64)
             if not total > 0:
