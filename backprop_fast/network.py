@@ -444,6 +444,8 @@ class Network:
 
     def _check_X(self, X, name="X"):
         """X as a C-contiguous (n, n_features) array of the network's dtype."""
+        # Already so: only its values need checking (any other X, or one that
+        # fails, goes the long way, which says what is wrong with it).
         if (type(X) is np.ndarray and X.ndim == 2 and X.dtype == self.dtype
                 and X.flags.c_contiguous and X.shape[0]
                 and X.shape[1] == self.layer_sizes[0]
@@ -467,6 +469,7 @@ class Network:
 
     def _check_y(self, y, n, single):
         """y as a C-contiguous (n, n_outputs) array of the network's dtype."""
+        # As in _check_X: an array already so has only its values checked.
         if (type(y) is np.ndarray and y.ndim == 2 and y.dtype == self.dtype
                 and y.flags.c_contiguous and y.shape == (n, self.layer_sizes[-1])):
             flat = y.reshape(-1)
