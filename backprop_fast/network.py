@@ -446,11 +446,14 @@ class Network:
         """X as a C-contiguous (n, n_features) array of the network's dtype."""
         # Already so: only its values need checking (any other X, or one that
         # fails, goes the long way, which says what is wrong with it).
-        if (type(X) is np.ndarray and X.ndim == 2 and X.dtype == self.dtype
-                and X.flags.c_contiguous and X.shape[0]
+        if (type(X) is np.ndarray and X.ndim == 2 and X.shape[0]
                 and X.shape[1] == self.layer_sizes[0]
-                and _kernel.all_finite(X.reshape(-1))):
-            return X, False
+                and (X.dtype is self.dtype or X.dtype == self.dtype)):
+            try:
+                if _kernel.finite_rows(X, False):
+                    return X, False
+            except ValueError:  # not C-contiguous
+                pass
         arr = _numeric_array(X, name)
         single = arr.ndim == 1
         if single:
@@ -470,15 +473,13 @@ class Network:
     def _check_y(self, y, n, single):
         """y as a C-contiguous (n, n_outputs) array of the network's dtype."""
         # As in _check_X: an array already so has only its values checked.
-        if (type(y) is np.ndarray and y.ndim == 2 and y.dtype == self.dtype
-                and y.flags.c_contiguous and y.shape == (n, self.layer_sizes[-1])):
-            flat = y.reshape(-1)
-            if _kernel.all_finite(flat):
-                if self.loss != "cross_entropy":
+        if (type(y) is np.ndarray and y.ndim == 2 and y.shape == (n, self.layer_sizes[-1])
+                and (y.dtype is self.dtype or y.dtype == self.dtype)):
+            try:
+                if _kernel.finite_rows(y, self.loss == "cross_entropy"):
                     return y
-                lo, hi = _kernel.extremes(flat)
-                if lo >= 0 and hi <= 1:
-                    return y
+            except ValueError:  # not C-contiguous
+                pass
         arr = _numeric_array(y, "y")
         n_out = self.layer_sizes[-1]
         output = self.activations[-1]
