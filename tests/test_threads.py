@@ -263,7 +263,8 @@ def test_results_do_not_depend_on_the_number_of_threads(kernel_variant, dtype, p
     threads train to the same bits. OpenBLAS's Haswell kernels (on AVX2-only
     CPUs, AMD's Zen 3 among them) round a float32 product differently where a
     second thread moves the edges of their blocks: the kernel does those
-    products itself in every build but the AVX-512 one. pools: the pools limited, BLAS only or all."""
+    products itself in every build but the AVX-512 one. pools: the pools
+    limited, BLAS only or all."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     rng = np.random.default_rng(7)
     X = rng.normal(size=(512, 256)).astype(dtype)

@@ -849,9 +849,10 @@ def test_history_time_is_plausible():
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_histories_read_after_later_fits_keep_their_own_epochs(schedule):
-    """fit's figures go through an array the network reuses on its next
-    call: a History read only after later fits (longer, shorter, with and
-    without validation) still holds its own epochs, as does the network's."""
+    """fit's figures come from an array the kernel writes each call: a
+    History read only after later fits (longer, shorter, with and without
+    validation) still holds its own epochs, as does the network's (neither
+    would if that array were reused for the next call without a copy)."""
     net, X, y = _softmax_problem(n=30, n_val=10)
     twin = _twin(net, _flat(net))
     calls = [dict(epochs=5), dict(epochs=3, validation_data=(X[30:], y[30:])),
