@@ -17,6 +17,7 @@ widest variant that the CPU and the operating system support, so the wheel
 runs everywhere and vectorises the elementwise math and the small products 4
 (float64) or 16 (float32) lanes wide where it can.
 """
+import glob
 import json
 import os
 import platform
@@ -65,10 +66,10 @@ VARIANTS = {
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 if MSVC or not X86_64:
     VARIANTS = {}
-# All builds but the AVX-512 one do their own wide products (src/_blas.pxd,
-# bf_gemm) and split them between OpenMP threads: gcc's, on Linux. Elsewhere
-# the pragmas are ignored and those products run on one thread.
-OPENMP = ({"": ["-fopenmp"], "avx2": ["-fopenmp"]} if sys.platform.startswith("linux")
+# Every build splits its wide products (src/bf_gemm.h) between OpenMP
+# threads: gcc's, on Linux. Elsewhere the pragmas are ignored and those
+# products run on one thread.
+OPENMP = (dict.fromkeys(["", *VARIANTS], ["-fopenmp"]) if sys.platform.startswith("linux")
           else {})
 
 # Cython and setuptools rebuild by timestamps only: without this, a tree built
@@ -92,6 +93,7 @@ def kernel(suffix="", extra=()):
     return Extension(
         "backprop_fast._kernel" + suffix,
         sources=[f"src/_kernel{suffix}.pyx"],
+        depends=sorted(glob.glob(os.path.join("src", "*.h")) + glob.glob(os.path.join("src", "*.pxd"))),
         include_dirs=[numpy.get_include(), "src"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args + list(extra) + openmp,

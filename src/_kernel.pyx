@@ -18,6 +18,7 @@ Costs are summed over samples in double; the caller divides.
 """
 from libc.math cimport INFINITY, M_PI, NAN, cos, isfinite, pow, sqrt, sqrtf
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 cdef extern from "Python.h":
@@ -32,26 +33,8 @@ cdef extern from "<time.h>" nogil:
     int TIME_UTC
 
 # What the CPU and the operating system support, for backprop_fast/_kernels.py
-# to choose a variant of this module (setup.py lists their compiler flags).
-# libgcc and compiler-rt also check, through XGETBV, that the operating system
-# saves the AVX and AVX-512 registers.
-cdef extern from *:
-    """
-    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-    static int bf_cpu_avx2(void) {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    static int bf_cpu_avx512(void) {
-        return bf_cpu_avx2() && __builtin_cpu_supports("avx512f")
-            && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
-            && __builtin_cpu_supports("avx512vl");
-    }
-    #else
-    static int bf_cpu_avx2(void) { return 0; }
-    static int bf_cpu_avx512(void) { return 0; }
-    #endif
-    """
+# to choose a variant of this module.
+cdef extern from "bf_common.h":
     int bf_cpu_avx2() nogil
     int bf_cpu_avx512() nogil
 
@@ -64,8 +47,8 @@ from _activations cimport (
     sigmoid, softplus, tanh_,
 )
 from _blas cimport (
-    BF_OWN_PRODUCTS, SMALL_PRODUCT, bf_fetch, matmul_ab, matmul_abt_bias,
-    matmul_atb_acc, update_forward,
+    SMALL_PRODUCT, bf_fetch, bf_gemm_ctx, bf_threads, bf_watch_forks, gemm_space, matmul_ab,
+    matmul_abt_bias, matmul_atb_acc, update_forward,
 )
 
 # Status codes returned by fit; backprop_fast/network.py turns them into errors.
@@ -95,11 +78,22 @@ cdef enum:
     H_TIME = 4
     H_COLUMNS = 5
 HISTORY_COLUMNS = ("loss", "val_loss", "val_accuracy", "learning_rate", "time")
-# Products of more multiply-adds than this leave the small loops; where
-# OWN_PRODUCTS they go to _blas.pxd's bf_gemm (one chain of multiply-adds per
-# element, k in order, on OpenMP threads), elsewhere to BLAS.
+# Products of more multiply-adds than this leave the small loops for bf_gemm
+# (one chain of multiply-adds per element, k in order, on the call's threads).
 SMALL_PRODUCT_MACS = SMALL_PRODUCT
-OWN_PRODUCTS = bool(BF_OWN_PRODUCTS)
+
+# A child forked after this process used the kernel's threads runs its
+# products on one thread.
+if bf_watch_forks() != 0:
+    raise ImportError("backprop_fast could not register its fork handler")
+
+
+def threads(int n_threads=0):
+    """How many threads a call's wide products may use: ``n_threads`` (0 for
+    no limit of its own) capped by OpenMP's limit for the calling thread
+    (OMP_NUM_THREADS, threadpoolctl); 1 in a process forked from one that
+    used the kernel's threads."""
+    return bf_threads(n_threads)
 
 
 cdef struct Net:
@@ -109,6 +103,7 @@ cdef struct Net:
     int loss
     Py_ssize_t n_params
     Py_ssize_t widest           # widest layer after the input
+    bf_gemm_ctx gemm            # the wide products' workspace and threads
 
 
 cdef int _init_net(Net* net, const Py_ssize_t[::1] sizes, const int[::1] acts,
@@ -118,7 +113,19 @@ cdef int _init_net(Net* net, const Py_ssize_t[::1] sizes, const int[::1] acts,
     net.widest = 0
     if sizes.shape[0] != acts.shape[0] + 1 or acts.shape[0] < 1:
         raise ValueError("sizes must have one entry more than acts")
+    for m in range(sizes.shape[0]):
+        if sizes[m] < 1:
+            raise ValueError("layer sizes must be positive")
+    for m in range(acts.shape[0]):
+        if not ACT_SIGMOID <= acts[m] <= ACT_SOFTMAX or (
+                acts[m] == ACT_SOFTMAX and m != acts.shape[0] - 1):
+            raise ValueError("unknown activation code, or softmax before the last layer")
+    if loss != LOSS_SQUARED_ERROR and loss != LOSS_CROSS_ENTROPY:
+        raise ValueError("unknown loss code")
     net.n_layers = acts.shape[0]
+    net.gemm.buf = NULL
+    net.gemm.bytes = 0
+    net.gemm.threads = 1
     net.sizes = &sizes[0]
     net.acts = &acts[0]
     net.loss = loss
@@ -189,6 +196,38 @@ def workspace_size(const Py_ssize_t[::1] sizes, const int[::1] acts,
     cdef Net net
     _init_net(&net, sizes, acts, 0)
     return _workspace_size(&net, batch)
+
+
+cdef int _gemm_start(Net* net, Py_ssize_t batch, int n_threads, size_t itemsize) except -1:
+    """Give the call's wide products their threads and, once for the whole
+    call, a workspace large enough for any of them on ``batch`` rows."""
+    cdef Py_ssize_t m, space = 0
+    net.gemm.threads = bf_threads(n_threads)
+    for m in range(net.n_layers):
+        space = max(space, gemm_space(batch, net.sizes[m], net.sizes[m + 1],
+                                      net.gemm.threads, itemsize == sizeof(float)))
+    if space > 0:
+        net.gemm.buf = malloc(space * itemsize)
+        if net.gemm.buf == NULL:
+            raise MemoryError("no memory for the matrix products' workspace")
+        net.gemm.bytes = space * itemsize
+    return 0
+
+
+cdef void _gemm_end(Net* net) noexcept:
+    free(net.gemm.buf)
+    net.gemm.buf = NULL
+    net.gemm.bytes = 0
+
+
+cdef int _check_rows(const Net* net, Py_ssize_t n, Py_ssize_t x_rows, Py_ssize_t x_cols,
+                     Py_ssize_t y_rows, Py_ssize_t y_cols) except -1:
+    """The kernel's own check that X (and Y, where y_rows >= 0) match the
+    network: never trust a caller with memory the kernel reads unchecked."""
+    if x_rows != n or x_cols != net.sizes[0] or (
+            y_rows >= 0 and (y_rows != n or y_cols != net.sizes[net.n_layers])):
+        raise ValueError("arrays do not match the network's layer sizes")
+    return 0
 
 
 # ---------------------------------------------------------------- layer passes
@@ -535,9 +574,9 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
         if m == 0 and z_ready:
             pass
         elif m == 0 and wt != NULL:
-            matmul_ab(a_in, wt, b, work + batch * a_off, rows, n_in, n_out)
+            matmul_ab(&net.gemm, a_in, wt, b, work + batch * a_off, rows, n_in, n_out)
         else:
-            matmul_abt_bias(a_in, W, b, work + batch * a_off, rows, n_out, n_in)
+            matmul_abt_bias(&net.gemm, a_in, W, b, work + batch * a_off, rows, n_out, n_in)
         if m < L - 1:
             _activate(net.acts[m], work + batch * a_off, rows * n_out)
             a_in = work + batch * a_off
@@ -564,27 +603,27 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
             for j in range(n_out):
                 grad[w_off + n_out * n_in + j] = <floating>(bsum[j] / rows)
         if m > 0:
-            matmul_ab(D, W, NULL, P, rows, n_out, n_in)
+            matmul_ab(&net.gemm, D, W, NULL, P, rows, n_out, n_in)
             _hidden_delta(net.acts[m - 1], P, a_in, bsum, rows, n_in)
         if fold and m == 0 and x_next != NULL:
             update_forward(<floating>(-rate / rows), D, a_in, W, b, x_next, work,
                            n_out, n_in)
         elif fold and m == 0 and wt != NULL:
-            matmul_atb_acc(<floating>(-rate / rows), a_in, D, <floating>1, wt,
+            matmul_atb_acc(&net.gemm, <floating>(-rate / rows), a_in, D, <floating>1, wt,
                            rows, n_in, n_out)
         elif fold:
-            matmul_atb_acc(<floating>(-rate / rows), D, a_in, <floating>1, W,
+            matmul_atb_acc(&net.gemm, <floating>(-rate / rows), D, a_in, <floating>1, W,
                            rows, n_out, n_in)
         elif m == 0 and wt != NULL:
             # The optimizer's step is elementwise: any layout will do, as long
             # as weights, gradient and state share it.
             n = n_out * n_in
-            matmul_atb_acc(<floating>(1.0 / rows), a_in, D, <floating>0, wt + n,
+            matmul_atb_acc(&net.gemm, <floating>(1.0 / rows), a_in, D, <floating>0, wt + n,
                            rows, n_in, n_out)
             _optimizer_step(opt, rate, wt, wt + n, wt + 2 * n, wt + 3 * n, n)
             _optimizer_step(opt, rate, b, grad + n, m1 + n, m2 + n, n_out)
         else:
-            matmul_atb_acc(<floating>(1.0 / rows), D, a_in, <floating>0,
+            matmul_atb_acc(&net.gemm, <floating>(1.0 / rows), D, a_in, <floating>0,
                            grad + w_off, rows, n_out, n_in)
             if opt != NULL:
                 _optimizer_step(opt, rate, W, grad + w_off, m1 + w_off,
@@ -925,7 +964,7 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
         uint64_t[::1] rng_state, int64_t[::1] step, Py_ssize_t[::1] order,
         floating[::1] work, double[::1] bsum, floating[::1] grad,
         floating[::1] m1, floating[::1] m2, floating[::1] snapshot,
-        floating[::1] best, double[:, ::1] history, object epoch_end):
+        floating[::1] best, double[:, ::1] history, object epoch_end, int n_threads=0):
     """Train over whole epochs in one call.
 
     IN: X (n x n_0), Y (n x n_L); sample_weight (n, or empty for weights of
@@ -938,6 +977,8 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     shuffling generator, continued across calls.
     OUT: history[e, :] = loss, val_loss, val_accuracy, learning rate and
     seconds of epoch e (NaN where not measured).
+
+    ``n_threads``: see ``threads``.
 
     ``epoch_end``, None or a callable, is called with the GIL after each
     epoch as epoch_end(e); a true result stops training. Signals are checked
@@ -981,8 +1022,12 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
             or bsum.shape[0] < _bsum_size(&net, batch)
             or snapshot.shape[0] != net.n_params or history.shape[0] < epochs
             or history.shape[1] != H_COLUMNS or rng_state.shape[0] != 4
-            or (weighted and sample_weight.shape[0] != n)):
+            or (weighted and sample_weight.shape[0] != n)
+            or batch < 1 or epochs < 0 or order.shape[0] < n or step.shape[0] < 1):
         raise ValueError("buffers do not match the network")
+    _check_rows(&net, n, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1])
+    if n_val > 0:
+        _check_rows(&net, n_val, X_val.shape[0], X_val.shape[1], Y_val.shape[0], Y_val.shape[1])
     opt.kind = settings.optimizer
     opt.momentum = settings.momentum
     opt.nesterov = settings.nesterov
@@ -1012,6 +1057,7 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     countdown = check_every
     memcpy(&rng, &rng_state[0], sizeof(Rng))
     rate = base_rate
+    _gemm_start(&net, batch, n_threads, sizeof(floating))
     try:
         with nogil:
             # One clock read an epoch: each epoch ends where the next begins.
@@ -1158,26 +1204,33 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
         memcpy(&rng_state[0], &rng, sizeof(Rng))
         if wt_live:
             _first_layer(p, s1, s2, wt, sizes[0], sizes[1], True)
+        _gemm_end(&net)
     return status, done, best_epoch
 
 
 def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
               const int[::1] acts, int loss, const floating[:, ::1] X,
               const floating[:, ::1] Y, floating[::1] grad,
-              floating[::1] work, double[::1] bsum):
+              floating[::1] work, double[::1] bsum, int n_threads=0):
     """Mean gradient over all rows of X into grad; returns the cost sum."""
     cdef Net net
     cdef double cost
     cdef Py_ssize_t n = X.shape[0]
     _init_net(&net, sizes, acts, loss)
     if (params.shape[0] != net.n_params or grad.shape[0] != net.n_params
-            or work.shape[0] < _workspace_size(&net, n) or bsum.shape[0] < _bsum_size(&net, n)):
+            or work.shape[0] < _workspace_size(&net, n) or bsum.shape[0] < _bsum_size(&net, n)
+            or n < 1):
         raise ValueError("buffers do not match the network")
-    with nogil:
-        # _batch only writes params when grad is NULL.
-        cost = _batch(&net, <floating*>&params[0], &X[0, 0], &Y[0, 0], NULL, n,
-                      n, &work[0], &bsum[0], NULL, 0.0, &grad[0], NULL, NULL, NULL,
-                      NULL, False)
+    _check_rows(&net, n, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1])
+    _gemm_start(&net, n, n_threads, sizeof(floating))
+    try:
+        with nogil:
+            # _batch only writes params when grad is NULL.
+            cost = _batch(&net, <floating*>&params[0], &X[0, 0], &Y[0, 0], NULL, n,
+                          n, &work[0], &bsum[0], NULL, 0.0, &grad[0], NULL, NULL, NULL,
+                          NULL, False)
+    finally:
+        _gemm_end(&net)
     return cost
 
 
@@ -1192,7 +1245,7 @@ cdef void _forward_chunk(const Net* net, const floating* params,
         n_in = net.sizes[m]
         n_out = net.sizes[m + 1]
         z = out if m == net.n_layers - 1 else work + batch * a_off
-        matmul_abt_bias(a_in, params + w_off, params + w_off + n_out * n_in, z,
+        matmul_abt_bias(&net.gemm, a_in, params + w_off, params + w_off + n_out * n_in, z,
                         rows, n_out, n_in)
         if m < net.n_layers - 1:
             _activate(net.acts[m], z, rows * n_out)
@@ -1203,50 +1256,62 @@ cdef void _forward_chunk(const Net* net, const floating* params,
 
 def predict(const floating[::1] params, const Py_ssize_t[::1] sizes,
             const int[::1] acts, const floating[:, ::1] X,
-            floating[:, ::1] out, floating[::1] work, Py_ssize_t batch):
+            floating[:, ::1] out, floating[::1] work, Py_ssize_t batch, int n_threads=0):
     """Output activations of all rows of X, ``batch`` rows at a time."""
     cdef Net net
     cdef Py_ssize_t n = X.shape[0], start, rows, n_out, L
     _init_net(&net, sizes, acts, 0)
-    if params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch):
+    if (params.shape[0] != net.n_params or batch < 1
+            or work.shape[0] < _workspace_size(&net, batch)):
         raise ValueError("buffers do not match the network")
+    _check_rows(&net, n, X.shape[0], X.shape[1], out.shape[0], out.shape[1])
     L = net.n_layers
     n_out = sizes[L]
-    with nogil:
-        start = 0
-        while start < n:
-            rows = min(batch, n - start)
-            _forward_chunk(&net, &params[0], &X[start, 0], &out[start, 0],
-                           rows, batch, &work[0])
-            _output_forward(acts[L - 1], &out[start, 0], rows, n_out)
-            start += rows
+    _gemm_start(&net, min(batch, n), n_threads, sizeof(floating))
+    try:
+        with nogil:
+            start = 0
+            while start < n:
+                rows = min(batch, n - start)
+                _forward_chunk(&net, &params[0], &X[start, 0], &out[start, 0],
+                               rows, batch, &work[0])
+                _output_forward(acts[L - 1], &out[start, 0], rows, n_out)
+                start += rows
+    finally:
+        _gemm_end(&net)
 
 
 def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
              const int[::1] acts, int loss, const floating[:, ::1] X,
              const floating[:, ::1] Y, floating[::1] work, double[::1] bsum,
-             Py_ssize_t batch):
+             Py_ssize_t batch, int n_threads=0):
     """Sum over the rows of X of the per-sample cost, ``batch`` rows at a time."""
     cdef Net net
     cdef Py_ssize_t n = X.shape[0], start, rows, n_out, L
     cdef double cost = 0
     cdef floating* z
     _init_net(&net, sizes, acts, loss)
-    if (params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch)
+    if (params.shape[0] != net.n_params or batch < 1
+            or work.shape[0] < _workspace_size(&net, batch)
             or bsum.shape[0] < _bsum_size(&net, batch)):
         raise ValueError("buffers do not match the network")
+    _check_rows(&net, n, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1])
     L = net.n_layers
     n_out = sizes[L]
     z = &work[0] + batch * (_total_width(&net) - n_out)
-    with nogil:
-        start = 0
-        while start < n:
-            rows = min(batch, n - start)
-            _forward_chunk(&net, &params[0], &X[start, 0], z, rows, batch,
-                           &work[0])
-            cost += _output_delta(&net, z, &Y[start, 0], NULL, z + batch * n_out,
-                                  &bsum[0], rows)
-            start += rows
+    _gemm_start(&net, min(batch, n), n_threads, sizeof(floating))
+    try:
+        with nogil:
+            start = 0
+            while start < n:
+                rows = min(batch, n - start)
+                _forward_chunk(&net, &params[0], &X[start, 0], z, rows, batch,
+                               &work[0])
+                cost += _output_delta(&net, z, &Y[start, 0], NULL, z + batch * n_out,
+                                      &bsum[0], rows)
+                start += rows
+    finally:
+        _gemm_end(&net)
     return cost
 
 

@@ -159,15 +159,12 @@ def _chains(a, b):
 
 @pytest.mark.parametrize("rows, n_in, n_out", [(64, 70, 22), (16, 300, 22), (13, 40, 9), (40, 30, 5)])
 def test_wide_products_are_one_chain_per_element(kernel_variant, rows, n_in, n_out):
-    """Where the kernel does its wide products itself (OWN_PRODUCTS: all
-    builds but the AVX-512 one), each element of the forward product and of
-    the weight gradient is one chain of multiply-adds, k in order, fused where
+    """On every variant each element of a wide forward product and of the
+    weight gradient is one chain of multiply-adds, k in order, fused where
     the build has FMA: exact arithmetic says what every bit must be, whatever
-    the blocking (row panels of 6, column panels of 8 doubles, chunks of k)
-    cuts through, and where a forward product into fewer than 8 units is
-    done as its transpose."""
-    if not kernel_variant.OWN_PRODUCTS:
-        pytest.skip("this variant hands wide products to BLAS")
+    the blocking (row panels of 6, column panels of two vectors, chunks of k)
+    cuts through, and where a forward product into fewer units than a panel
+    is done as its transpose."""
     assert rows * n_in * n_out > kernel_variant.SMALL_PRODUCT_MACS
     rng = np.random.default_rng(rows + n_in)
     net = Network([n_in, n_out], "identity", "squared_error", seed=1)
