@@ -157,7 +157,7 @@ def test_binary_with_text_labels():
     clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(8,)), X, labels)
     assert list(clf.classes_) == ["no", "yes"]
     assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 1
-    assert clf.network_.layer_sizes == [4, 8, 1]
+    assert clf.network_.layer_sizes == (4, 8, 1)
     proba = clf.predict_proba(X)
     assert proba.shape == (100, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1)
@@ -170,7 +170,7 @@ def test_multiclass_and_fitted_attributes():
     clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(8, 6), activation=["relu", "tanh"]),
                X, y)
     assert clf.out_activation_ == "softmax" and clf.n_layers_ == 4 and clf.n_outputs_ == 3
-    assert clf.network_.activations == ["relu", "tanh", "softmax"]
+    assert clf.network_.activations == ("relu", "tanh", "softmax")
     assert [c.shape for c in clf.coefs_] == [(5, 8), (8, 6), (6, 3)]
     assert [b.shape for b in clf.intercepts_] == [(8,), (6,), (3,)]
     assert clf.n_features_in_ == 5 and clf.n_iter_ == len(clf.loss_curve_) <= 200
@@ -255,7 +255,7 @@ def test_warm_start_continues_and_checks_the_architecture():
         clf.fit(X, y)
     clf.set_params(warm_start=False)
     _fit(clf, X, y)
-    assert clf.network_ is not net and clf.network_.layer_sizes == [4, 6, 1]
+    assert clf.network_ is not net and clf.network_.layer_sizes == (4, 6, 1)
     # A warm start may switch early stopping on and off.
     clf.set_params(warm_start=True, early_stopping=True)
     _fit(clf, X, y)
