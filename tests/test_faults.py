@@ -967,3 +967,68 @@ def test_save_into_a_missing_folder_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         _net().save(path)
     assert info.value.filename == str(path)
+
+
+# ----------------------------------------------------------------------------
+# A failed command-line run leaves every existing output as it was
+
+
+def _cli(*argv):
+    from backprop_fast.__main__ import main
+    return main([str(a) for a in argv])
+
+
+def _classes_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    path = tmp_path / "d.csv"
+    path.write_text("x0,x1,label\n" + "".join(
+        f"{a},{b},{'ab'[int(a + b > 0)]}\n" for a, b in X))
+    return path
+
+
+@pytest.mark.parametrize("failure", ["plot-folder-missing", "plot-format-unknown",
+                                     "divergence", "model-folder-missing"])
+def test_failed_train_changes_no_output(tmp_path, capsys, failure):
+    data = _classes_csv(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    model, plot = out / "keep.npz", out / "keep.png"
+    model.write_bytes(b"the good model")
+    plot.write_bytes(b"the good plot")
+    argv = ["train", data, "--target", "label", "--epochs", "2", "--quiet",
+            "--model", model, "--plot", plot]
+    expect = None
+    if failure == "plot-folder-missing":
+        argv[-1] = expect = tmp_path / "nonexistent" / "x.png"
+    elif failure == "plot-format-unknown":
+        argv[-1] = out / "x.unknownformat"
+    elif failure == "divergence":
+        argv += ["--learning-rate", "1e300", "--no-standardize"]
+    else:
+        argv[argv.index(model)] = expect = tmp_path / "nonexistent" / "m.npz"
+    if failure != "divergence":
+        pytest.importorskip("matplotlib")
+    assert _cli(*argv) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+    assert TEMP_PREFIX not in err  # errors name the user's paths
+    if expect is not None:
+        assert str(expect) in err
+    assert model.read_bytes() == b"the good model"
+    assert plot.read_bytes() == b"the good plot"
+    assert sorted(os.listdir(out)) == ["keep.npz", "keep.png"]
+
+
+def test_failed_predict_changes_no_output(tmp_path, capsys):
+    data = _classes_csv(tmp_path)
+    model = tmp_path / "m.npz"
+    assert _cli("train", data, "--target", "label", "--epochs", "1", "--quiet",
+                "--model", model) == 0
+    output = tmp_path / "p.csv"
+    output.write_text("previous predictions\n")
+    other = tmp_path / "other.csv"
+    other.write_text("x0,x1,label\n1,2,a\n3,oops,b\n")
+    assert _cli("predict", other, "--model", model, "--output", output) == 1
+    assert output.read_text() == "previous predictions\n"
+    assert _temporaries(tmp_path) == []
