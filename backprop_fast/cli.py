@@ -10,10 +10,14 @@
 ``train`` reads a CSV file (header line detected, delimiter sniffed, .gz
 accepted), infers classification or regression from the target column
 (``--task`` overrides), standardises the features (and a regression target),
-trains a network and saves it. The model file is an ordinary ``Network.save``
-file, loadable with ``Network.load``; its JSON description carries one extra
-entry, ``"cli"``, with what ``predict`` and ``evaluate`` need to read new data
-the same way: feature columns, scaling, task and class labels.
+trains a network and saves it. The standardisation is folded into the saved
+network's first and last layers, so the model file predicts from raw rows
+through every path. The file is an ordinary ``Network.save`` file, loadable
+with ``Network.load``; its JSON description carries one extra entry,
+``"cli"``, with what ``predict`` and ``evaluate`` need to read new data the
+same way: feature columns, task and class labels.
+
+A run that fails leaves every existing output file as it was.
 """
 from __future__ import annotations
 
@@ -844,7 +848,8 @@ def add_commands(commands: "argparse._SubParsersAction") -> None:
                     "classes) or softmax (more) with cross-entropy; regression an "
                     "identity output with squared error. Features (and a regression "
                     "target) are standardised with the training rows' mean and spread, "
-                    "which the model file keeps for predict and evaluate."),
+                    "which the saved network takes into its first and last layers, so that "
+                    "it predicts from raw rows (also through Network.load and ONNX)."),
         epilog="example:\n  python -m backprop_fast train iris.csv --target species "
                "--layers 16 --activation tanh --epochs 200 --model iris.npz --plot iris.png")
     _add_csv_options(train)

@@ -79,6 +79,14 @@ def _check_real(est, name, low, high=None, low_open=False, high_open=False):
     return float(value)
 
 
+def _refuse_masked(value, name):
+    """Masked arrays are refused: converting one drops its mask, and the
+    masked entries would be trained on."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; masks are not supported: drop or "
+                        "impute the masked entries and pass a plain array")
+
+
 def _check_bool(est, name):
     value = getattr(est, name)
     if not isinstance(value, (bool, np.bool_)):
@@ -210,6 +218,7 @@ class _BaseMLP(BaseEstimator):
         return [int(s) for s in sizes], [_HIDDEN[a] for a in names]
 
     def _validate_X(self, X, reset: bool) -> np.ndarray:
+        _refuse_masked(X, "X")
         X = validate_data(self, X, accept_sparse=["csr", "csc"],
                           dtype=(np.float64, np.float32), reset=reset)
         return self._dense(X)
@@ -294,6 +303,9 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         self._check_params()
+        _refuse_masked(X, "X")
+        _refuse_masked(y, "y")
+        _refuse_masked(sample_weight, "sample_weight")
         hidden, activations = self._hidden()
         first_pass = self.__dict__.get("network_") is None or (
             not self.warm_start and not incremental)
