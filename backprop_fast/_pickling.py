@@ -53,10 +53,13 @@ def network_getstate(net) -> Dict[str, Any]:
             if type(value) in _LOCK_FACTORIES:
                 locks[name] = ("rlock" if _LOCK_FACTORIES[type(value)] is threading.RLock
                                else "lock")
-            elif name in _VIEWS or name == _SCRATCH:
+            elif name in _VIEWS or name == _SCRATCH or name == "_pending":
                 continue
             elif isinstance(value, np.ndarray):
                 state[name] = value.copy()
+            elif name == "_history":
+                # With the epochs of a fit running the callback that copies.
+                state[name] = net._history_now()
             elif isinstance(value, History):
                 state[name] = value._copy()
             else:
@@ -85,3 +88,4 @@ def network_setstate(net, state: Dict[str, Any]) -> None:
     net._make_codes()
     net._make_views()
     net._in_fit = False  # a copy taken inside a callback is not itself training
+    net._pending = None

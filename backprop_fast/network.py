@@ -69,6 +69,8 @@ class History:
     """
 
     FIGURES = ("loss", "val_loss", "val_accuracy", "learning_rate", "time")
+    # Each figure property returns a new list: changing it changes nothing
+    # here (nor what save writes).
 
     def __init__(self) -> None:
         # Blocks of figures as the kernel wrote them; the lists are made on
@@ -143,23 +145,23 @@ class History:
 
     @property
     def loss(self) -> List[float]:
-        return self._figures()["loss"]
+        return list(self._figures()["loss"])
 
     @property
     def val_loss(self) -> List[float]:
-        return self._figures()["val_loss"]
+        return list(self._figures()["val_loss"])
 
     @property
     def val_accuracy(self) -> List[float]:
-        return self._figures()["val_accuracy"]
+        return list(self._figures()["val_accuracy"])
 
     @property
     def learning_rate(self) -> List[float]:
-        return self._figures()["learning_rate"]
+        return list(self._figures()["learning_rate"])
 
     @property
     def time(self) -> List[float]:
-        return self._figures()["time"]
+        return list(self._figures()["time"])
 
     def logs(self, epoch: int) -> Dict[str, float]:
         """The figures of one epoch as a dict (what callbacks receive)."""
@@ -168,7 +170,7 @@ class History:
                 if len(lists[name]) > epoch}
 
     def __len__(self):
-        return len(self.loss)
+        return len(self._figures()["loss"])
 
     def __repr__(self):
         return f"History(epochs={len(self.loss)}, loss={self.loss[-1:] or None})"
@@ -316,9 +318,11 @@ class ParameterList(collections.abc.Sequence):
         return len(self._arrays)
 
     def __getitem__(self, index):
+        # A fresh view each time: setting .shape or .dtype on what is returned
+        # changes that view only, never the network's own.
         if isinstance(index, slice):
-            return list(self._arrays[index])
-        return self._arrays[index]
+            return [arr.view() for arr in self._arrays[index]]
+        return self._arrays[index].view()
 
     def __setitem__(self, index, value):
         if isinstance(index, slice) or isinstance(index, (bool, np.bool_)) or not isinstance(
@@ -561,6 +565,10 @@ class Network:
         self._scratch: Dict[Any, Any] = {}
         # Every epoch trained so far, across fit calls (saved with the network).
         self._history = History()
+        # During a fit with callbacks: [kernel history array, validation,
+        # classifier, epochs finished], so that a save or copy taken in a
+        # callback holds the epochs that produced its parameters.
+        self._pending: Optional[list] = None
 
     def _make_codes(self):
         """The kernel's read-only arrays of layer sizes and activation codes."""
@@ -1168,7 +1176,10 @@ class Network:
         classifier = self._loss == "cross_entropy"
         progress = _Progress(epochs, verbose) if verbose else None
 
+        pending = [out, validation, classifier, 0]
+
         def epoch_end(epoch):
+            pending[3] = epoch + 1
             row = out[epoch]
             logs = {"loss": float(row[0])}
             if validation:
@@ -1196,6 +1207,7 @@ class Network:
             # Everything from here on runs inside the try, so that no failure
             # (a MemoryError while allocating, say) leaves _in_fit set.
             self._in_fit = True
+            self._pending = pending
             try:
                 grad, m1, m2 = self._optimizer_buffers(settings, no_weights)
                 best = (self._fit_buffer("best", self._params.size)
@@ -1226,6 +1238,7 @@ class Network:
                     finite = _kernel.all_finite(self._kview("params", self._params))
             finally:
                 self._in_fit = False
+                self._pending = None
                 if progress is not None:
                     progress.close()
         if status != 0:
@@ -1370,6 +1383,16 @@ class Network:
         with atomic_open(path, "wb") as fh:
             np.savez(fh, **arrays)
 
+    def _history_now(self) -> History:
+        """A copy of the history with the epochs a running fit has finished
+        (when called from one of its callbacks); under the lock."""
+        with self._lock:
+            history = self._history._copy()
+            if self._pending is not None and self._pending[3]:
+                out, validation, classifier, done = self._pending
+                history._add((out[:done].copy(), validation, classifier))
+            return history
+
     def _file_arrays(self, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """The arrays of a model file, copied under the lock: a fit running in
         another thread is either wholly in them or not at all. ``extra``
@@ -1386,7 +1409,7 @@ class Network:
                                        else _OPTIMIZER_NAMES[self._optimizer]),
                               "step": int(self._opt_step[0])},
                 "history": {name: list(values)
-                            for name, values in self._history._figures().items()},
+                            for name, values in self._history_now()._figures().items()},
             }
             arrays: Dict[str, Any] = {"params": self._params.copy(),
                                       "rng_state": self._rng_state.copy()}

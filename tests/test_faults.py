@@ -1032,3 +1032,59 @@ def test_failed_predict_changes_no_output(tmp_path, capsys):
     assert _cli("predict", other, "--model", model, "--output", output) == 1
     assert output.read_text() == "previous predictions\n"
     assert _temporaries(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------
+# Mutating what the public attributes return
+
+
+def test_reshaping_a_returned_view_leaves_the_network_alone():
+    net, X, y = _interrupt_problem()
+    before = net.gradients(X[:5], y[:5])
+    w = net.weights[0]
+    w.shape = (w.size,)
+    b = net.biases[1]
+    b.dtype = np.int64
+    assert net.weights[0].shape == (32, 16) and net.biases[1].dtype == np.float64
+    after = net.gradients(X[:5], y[:5])
+    for p, q in zip(before[0] + before[1], after[0] + after[1]):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_changing_a_returned_history_list_changes_nothing(tmp_path):
+    net, X, y = _interrupt_problem()
+    history = net.fit(X, y, epochs=3, learning_rate=0.05)
+    for h in (history, net.history):
+        h.loss.append(1.0)
+        h.time.clear()
+    assert len(history.loss) == len(net.history.loss) == len(net.history.time) == 3
+    net.save(tmp_path / "m.npz")
+    assert len(Network.load(tmp_path / "m.npz").history.loss) == 3
+
+
+@pytest.mark.parametrize("how", ["save", "deepcopy", "pickle"])
+def test_copies_taken_in_a_callback_agree_with_their_parameters(tmp_path, how):
+    import copy
+    net, X, y = _interrupt_problem()
+    twin = _replica(net, [np.array(p) for p in net.weights + net.biases])
+    twin._rng_state[...] = net._rng_state
+    net.fit(X, y, epochs=2, batch_size=BATCH, learning_rate=0.05)
+    twin.fit(X, y, epochs=2, batch_size=BATCH, learning_rate=0.05)
+    taken = []
+
+    def checkpoint(epoch, logs):
+        if epoch == 2:
+            if how == "save":
+                net.save(tmp_path / "m.npz")
+                taken.append(Network.load(tmp_path / "m.npz"))
+            elif how == "deepcopy":
+                taken.append(copy.deepcopy(net))
+            else:
+                taken.append(pickle.loads(pickle.dumps(net)))
+
+    net.fit(X, y, epochs=5, batch_size=BATCH, learning_rate=0.05, callbacks=[checkpoint])
+    twin.fit(X, y, epochs=3, batch_size=BATCH, learning_rate=0.05)
+    copy_ = taken[0]
+    assert copy_.history.loss == twin.history.loss  # 2 + 3 epochs
+    np.testing.assert_array_equal(copy_._params, twin._params)
+    assert len(net.history.loss) == 7
