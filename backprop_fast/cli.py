@@ -407,8 +407,23 @@ def _fit_options(args) -> Dict[str, Any]:
     return options
 
 
+def _distinct_files(**paths: Optional[str]) -> None:
+    """Refuse two options naming the same file: one output would overwrite
+    the other (or the input it is made from)."""
+    seen: Dict[str, str] = {}
+    for option, path in paths.items():
+        if path is None or path == "-":
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise CLIError(f"--{option.replace('_', '-')} {path} is the same file as "
+                           f"{seen[real]}; give each its own path")
+        seen[real] = "the data file" if option == "data" else f"--{option}"
+
+
 def run_train(args) -> int:
     out = sys.stdout
+    _distinct_files(data=args.data, model=args.model, plot=args.plot)
     options = _fit_options(args)  # option errors before reading any data
     hidden = _parse_layers(args.layers)
     activations = _parse_activations(args.activation, len(hidden)) if hidden else []
@@ -623,6 +638,7 @@ def _read_features(args, net, info) -> Tuple[Table, np.ndarray]:
 
 
 def run_predict(args) -> int:
+    _distinct_files(data=args.data, model=args.model, output=args.output)
     net, info = load_model(args.model)
     table, X = _read_features(args, net, info)
     predictions, proba, classes = _outputs(net, info, X)

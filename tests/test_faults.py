@@ -1088,3 +1088,24 @@ def test_copies_taken_in_a_callback_agree_with_their_parameters(tmp_path, how):
     assert copy_.history.loss == twin.history.loss  # 2 + 3 epochs
     np.testing.assert_array_equal(copy_._params, twin._params)
     assert len(net.history.loss) == 7
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "DATA", "--target", "label", "--model", "OUT/m.npz", "--plot", "OUT/m.npz"],
+    ["train", "DATA", "--target", "label", "--model", "DATA"],
+    ["predict", "DATA", "--model", "OUT/keep.npz", "--output", "OUT/keep.npz"],
+    ["predict", "DATA", "--model", "OUT/keep.npz", "--output", "DATA"],
+], ids=["plot-is-model", "model-is-data", "output-is-model", "output-is-data"])
+def test_outputs_that_would_overwrite_inputs_or_each_other_are_refused(tmp_path, capsys,
+                                                                       argv):
+    data = _classes_csv(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert _cli("train", data, "--target", "label", "--epochs", "1", "--quiet",
+                "--model", out / "keep.npz") == 0
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in (data, out / "keep.npz")}
+    argv = [a.replace("DATA", str(data)).replace("OUT", str(out)) for a in argv]
+    assert _cli(*argv, "--quiet" if argv[0] == "train" else "--proba") == 1
+    assert "same file" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in before} == before
