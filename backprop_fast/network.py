@@ -60,7 +60,9 @@ class History:
         The rate each epoch used.
     time : list of float
         Seconds each epoch took, validation included. Epochs shorter than
-        about 20 us are timed in blocks, each getting the block's mean.
+        about 20 us are timed in blocks, each getting the block's mean; NaN
+        for epochs whose block an exception (Ctrl-C) ended before it was
+        timed.
     stopped_early : bool
         Whether early stopping or a callback ended training before ``epochs``.
     best_epoch : int or None
@@ -1058,10 +1060,16 @@ class Network:
         ------
         DivergenceError
             If the cost or a parameter becomes non-finite. The network keeps
-            the last finite parameters and its optimizer state is reset.
+            the last finite parameters (unless a callback made them
+            non-finite, which the message then says) and its optimizer state
+            is reset.
         KeyboardInterrupt
             Ctrl-C stops training at the next minibatch boundary; the network
             holds the parameters of a finished step.
+
+        Whatever ends the call (an exception included), the epochs that
+        finished are recorded in ``net.history``, so that it agrees with the
+        parameters, the optimizer state and the shuffling generator.
         """
         # Plain values pass on their type tests alone, without the checking
         # functions' calls: with its caches cold (a call between other work),
