@@ -199,6 +199,18 @@ def read_csv(path: PathLike, *, header: Optional[bool] = None,
     if header:
         columns = [c.strip() for c in rows[0]]
         header_line = lines[0]
+        # Columns are found by name: a name used twice would silently map
+        # every use to its first column.
+        seen: dict = {}
+        for i, name in enumerate(columns):
+            seen.setdefault(name, []).append(i)
+        repeated = {name: where for name, where in seen.items() if len(where) > 1}
+        if repeated:
+            name, where = next(iter(repeated.items()))
+            raise CSVError(f"{path}, line {header_line}: the header names column {name!r} "
+                           f"{len(where)} times (columns {', '.join(map(str, where))}); "
+                           "give every column its own name, or use --no-header with a "
+                           "file without the header line to number the columns")
         rows, lines = rows[1:], lines[1:]
         if not rows:
             raise CSVError(f"{path}: a header line but no data rows")

@@ -24,6 +24,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Dict
 
+import numpy as np
+
+from .network import History
+
 __all__ = ["network_getstate", "network_setstate"]
 
 # Attributes rebuilt by network_setstate rather than pickled.
@@ -38,14 +42,28 @@ def network_getstate(net) -> Dict[str, Any]:
     """The picklable state of ``net``: its ``__dict__`` without locks and views.
 
     The names of lock attributes are kept (with their kind) so that
-    ``network_setstate`` can put fresh, unlocked ones in their place.
+    ``network_setstate`` can put fresh, unlocked ones in their place. Arrays
+    and the history are copied under the network's lock, because pickle
+    reads them only after this returns: a fit running in another thread is
+    either wholly in the copy or not at all.
     """
     state, locks = {}, {}
-    for name, value in net.__dict__.items():
-        if type(value) in _LOCK_FACTORIES:
-            locks[name] = "rlock" if _LOCK_FACTORIES[type(value)] is threading.RLock else "lock"
-        elif name not in _VIEWS and name != _SCRATCH:
-            state[name] = value
+    with net._lock:
+        for name, value in net.__dict__.items():
+            if type(value) in _LOCK_FACTORIES:
+                locks[name] = ("rlock" if _LOCK_FACTORIES[type(value)] is threading.RLock
+                               else "lock")
+            elif name in _VIEWS or name == _SCRATCH or name == "_pending":
+                continue
+            elif isinstance(value, np.ndarray):
+                state[name] = value.copy()
+            elif name == "_history":
+                # With the epochs of a fit running the callback that copies.
+                state[name] = net._history_now()
+            elif isinstance(value, History):
+                state[name] = value._copy()
+            else:
+                state[name] = value
     return {"version": STATE_VERSION, "attributes": state, "locks": locks}
 
 
@@ -55,9 +73,19 @@ def network_setstate(net, state: Dict[str, Any]) -> None:
     if not isinstance(version, int) or version > STATE_VERSION:
         raise ValueError(f"cannot unpickle this Network: pickle state version {version!r}; "
                          f"this backprop_fast reads versions up to {STATE_VERSION}")
-    net.__dict__.update(state["attributes"])
+    attributes = dict(state["attributes"])
+    # Pickled when the architecture and history were plain attributes: they
+    # are private now, behind read-only properties.
+    for public in ("layer_sizes", "activations", "loss", "dtype", "history"):
+        if public in attributes:
+            attributes["_" + public] = attributes.pop(public)
+    for name in ("_layer_sizes", "_activations"):
+        attributes[name] = tuple(attributes[name])
+    net.__dict__.update(attributes)
     net._scratch = {}
     for name, kind in state["locks"].items():
         setattr(net, name, threading.RLock() if kind == "rlock" else threading.Lock())
+    net._make_codes()
     net._make_views()
     net._in_fit = False  # a copy taken inside a callback is not itself training
+    net._pending = None

@@ -10,10 +10,14 @@
 ``train`` reads a CSV file (header line detected, delimiter sniffed, .gz
 accepted), infers classification or regression from the target column
 (``--task`` overrides), standardises the features (and a regression target),
-trains a network and saves it. The model file is an ordinary ``Network.save``
-file, loadable with ``Network.load``; its JSON description carries one extra
-entry, ``"cli"``, with what ``predict`` and ``evaluate`` need to read new data
-the same way: feature columns, scaling, task and class labels.
+trains a network and saves it. The standardisation is folded into the saved
+network's first and last layers, so the model file predicts from raw rows
+through every path. The file is an ordinary ``Network.save`` file, loadable
+with ``Network.load``; its JSON description carries one extra entry,
+``"cli"``, with what ``predict`` and ``evaluate`` need to read new data the
+same way: feature columns, task and class labels.
+
+A run that fails leaves every existing output file as it was.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 import numpy as np
 
 from ._csv import CSVError, Table, is_number, read_csv
-from ._io import atomic_open
+from ._io import StagedFiles, atomic_open
 from .network import ACTIVATIONS, DivergenceError, Network
 
 __all__ = ["add_commands", "ProgressBar", "save_model", "load_model", "CLIError"]
@@ -38,7 +42,10 @@ __all__ = ["add_commands", "ProgressBar", "save_model", "load_model", "CLIError"
 #: An integer-valued target with at most this many distinct values is taken
 #: for class labels (``--task`` overrides the guess).
 MAX_INFERRED_CLASSES = 20
-CLI_FORMAT_VERSION = 1
+#: Version 2 folds the standardisation into the network's first and last
+#: layers, so that the model predicts from raw rows through every public path;
+#: version 1 files keep it beside the network (x_mean, ...), applied here.
+CLI_FORMAT_VERSION = 2
 
 
 class CLIError(ValueError):
@@ -47,30 +54,21 @@ class CLIError(ValueError):
 
 # ---------------------------------------------------------------- model files
 
-def save_model(net: Network, path: str, info: Dict[str, Any]) -> None:
+def save_model(net: Network, path: str, info: Dict[str, Any],
+               staged: Optional[StagedFiles] = None) -> None:
     """``net.save(path)`` with ``info`` added to the file's JSON description.
 
     The result stays a file that ``Network.load`` reads; ``load_model``
-    returns ``info`` beside the network. Written atomically.
+    returns ``info`` beside the network. Written atomically; with ``staged``,
+    written to its temporary file and moved into place by its ``commit``.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".backprop_fast-", suffix=".npz", dir=folder)
-    os.close(fd)
-    try:
-        net.save(tmp)
-        with np.load(tmp, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        meta = json.loads(str(arrays["meta"][()]))
-        meta["cli"] = dict(info, cli_format_version=CLI_FORMAT_VERSION)
-        arrays["meta"] = np.array(json.dumps(meta))
+    arrays = net._file_arrays(extra={"cli": dict(info, cli_format_version=CLI_FORMAT_VERSION)})
+    if staged is None:
         with atomic_open(path, "wb") as fh:
             np.savez(fh, **arrays)
-    finally:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    else:
+        with staged.open(path, "wb") as fh:
+            np.savez(fh, **arrays)
 
 
 def load_model(path: str) -> Tuple[Network, Optional[Dict[str, Any]]]:
@@ -82,11 +80,93 @@ def load_model(path: str) -> Tuple[Network, Optional[Dict[str, Any]]]:
     info = meta.get("cli")
     if info is not None:
         version = info.get("cli_format_version") if isinstance(info, dict) else None
-        if not isinstance(version, int) or version > CLI_FORMAT_VERSION:
-            raise ValueError(f"{path}: command-line model description version {version!r}; "
-                             f"this backprop_fast reads up to {CLI_FORMAT_VERSION}. "
-                             "Upgrade backprop_fast.")
+        if type(version) is not int or version > CLI_FORMAT_VERSION:
+            raise ValueError(f"{path}: command-line model description version "
+                             f"{_short(version)}; this backprop_fast reads up to "
+                             f"{CLI_FORMAT_VERSION}. Upgrade backprop_fast.")
+        try:
+            _check_info(info, net)
+        except ValueError as exc:
+            raise CLIError(f"{path}: the command line's description in the model file is "
+                           f"invalid: {exc}") from None
     return net, info
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _is_index(value: Any, n: int) -> bool:
+    return type(value) is int and 0 <= value < n
+
+
+def _finite_numbers(value: Any, n: int, positive: bool = False) -> bool:
+    return (isinstance(value, list) and len(value) == n
+            and all(type(v) in (int, float) and math.isfinite(v) and (v > 0 or not positive)
+                    for v in value))
+
+
+def _check_info(info: Dict[str, Any], net: Network) -> None:
+    """Check every entry of a model's command-line description by type and
+    range, and against the network; a ValueError names the first bad one."""
+    def bad(key, expected):
+        raise ValueError(f"{key} = {_short(info.get(key))}: expected {expected}")
+
+    n_in, n_out = net.layer_sizes[0], net.layer_sizes[-1]
+    task = info.get("task")
+    if task not in ("classification", "regression"):
+        bad("task", "'classification' or 'regression'")
+    n_columns = info.get("n_columns")
+    if type(n_columns) is not int or not 1 <= n_columns <= 10**9:
+        bad("n_columns", "a positive number of columns")
+    if type(info.get("header")) is not bool:
+        bad("header", "true or false")
+    if not isinstance(info.get("target"), str):
+        bad("target", "a column name")
+    if not _is_index(info.get("target_index"), n_columns):
+        bad("target_index", f"a column number in 0..{n_columns - 1}")
+    features = info.get("features")
+    if (not isinstance(features, list) or len(features) != n_in
+            or not all(isinstance(f, str) for f in features)):
+        bad("features", f"a list of {n_in} column names")
+    indices = info.get("feature_indices")
+    if (not isinstance(indices, list) or len(indices) != n_in
+            or not all(_is_index(i, n_columns) for i in indices)
+            or len(set(indices)) != n_in or info["target_index"] in indices):
+        bad("feature_indices", f"{n_in} distinct column numbers in 0..{n_columns - 1}, "
+                               "without the target's")
+    for mean, scale, n in (("x_mean", "x_scale", n_in), ("y_mean", "y_scale", None)):
+        if (info.get(mean) is None) != (info.get(scale) is None):
+            bad(scale, f"given with {mean} or not at all")
+        if info.get(mean) is None:
+            continue
+        if n is None:
+            if task != "regression":
+                bad(mean, "null for classification")
+            for key, positive in ((mean, False), (scale, True)):
+                if not _finite_numbers([info.get(key)], 1, positive):
+                    bad(key, "a finite number" + (" > 0" if positive else ""))
+        else:
+            if not _finite_numbers(info.get(mean), n):
+                bad(mean, f"a list of {n} finite numbers")
+            if not _finite_numbers(info.get(scale), n, positive=True):
+                bad(scale, f"a list of {n} finite numbers > 0")
+    classes = info.get("classes")
+    if task == "classification":
+        n_classes = 2 if n_out == 1 else n_out
+        if (not isinstance(classes, list) or len(classes) != n_classes
+                or not all(isinstance(c, str) for c in classes)
+                or len(set(classes)) != n_classes):
+            bad("classes", f"a list of {n_classes} distinct labels (the network has "
+                           f"{n_out} output unit{'s' if n_out > 1 else ''})")
+        if net.loss != "cross_entropy" or net.activations[-1] not in ("sigmoid", "softmax"):
+            bad("task", "'regression' for a network without a classifier's output")
+    else:
+        if classes is not None:
+            bad("classes", "null for regression")
+        if n_out != 1:
+            bad("task", f"'classification' for a network with {n_out} outputs")
 
 
 # ---------------------------------------------------------------- progress
@@ -164,7 +244,9 @@ def _parse_layers(text: str) -> List[int]:
     sizes = []
     for part in text.split(","):
         part = part.strip()
-        if not part.isdigit() or int(part) < 1:
+        # ASCII digits only: str.isdigit also accepts "²" and other digits
+        # that int() refuses or reads differently.
+        if not (part.isascii() and part.isdigit()) or int(part) < 1:
             raise CLIError(f"--layers {text!r}: give hidden layer widths as positive "
                            "integers separated by commas, e.g. 64,32 (or 'none')")
         sizes.append(int(part))
@@ -241,6 +323,57 @@ def _feature_columns(table: Table, info: Dict[str, Any]) -> List[int]:
                    f"feature columns (or the {info['n_columns']} columns of its training file)")
 
 
+def _mean_and_scale(X: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column means and standard deviations of X (n, k) without overflow, and
+    X standardised with them; a constant column gets scale 1 and becomes 0.
+
+    Each column is divided by its largest magnitude first: squaring values
+    of 1e200 (or summing ones near the largest double) would overflow.
+    """
+    peak = np.max(np.abs(X), axis=0)
+    peak[peak == 0] = 1.0
+    Z = X / peak
+    z_mean = Z.mean(axis=0)
+    z_std = Z.std(axis=0)
+    constant = z_std == 0
+    z_std[constant] = 1.0
+    scaled = (Z - z_mean) / z_std
+    scale = z_std * peak
+    scale[constant] = 1.0
+    return z_mean * peak, scale, scaled
+
+
+def _standardise_like(X: np.ndarray, mean, scale, constant) -> np.ndarray:
+    """(X - mean) / scale, computed as X / scale - mean / scale so that it
+    overflows only where the result itself is out of range."""
+    return np.where(constant, 0.0, X / scale - mean / scale)
+
+
+def _fold_scaling(net: Network, x_mean, x_scale, constant, y_mean, y_scale) -> None:
+    """Fold the standardisation into the network, so that it takes raw rows
+    and (for regression) gives raw targets: with z = (x - mean) / scale,
+    W z + b = (W / scale) x + (b - W (mean / scale)); an output y = s a + m
+    needs s W and s b + m in the last (identity) layer. A column that was
+    constant in training was 0 for the network and gets weight 0."""
+    W = np.array(net.weights[0], dtype=np.float64)
+    b = np.array(net.biases[0], dtype=np.float64)
+    ratio = np.where(constant, 0.0, x_mean / x_scale)
+    W = np.where(constant, 0.0, W / x_scale)
+    b = b - np.array(net.weights[0], dtype=np.float64) @ ratio
+    last = len(net.weights) - 1
+    if last == 0:
+        W0, b0 = W, b
+    else:
+        net.weights[0], net.biases[0] = W, b
+    if y_mean is not None:
+        if last:
+            W0 = np.array(net.weights[last], dtype=np.float64)
+            b0 = np.array(net.biases[last], dtype=np.float64)
+        W0, b0 = W0 * y_scale, b0 * y_scale + y_mean
+    if last == 0 or y_mean is not None:
+        net.weights[last], net.biases[last] = W0, b0
+
+
 def _scale(X: np.ndarray, info: Dict[str, Any]) -> np.ndarray:
     if info.get("x_mean") is None:
         return X
@@ -274,8 +407,23 @@ def _fit_options(args) -> Dict[str, Any]:
     return options
 
 
+def _distinct_files(**paths: Optional[str]) -> None:
+    """Refuse two options naming the same file: one output would overwrite
+    the other (or the input it is made from)."""
+    seen: Dict[str, str] = {}
+    for option, path in paths.items():
+        if path is None or path == "-":
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise CLIError(f"--{option.replace('_', '-')} {path} is the same file as "
+                           f"{seen[real]}; give each its own path")
+        seen[real] = "the data file" if option == "data" else f"--{option}"
+
+
 def run_train(args) -> int:
     out = sys.stdout
+    _distinct_files(data=args.data, model=args.model, plot=args.plot)
     options = _fit_options(args)  # option errors before reading any data
     hidden = _parse_layers(args.layers)
     activations = _parse_activations(args.activation, len(hidden)) if hidden else []
@@ -326,49 +474,76 @@ def run_train(args) -> int:
         val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
         X, X_val, y, y_val = X[train], X[val], y[train], y[val]
         cells = [cells[i] for i in train]
+    X_raw, y_raw = X, y
+    scaling = None
     if args.standardize:  # with the training rows' statistics only
-        mean, scale = X.mean(axis=0), X.std(axis=0)
-        scale[scale == 0] = 1.0
-        info["x_mean"], info["x_scale"] = mean.tolist(), scale.tolist()
-        X = (X - mean) / scale
+        mean, scale, X = _mean_and_scale(X)
+        constant = np.max(X_raw, axis=0) == np.min(X_raw, axis=0)
+        y_mean = y_scale = None
         if task == "regression":
-            y_mean, y_scale = float(y.mean()), float(y.std()) or 1.0
-            info["y_mean"], info["y_scale"] = y_mean, y_scale
-            y = (y - y_mean) / y_scale
+            y_means, y_scales, y = _mean_and_scale(y)
+            y_mean, y_scale = float(y_means[0]), float(y_scales[0])
+        scaling = (mean, scale, constant, y_mean, y_scale)
+        if X_val is not None:
+            X_val = _standardise_like(X_val, mean, scale, constant)
+            if y_mean is not None:
+                y_val = _standardise_like(y_val, y_mean, y_scale, False)
     if X_val is not None and y_val is not None:
-        options["validation_data"] = (_scale(X_val, info), _scale_y(y_val, info))
+        options["validation_data"] = (X_val, y_val)
 
     sizes = [len(features)] + hidden + [n_out]
-    net = Network(sizes, activations + [output], loss, dtype=args.dtype, seed=args.seed)
+    try:
+        net = Network(sizes, activations + [output], loss, dtype=args.dtype, seed=args.seed)
+    except MemoryError:
+        n_params = sum((i + 1) * o for i, o in zip(sizes, sizes[1:]))
+        raise CLIError(f"--layers {args.layers}: a network with layers "
+                       f"{'-'.join(map(str, sizes))} has {n_params:,} parameters, more "
+                       "than fit in memory") from None
     batch = None if args.batch_size == 0 else args.batch_size
     arch = "-".join(map(str, sizes))
-    print(f"{table.path}: {table.n_rows} rows, {len(features)} feature"
-          f"{'' if len(features) == 1 else 's'}; target "
-          f"{info['target']!r}: {task} ({why}" + ("" if why == "--task" else
-                                                  "; --task overrides") + ")", file=out)
-    print(f"network {arch}, activations {','.join(net.activations)}, loss {loss}, "
-          f"{net.dtype.name}, {args.epochs} epochs, batch "
-          f"{'all' if batch is None else batch}, learning rate {args.learning_rate:g}",
-          file=out)
-    if X_val is not None:
-        print(f"validation: {X_val.shape[0]} rows held out at random", file=out)
-    out.flush()
-    bar = ProgressBar(args.epochs, enabled=not args.quiet)
-    try:
-        history = net.fit(X, y, epochs=args.epochs, batch_size=batch,
-                          learning_rate=args.learning_rate, shuffle=args.shuffle,
-                          callbacks=[bar], **options)
-    except KeyboardInterrupt:
+    with StagedFiles() as staged:
+        # The output files' temporaries are made before training, so that a
+        # missing or read-only folder fails at once; they replace the files
+        # only once every output is written (a failed run changes none).
+        staged.reserve(args.model)
+        if args.plot:
+            staged.reserve(args.plot)
+        print(f"{table.path}: {table.n_rows} rows, {len(features)} feature"
+              f"{'' if len(features) == 1 else 's'}; target "
+              f"{info['target']!r}: {task} ({why}" + ("" if why == "--task" else
+                                                      "; --task overrides") + ")", file=out)
+        print(f"network {arch}, activations {','.join(net.activations)}, loss {loss}, "
+              f"{net.dtype.name}, {args.epochs} epochs, batch "
+              f"{'all' if batch is None else batch}, learning rate {args.learning_rate:g}",
+              file=out)
+        if X_val is not None:
+            print(f"validation: {X_val.shape[0]} rows held out at random", file=out)
+        out.flush()
+        bar = ProgressBar(args.epochs, enabled=not args.quiet)
+        try:
+            history = net.fit(X, y, epochs=args.epochs, batch_size=batch,
+                              learning_rate=args.learning_rate, shuffle=args.shuffle,
+                              callbacks=[bar], **options)
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"interrupted after {bar.epochs_done} epoch(s); the model was not saved",
+                  file=sys.stderr)
+            return 130
+        except DivergenceError as exc:
+            bar.close()
+            raise CLIError(str(exc)) from None
         bar.close()
-        print(f"interrupted after {bar.epochs_done} epoch(s); the model was not saved",
-              file=sys.stderr)
-        return 130
-    except DivergenceError as exc:
-        bar.close()
-        raise CLIError(str(exc)) from None
-    bar.close()
+        if scaling is not None:
+            _fold_checked(net, X, X_raw, scaling, task)
 
-    save_model(net, args.model, info)
+        save_model(net, args.model, info, staged)
+        if args.plot:
+            from .plot import plot_history
+            figure = plot_history(history, title=f"{os.path.basename(table.path)}: {arch}")
+            fmt = os.path.splitext(args.plot)[1].lstrip(".").lower() or "png"
+            with staged.open(args.plot, "wb") as fh:
+                figure.savefig(fh, format=fmt)
+        staged.commit()
     summary = [f"trained {len(history.loss)} epoch(s)"]
     if history.stopped_early:
         summary[0] += " (stopped early"
@@ -381,17 +556,50 @@ def run_train(args) -> int:
         summary.append(f"validation cost {history.val_loss[-1]:.4g}")
     if history.val_accuracy:
         summary.append(f"validation accuracy {history.val_accuracy[-1]:.4g}")
-    metrics = _metrics(net, info, X, cells if task == "classification" else None,
-                       y)
+    # On the raw rows, through the saved network, as evaluate would see them.
+    metrics = _metrics(net, info, X_raw, cells if task == "classification" else None,
+                       y_raw)
     summary.append(", ".join(f"training {k} {v:.4g}" for k, v in metrics.items()
                              if k in ("accuracy", "rmse")))
     print("; ".join(s for s in summary if s), file=out)
     print(f"model saved to {args.model}", file=out)
     if args.plot:
-        from .plot import plot_history
-        plot_history(history, args.plot, title=f"{os.path.basename(table.path)}: {arch}")
         print(f"training curve saved to {args.plot}", file=out)
     return 0
+
+
+# Rows on which a folded network is compared with the trained one.
+_FOLD_CHECK_ROWS = 2000
+
+
+def _fold_checked(net: Network, X_scaled: np.ndarray, X_raw: np.ndarray, scaling,
+                  task: str) -> None:
+    """Fold the standardisation into ``net`` and check on training rows that
+    the folded network computes from raw rows what the trained one computed
+    from standardised rows; refuse (CLIError) where the network's dtype
+    cannot carry the scaling precisely."""
+    mean, scale, constant, y_mean, y_scale = scaling
+    rows = slice(0, _FOLD_CHECK_ROWS)
+    before = net.predict(X_scaled[rows]).astype(np.float64)
+    if y_mean is not None:
+        before = before * y_scale + y_mean
+    tol = 1e-3 if net.dtype == np.float32 else 1e-6
+    advice = ("; train with --dtype float64 (the default), or centre and rescale these "
+              "columns before training" if net.dtype == np.float32 else
+              "; centre and rescale these columns before training")
+    try:
+        _fold_scaling(net, mean, scale, constant, y_mean, y_scale)
+        after = net.predict(X_raw[rows]).astype(np.float64)
+    except ValueError as exc:
+        raise CLIError(f"the standardisation cannot be stored in the {net.dtype} network "
+                       f"({exc}){advice}") from None
+    unit = 1.0 if y_scale is None else y_scale
+    worst = float(np.max(np.abs(after - before))) / unit
+    if not worst <= tol:
+        raise CLIError(f"the standardisation cannot be stored in the {net.dtype} network "
+                       f"without changing its predictions (by up to {worst:.3g} standard "
+                       f"deviations of the outputs): some feature's mean is too large "
+                       f"against its spread{advice}")
 
 
 # ---------------------------------------------------------------- predict / evaluate
@@ -430,6 +638,7 @@ def _read_features(args, net, info) -> Tuple[Table, np.ndarray]:
 
 
 def run_predict(args) -> int:
+    _distinct_files(data=args.data, model=args.model, output=args.output)
     net, info = load_model(args.model)
     table, X = _read_features(args, net, info)
     predictions, proba, classes = _outputs(net, info, X)
@@ -489,11 +698,19 @@ def _metrics(net, info, X, label_cells, y_scaled) -> Dict[str, float]:
         y = np.asarray(y_scaled, dtype=np.float64).ravel()
         if info.get("y_mean") is not None:
             y = y * info["y_scale"] + info["y_mean"]
-        err = np.asarray(predictions) - y
-        out["rmse"] = float(np.sqrt(np.mean(err ** 2)))
-        out["mae"] = float(np.mean(np.abs(err)))
-        var = float(np.var(y))
-        out["r2"] = 1.0 - float(np.mean(err ** 2)) / var if var > 0 else float("nan")
+        predictions = np.asarray(predictions, dtype=np.float64)
+        # Differences, squares and sums by way of each vector's largest
+        # magnitude, so that targets near 1e200 give finite figures.
+        top = max(float(np.max(np.abs(predictions))), float(np.max(np.abs(y))), 1e-300)
+        err = predictions / top - y / top
+        e_peak = float(np.max(np.abs(err))) or 1.0
+        mse = float(np.mean((err / e_peak) ** 2))  # of err / e_peak
+        out["rmse"] = float(np.sqrt(mse) * e_peak * top)
+        out["mae"] = float(np.mean(np.abs(err)) * top)
+        y_peak = float(np.max(np.abs(y))) or 1.0
+        var = float(np.var(y / y_peak))  # of y / y_peak
+        out["r2"] = (1.0 - mse / var * (e_peak * top / y_peak) ** 2 if var > 0
+                     else float("nan"))
     return out
 
 
@@ -565,18 +782,40 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+# Largest count an option takes (the kernel counts in 64-bit integers).
+_MAX_COUNT = 2**62
+
+
+def _int(text: str, minimum: int) -> int:
+    """An integer written in ASCII digits, in minimum.._MAX_COUNT."""
+    stripped = text.strip()
+    body = stripped[1:] if stripped[:1] in "+-" else stripped
+    if not (body.isascii() and body.isdigit()):
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}")
+    value = int(stripped)
+    if not minimum <= value <= _MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be between {minimum} and {_MAX_COUNT}, "
+                                         f"got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int(text, 1)
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+    return _int(text, 0)
+
+
+def _delimiter(text: str) -> str:
+    """One character that can separate CSV fields (\\t or 'tab' for a tab)."""
+    if text in ("\\t", "tab", "TAB"):
+        return "\t"
+    if len(text) != 1 or text in "\"\r\n":
+        raise argparse.ArgumentTypeError(
+            f"must be one character other than a quote or a line break (\\t for a tab), "
+            f"got {text!r}")
+    return text
 
 
 def _add_csv_options(p: argparse.ArgumentParser) -> None:
@@ -588,8 +827,9 @@ def _add_csv_options(p: argparse.ArgumentParser) -> None:
                            "when it has a non-numeric cell above a numeric one)")
     head.add_argument("--no-header", dest="header", action="store_false",
                       help="the first line is data; columns are numbered from 0")
-    p.add_argument("--delimiter", metavar="CHAR", default=None,
-                   help="field separator (default: detected among , ; TAB |)")
+    p.add_argument("--delimiter", metavar="CHAR", default=None, type=_delimiter,
+                   help="field separator, one character (\\t for a tab; default: "
+                        "detected among , ; TAB |)")
 
 
 def _paragraph(text: str) -> str:
@@ -624,7 +864,8 @@ def add_commands(commands: "argparse._SubParsersAction") -> None:
                     "classes) or softmax (more) with cross-entropy; regression an "
                     "identity output with squared error. Features (and a regression "
                     "target) are standardised with the training rows' mean and spread, "
-                    "which the model file keeps for predict and evaluate."),
+                    "which the saved network takes into its first and last layers, so that "
+                    "it predicts from raw rows (also through Network.load and ONNX)."),
         epilog="example:\n  python -m backprop_fast train iris.csv --target species "
                "--layers 16 --activation tanh --epochs 200 --model iris.npz --plot iris.png")
     _add_csv_options(train)
@@ -645,7 +886,7 @@ def add_commands(commands: "argparse._SubParsersAction") -> None:
                           "hidden layers or one per layer")
     net.add_argument("--dtype", choices=["float32", "float64"], default="float64",
                      help="precision of parameters and arithmetic")
-    net.add_argument("--seed", type=int, default=0, metavar="N",
+    net.add_argument("--seed", type=_non_negative_int, default=0, metavar="N",
                      help="seed of the initial weights and the shuffling")
     net.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
                      help="scale each feature (and a regression target) to mean 0, "

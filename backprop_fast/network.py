@@ -1,6 +1,7 @@
 """The ``Network`` class: validation, parameter ownership and the calls into the kernel."""
 from __future__ import annotations
 
+import collections.abc
 import json
 import math
 import numbers
@@ -17,7 +18,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from ._kernels import kernel as _kernel
 from ._io import atomic_open
 
-__all__ = ["Network", "History", "DivergenceError"]
+__all__ = ["Network", "History", "DivergenceError", "ParameterList"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Callback = Callable[[int, Dict[str, float]], Any]
@@ -59,7 +60,9 @@ class History:
         The rate each epoch used.
     time : list of float
         Seconds each epoch took, validation included. Epochs shorter than
-        about 20 us are timed in blocks, each getting the block's mean.
+        about 20 us are timed in blocks, each getting the block's mean; NaN
+        for epochs whose block an exception (Ctrl-C) ended before it was
+        timed.
     stopped_early : bool
         Whether early stopping or a callback ended training before ``epochs``.
     best_epoch : int or None
@@ -68,12 +71,18 @@ class History:
     """
 
     FIGURES = ("loss", "val_loss", "val_accuracy", "learning_rate", "time")
+    # Each figure property returns a new list: changing it changes nothing
+    # here (nor what save writes).
 
     def __init__(self) -> None:
         # Blocks of figures as the kernel wrote them; the lists are made on
         # first access, so that fit spends nothing per epoch in Python.
         self._blocks: List[Dict[str, Any]] = []
         self._lists: Optional[Dict[str, List[float]]] = None
+        # Adding a block and building the lists each take this lock, so that a
+        # reader in one thread never sees a half-built list or merges a block
+        # twice while fit adds epochs in another.
+        self._lock = threading.Lock()
         self.stopped_early = False
         self.best_epoch: Optional[int] = None
 
@@ -81,12 +90,43 @@ class History:
         """Add a block of epochs: a dict, figure -> sequence of its values,
         or (rows, validation, classifier), rows an (epochs, 5) block of the
         kernel's history array."""
-        self._blocks.append(block)
-        self._lists = None
+        with self._lock:
+            self._blocks.append(block)
+            self._lists = None
+
+    def _copy(self) -> "History":
+        """An independent History with the same figures (for save and pickle)."""
+        lists = self._figures()
+        other = History()
+        other._add({name: list(values) for name, values in lists.items()})
+        other.stopped_early = self.stopped_early
+        other.best_epoch = self.best_epoch
+        return other
+
+    def __getstate__(self):
+        lists = self._figures()
+        return {"figures": {name: list(values) for name, values in lists.items()},
+                "stopped_early": self.stopped_early, "best_epoch": self.best_epoch}
+
+    def __setstate__(self, state):
+        self.__init__()
+        if "figures" in state:
+            self._add(state["figures"])
+            self.stopped_early = state["stopped_early"]
+            self.best_epoch = state["best_epoch"]
+        else:  # pickled before History had a lock: its plain attributes
+            self.__dict__.update(state)
+            self._lock = threading.Lock()
 
     def _figures(self) -> Dict[str, List[float]]:
+        with self._lock:
+            return self._build_lists()
+
+    def _build_lists(self) -> Dict[str, List[float]]:
         if self._lists is None:
-            self._lists = {name: [] for name in self.FIGURES}
+            # Built aside and published whole: an error half-way (MemoryError)
+            # leaves the blocks as they were.
+            lists: Dict[str, List[float]] = {name: [] for name in self.FIGURES}
             for block in self._blocks:
                 if isinstance(block, tuple):
                     rows, validation, classifier = block
@@ -99,30 +139,31 @@ class History:
                     }
                 for name in self.FIGURES:
                     values = block[name]
-                    self._lists[name].extend(values.tolist() if isinstance(values, np.ndarray)
-                                             else values)
-            self._blocks = [self._lists]
+                    lists[name].extend(values.tolist() if isinstance(values, np.ndarray)
+                                       else values)
+            self._lists = lists
+            self._blocks = [lists]
         return self._lists
 
     @property
     def loss(self) -> List[float]:
-        return self._figures()["loss"]
+        return list(self._figures()["loss"])
 
     @property
     def val_loss(self) -> List[float]:
-        return self._figures()["val_loss"]
+        return list(self._figures()["val_loss"])
 
     @property
     def val_accuracy(self) -> List[float]:
-        return self._figures()["val_accuracy"]
+        return list(self._figures()["val_accuracy"])
 
     @property
     def learning_rate(self) -> List[float]:
-        return self._figures()["learning_rate"]
+        return list(self._figures()["learning_rate"])
 
     @property
     def time(self) -> List[float]:
-        return self._figures()["time"]
+        return list(self._figures()["time"])
 
     def logs(self, epoch: int) -> Dict[str, float]:
         """The figures of one epoch as a dict (what callbacks receive)."""
@@ -131,7 +172,7 @@ class History:
                 if len(lists[name]) > epoch}
 
     def __len__(self):
-        return len(self.loss)
+        return len(self._figures()["loss"])
 
     def __repr__(self):
         return f"History(epochs={len(self.loss)}, loss={self.loss[-1:] or None})"
@@ -171,14 +212,42 @@ class _Progress:
             self.stream.flush()
 
 
-def _check_int(value, name, minimum):
+# Largest count (epochs, patience) fit takes: the kernel counts in 64-bit
+# integers and must be able to add to and double them.
+_MAX_COUNT = 2**62
+
+
+def _check_int(value, name, minimum, maximum=None):
     # The type test first: the ABC isinstance checks cost microseconds a call.
     if type(value) is not int and (isinstance(value, (bool, np.bool_))
                                    or not isinstance(value, numbers.Integral)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
+
+
+def _normalise_weights(weights, dtype):
+    """Per-sample weights scaled to mean 1, in ``dtype``, or a ValueError.
+
+    Divided by their largest value first, so that neither the sum of huge
+    weights overflows nor tiny ones underflow on the way to mean 1.
+    """
+    if not np.isfinite(weights).all():
+        raise ValueError("sample_weight times class_weight overflows (a product is "
+                         "infinite); scale the weights down")
+    peak = float(weights.max()) if weights.size else 0.0
+    if not peak > 0:
+        raise ValueError("sample_weight (times class_weight) must have a positive sum "
+                         "over the training samples, got all zeros")
+    if peak < np.finfo(np.float64).tiny:
+        raise ValueError(f"sample_weight (times class_weight): the largest weight, "
+                         f"{peak:g}, is subnormal, too small for the ratios between the "
+                         "weights to be exact; multiply all weights by a constant")
+    scaled = weights / peak
+    return (scaled / scaled.mean()).astype(dtype)
 
 
 def _check_real(value, name, low=None, high=None, low_open=False, high_open=False):
@@ -213,6 +282,11 @@ def _numeric_array(data, name):
     """``data`` as a real numeric array (not yet converted), or a clear error."""
     if data is None:
         raise TypeError(f"{name} must be an array of numbers, got None")
+    if isinstance(data, np.ma.MaskedArray):
+        # np.asarray would drop the mask and train on the masked values.
+        raise TypeError(f"{name} is a masked array; masks are not supported: drop or "
+                        "impute the masked entries and pass a plain array (e.g. "
+                        f"{name}.filled(...) or {name}.compressed())")
     try:
         arr = np.asarray(data)
     except ValueError as exc:  # ragged nested sequences
@@ -222,6 +296,61 @@ def _numeric_array(data, name):
             f"{name} must hold real numbers, got an array of dtype {arr.dtype}"
             + (" (complex values are not supported)" if arr.dtype.kind == "c" else ""))
     return arr
+
+
+class ParameterList(collections.abc.Sequence):
+    """The weights (or biases) of a network, one array per layer.
+
+    A read-only sequence of writable views: ``net.weights[m][...] = W`` and
+    ``net.weights[m] = W`` both copy ``W`` into the parameters the kernel
+    trains (the second under the network's lock, after checking that ``W``
+    has the layer's shape and finite values). The sequence itself has a
+    fixed length: layers cannot be added, removed or replaced by other
+    objects. ``+`` with another sequence gives a plain list.
+    """
+
+    __slots__ = ("_net", "_arrays", "_name")
+
+    def __init__(self, net, arrays, name):
+        self._net = net
+        self._arrays = arrays
+        self._name = name
+
+    def __len__(self):
+        return len(self._arrays)
+
+    def __getitem__(self, index):
+        # A fresh view each time: setting .shape or .dtype on what is returned
+        # changes that view only, never the network's own.
+        if isinstance(index, slice):
+            return [arr.view() for arr in self._arrays[index]]
+        return self._arrays[index].view()
+
+    def __setitem__(self, index, value):
+        if isinstance(index, slice) or isinstance(index, (bool, np.bool_)) or not isinstance(
+                index, numbers.Integral):
+            raise TypeError(f"{self._name}[{index!r}] = ...: give one layer's index")
+        target = self._arrays[index]  # IndexError out of range, as a list
+        name = f"{self._name}[{index}]"
+        arr = _numeric_array(value, name)
+        if arr.shape != target.shape:
+            raise ValueError(f"{name} must have shape {target.shape}, got shape {arr.shape}")
+        with np.errstate(over="ignore"):
+            new = arr.astype(target.dtype)
+        if not np.isfinite(new).all():
+            raise ValueError(f"{name} must hold finite values representable in "
+                             f"{target.dtype}")
+        with self._net._lock:
+            target[...] = new
+
+    def __add__(self, other):
+        return list(self) + list(other)
+
+    def __radd__(self, other):
+        return list(other) + list(self)
+
+    def __repr__(self):
+        return f"ParameterList({list(self._arrays)!r})"
 
 
 def _check_finite(arr, name):
@@ -253,6 +382,53 @@ def _read_npy(archive, info):
         return np.lib.format.read_array(fh, allow_pickle=False)
 
 
+def _short(value, limit=60):
+    """repr(value), cut to ``limit`` characters (hostile files hold anything)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _is_count(value, maximum=_MAX_COUNT):
+    return type(value) is int and 0 <= value <= maximum
+
+
+def _check_saved_state(meta):
+    """Check the optimizer and history entries of a model file's description
+    by type and range; a ValueError says which entry is wrong."""
+    opt = meta.get("optimizer")
+    if opt is not None:
+        if not isinstance(opt, dict):
+            raise ValueError(f"optimizer must be an object, got {_short(opt)}")
+        name = opt.get("name")
+        if name is not None and (not isinstance(name, str) or name not in OPTIMIZERS):
+            raise ValueError(f"optimizer name {_short(name)} is not one of "
+                             f"{sorted(OPTIMIZERS)}")
+        step = opt.get("step", 0)
+        if not _is_count(step):
+            raise ValueError(f"optimizer step {_short(step)} is not a count in "
+                             f"0..{_MAX_COUNT}")
+    figures = meta.get("history")
+    if figures is None:
+        return
+    if not isinstance(figures, dict):
+        raise ValueError(f"history must be an object, got {_short(figures)}")
+    lengths = {}
+    for figure in History.FIGURES:
+        values = figures.get(figure, [])
+        # Numbers as JSON gives them: floats (NaN where not measured), no
+        # booleans, no integers beyond a float's range.
+        if not isinstance(values, list) or not all(
+                type(v) is float and not math.isinf(v)
+                or type(v) is int and abs(v) <= 2**53 for v in values):
+            raise ValueError(f"history.{figure} is not a list of finite numbers or NaN")
+        lengths[figure] = len(values)
+    epochs = lengths["loss"]
+    for figure, length in lengths.items():
+        # Validation figures exist for the epochs of fits that had validation data.
+        if length > epochs or length < epochs and not figure.startswith("val_"):
+            raise ValueError(f"history.{figure} has {length} entries for {epochs} epochs")
+
+
 def _read_model_archive(archive, what):
     """The description and arrays of a model file, checked header by header."""
     members = {}
@@ -279,12 +455,19 @@ def _read_model_archive(archive, what):
     if (not isinstance(sizes, list) or len(sizes) < 2
             or not all(type(s) is int and 1 <= s <= _MAX_WIDTH for s in sizes)):
         raise ValueError(f"{what}: invalid layer_sizes {sizes!r}")
+    # Only the two names save writes: np.dtype would also read None (as
+    # float64), numbers, structured and string dtypes.
+    dtype_name = meta.get("dtype")
+    if not isinstance(dtype_name, str) or dtype_name not in ("float32", "float64"):
+        raise ValueError(f"{what}: invalid dtype {_short(dtype_name)}; expected "
+                         "'float32' or 'float64'")
+    dtype = np.dtype(dtype_name)
     try:
-        dtype = np.dtype(meta.get("dtype"))
-    except TypeError:
-        dtype = None
-    if dtype not in DTYPES:
-        raise ValueError(f"{what}: invalid dtype {meta.get('dtype')!r}")
+        _check_saved_state(meta)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    if not isinstance(meta.get("activations"), list):
+        raise ValueError(f"{what}: invalid activations {_short(meta.get('activations'))}")
     try:
         Network._check_loss(meta.get("loss"), Network._check_activations(
             meta.get("activations"), len(sizes) - 1)[-1])
@@ -329,11 +512,20 @@ class Network:
 
     Attributes
     ----------
-    weights : list of ndarray
-        ``weights[m]`` has shape (layer_sizes[m+1], layer_sizes[m]). These are
-        writable views of the parameters the kernel trains.
-    biases : list of ndarray
-        ``biases[m]`` has shape (layer_sizes[m+1],), also writable views.
+    layer_sizes, activations : tuple
+        The architecture, read-only.
+    loss : str
+        Read-only.
+    dtype : numpy.dtype
+        Read-only.
+    weights : ParameterList of ndarray
+        ``weights[m]`` has shape (layer_sizes[m+1], layer_sizes[m]). The
+        arrays are writable views of the parameters the kernel trains, and
+        ``net.weights[m] = W`` copies ``W`` into them (same shape, finite).
+    biases : ParameterList of ndarray
+        ``biases[m]`` has shape (layer_sizes[m+1],), the same.
+    history : History
+        Every epoch trained so far, across fit calls.
 
     Notes
     -----
@@ -346,18 +538,20 @@ class Network:
                  activations: Union[str, Sequence[str]] = "sigmoid",
                  loss: str = "cross_entropy", *, dtype: DTypeLike = "float64",
                  seed: Optional[int] = None) -> None:
-        self.layer_sizes = self._check_sizes(layer_sizes)
-        n_layers = len(self.layer_sizes) - 1
-        self.activations = self._check_activations(activations, n_layers)
-        self.loss = self._check_loss(loss, self.activations[-1])
-        self.dtype = self._check_dtype(dtype)
+        # The architecture lives in private tuples behind read-only
+        # properties: every size the kernel is given derives from them, so no
+        # assignment to a public attribute can disagree with the parameters.
+        self._layer_sizes = tuple(self._check_sizes(layer_sizes))
+        n_layers = len(self._layer_sizes) - 1
+        self._activations = tuple(self._check_activations(activations, n_layers))
+        self._loss = self._check_loss(loss, self._activations[-1])
+        self._dtype = self._check_dtype(dtype)
         if seed is not None:
             seed = _check_int(seed, "seed", 0)
         self._rng = np.random.default_rng(seed)
-        self._sizes = np.array(self.layer_sizes, dtype=np.intp)
-        self._acts = np.array([ACTIVATIONS[a] for a in self.activations], dtype=np.intc)
-        n_params = sum(o * (i + 1) for i, o in zip(self.layer_sizes, self.layer_sizes[1:]))
-        self._params = np.empty(n_params, dtype=self.dtype)
+        self._make_codes()
+        n_params = sum(o * (i + 1) for i, o in zip(self._layer_sizes, self._layer_sizes[1:]))
+        self._params = np.empty(n_params, dtype=self._dtype)
         self._make_views()
         self._initialise()
         # Re-entrant, so that callbacks of fit may use predict or evaluate.
@@ -372,7 +566,71 @@ class Network:
         self._opt_step = np.zeros(1, dtype=np.int64)
         self._scratch: Dict[Any, Any] = {}
         # Every epoch trained so far, across fit calls (saved with the network).
-        self.history = History()
+        self._history = History()
+        # During a fit with callbacks: [kernel history array, validation,
+        # classifier, epochs finished], so that a save or copy taken in a
+        # callback holds the epochs that produced its parameters.
+        self._pending: Optional[list] = None
+
+    def _make_codes(self):
+        """The kernel's read-only arrays of layer sizes and activation codes."""
+        self._sizes = np.array(self._layer_sizes, dtype=np.intp)
+        self._acts = np.array([ACTIVATIONS[a] for a in self._activations], dtype=np.intc)
+        self._sizes.flags.writeable = False
+        self._acts.flags.writeable = False
+
+    # ------------------------------------------------------------ architecture
+
+    @property
+    def layer_sizes(self) -> Tuple[int, ...]:
+        """Widths of the layers, input first (read-only)."""
+        return self._layer_sizes
+
+    @property
+    def activations(self) -> Tuple[str, ...]:
+        """The activation of each layer (read-only)."""
+        return self._activations
+
+    @property
+    def loss(self) -> str:
+        """The cost function (read-only)."""
+        return self._loss
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Precision of the parameters and of all computation (read-only)."""
+        return self._dtype
+
+    @layer_sizes.setter
+    def layer_sizes(self, value):
+        self._read_only("layer_sizes")
+
+    @activations.setter
+    def activations(self, value):
+        self._read_only("activations")
+
+    @loss.setter
+    def loss(self, value):
+        self._read_only("loss")
+
+    @dtype.setter
+    def dtype(self, value):
+        self._read_only("dtype")
+
+    @staticmethod
+    def _read_only(name):
+        raise AttributeError(f"{name} is read-only: the parameters were allocated for "
+                             "this architecture; create a new Network for another one")
+
+    @property
+    def history(self) -> History:
+        """Every epoch trained so far, across fit calls (saved with the network).
+
+        Read under the network's lock: fit adds the epochs of a call in one
+        step, together with the parameters they produced.
+        """
+        with self._lock:
+            return self._history
 
     # ------------------------------------------------------------ validation
 
@@ -447,8 +705,8 @@ class Network:
         # Already so: only its values need checking (any other X, or one that
         # fails, goes the long way, which says what is wrong with it).
         if (type(X) is np.ndarray and X.ndim == 2 and X.shape[0]
-                and X.shape[1] == self.layer_sizes[0]
-                and (X.dtype is self.dtype or X.dtype == self.dtype)):
+                and X.shape[1] == self._layer_sizes[0]
+                and (X.dtype is self._dtype or X.dtype == self._dtype)):
             try:
                 if _kernel.finite_rows(X, False):
                     return X, False
@@ -459,37 +717,37 @@ class Network:
         if single:
             arr = arr.reshape(1, -1)
         if arr.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n_samples, {self.layer_sizes[0]}) or "
+            raise ValueError(f"{name} must be 2-D (n_samples, {self._layer_sizes[0]}) or "
                              f"1-D for one sample, got shape {arr.shape}")
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty: shape {arr.shape}; at least one sample "
                              "is needed")
-        if arr.shape[1] != self.layer_sizes[0]:
+        if arr.shape[1] != self._layer_sizes[0]:
             raise ValueError(f"{name} has {arr.shape[1]} features per sample, but the "
-                             f"network expects {self.layer_sizes[0]} (layer_sizes[0]); "
+                             f"network expects {self._layer_sizes[0]} (layer_sizes[0]); "
                              f"got shape {arr.shape}")
         return self._convert(arr, name), single
 
     def _check_y(self, y, n, single):
         """y as a C-contiguous (n, n_outputs) array of the network's dtype."""
         # As in _check_X: an array already so has only its values checked.
-        if (type(y) is np.ndarray and y.ndim == 2 and y.shape == (n, self.layer_sizes[-1])
-                and (y.dtype is self.dtype or y.dtype == self.dtype)):
+        if (type(y) is np.ndarray and y.ndim == 2 and y.shape == (n, self._layer_sizes[-1])
+                and (y.dtype is self._dtype or y.dtype == self._dtype)):
             try:
-                if _kernel.finite_rows(y, self.loss == "cross_entropy"):
+                if _kernel.finite_rows(y, self._loss == "cross_entropy"):
                     return y
             except ValueError:  # not C-contiguous
                 pass
         arr = _numeric_array(y, "y")
-        n_out = self.layer_sizes[-1]
-        output = self.activations[-1]
+        n_out = self._layer_sizes[-1]
+        output = self._activations[-1]
         if arr.ndim == 1 and output == "softmax" and arr.dtype.kind in "iu" and n_out > 1:
             if arr.shape[0] != n:
                 raise ValueError(f"y has {arr.shape[0]} labels but X has {n} samples")
             if arr.size and (arr.min() < 0 or arr.max() >= n_out):
                 raise ValueError(f"y holds class labels outside 0..{n_out - 1}: "
                                  f"min {arr.min()}, max {arr.max()}")
-            onehot = np.zeros((n, n_out), dtype=self.dtype)
+            onehot = np.zeros((n, n_out), dtype=self._dtype)
             onehot[np.arange(n), arr] = 1
             return onehot
         if arr.ndim == 1:
@@ -503,7 +761,7 @@ class Network:
             raise ValueError(f"y must have shape ({n}, {n_out}) to match X and the "
                              f"output layer, got shape {np.shape(y)}{hint}")
         out = self._convert(arr, "y")
-        if self.loss == "cross_entropy" and out.size:
+        if self._loss == "cross_entropy" and out.size:
             lo, hi = _kernel.extremes(out.reshape(-1))
             if lo < 0 or hi > 1:
                 raise ValueError("y must lie in [0, 1] for cross_entropy (targets are "
@@ -512,14 +770,14 @@ class Network:
 
     def _convert(self, arr, name):
         """A C-contiguous copy (or view) of arr in the network's dtype, all finite."""
-        if arr.dtype == self.dtype and arr.flags.c_contiguous:
+        if arr.dtype == self._dtype and arr.flags.c_contiguous:
             out = arr
         else:
             with np.errstate(over="ignore"):
-                out = np.ascontiguousarray(arr, dtype=self.dtype)
+                out = np.ascontiguousarray(arr, dtype=self._dtype)
         if not _kernel.all_finite(out.reshape(-1)):
             _check_finite(arr, name)
-            raise ValueError(f"{name} has values too large for {self.dtype} "
+            raise ValueError(f"{name} has values too large for {self._dtype} "
                              f"(largest magnitude {np.max(np.abs(arr)):g})")
         return out
 
@@ -533,14 +791,14 @@ class Network:
     def _make_views(self):
         self._weights, self._biases = [], []
         off = 0
-        for n_in, n_out in zip(self.layer_sizes, self.layer_sizes[1:]):
+        for n_in, n_out in zip(self._layer_sizes, self._layer_sizes[1:]):
             self._weights.append(self._params[off:off + n_out * n_in].reshape(n_out, n_in))
             off += n_out * n_in
             self._biases.append(self._params[off:off + n_out])
             off += n_out
 
     def _initialise(self):
-        for W, b, act in zip(self._weights, self._biases, self.activations):
+        for W, b, act in zip(self._weights, self._biases, self._activations):
             n_out, n_in = W.shape
             if act == "relu":
                 bound = np.sqrt(6.0 / n_in)
@@ -550,12 +808,14 @@ class Network:
             b[...] = self._rng.uniform(-bound, bound, size=b.shape)
 
     @property
-    def weights(self) -> List[np.ndarray]:
-        return list(self._weights)
+    def weights(self) -> "ParameterList":
+        """``weights[m]``, shape (layer_sizes[m+1], layer_sizes[m]): see ParameterList."""
+        return ParameterList(self, self._weights, "weights")
 
     @property
-    def biases(self) -> List[np.ndarray]:
-        return list(self._biases)
+    def biases(self) -> "ParameterList":
+        """``biases[m]``, shape (layer_sizes[m+1],): see ParameterList."""
+        return ParameterList(self, self._biases, "biases")
 
     @property
     def n_parameters(self) -> int:
@@ -566,7 +826,7 @@ class Network:
 
     def _workspace(self, rows):
         _, sizes, acts = self._net_views()
-        return (np.empty(_kernel.workspace_size(sizes, acts, rows), dtype=self.dtype),
+        return (np.empty(_kernel.workspace_size(sizes, acts, rows), dtype=self._dtype),
                 np.empty(_kernel.bsum_size(sizes, acts, rows)))
 
     def _net_views(self):
@@ -583,9 +843,9 @@ class Network:
             layout = self._scratch[("layout", batch)] = (
                 _kernel.workspace_size(self._sizes, self._acts, batch),
                 _kernel.bsum_size(self._sizes, self._acts, batch),
-                _kernel.view(np.empty(0, dtype=self.dtype)),
-                (_kernel.view2(np.empty((0, self.layer_sizes[0]), dtype=self.dtype)),
-                 _kernel.view2(np.empty((0, self.layer_sizes[-1]), dtype=self.dtype))))
+                _kernel.view(np.empty(0, dtype=self._dtype)),
+                (_kernel.view2(np.empty((0, self._layer_sizes[0]), dtype=self._dtype)),
+                 _kernel.view2(np.empty((0, self._layer_sizes[-1]), dtype=self._dtype))))
         return layout
 
     def _kview(self, name, arr, size=None):
@@ -614,11 +874,11 @@ class Network:
         """
         buf = self._scratch.get(name)
         if buf is None or buf.size < size:
-            buf = self._scratch[name] = np.empty(size, self.dtype if dtype is None else dtype)
+            buf = self._scratch[name] = np.empty(size, self._dtype if dtype is None else dtype)
         return self._kview(name, buf, size)
 
     def _chunk_rows(self, n):
-        return max(1, min(n, _CHUNK_ELEMENTS // sum(self.layer_sizes)))
+        return max(1, min(n, _CHUNK_ELEMENTS // sum(self._layer_sizes)))
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Output activations for the samples in X.
@@ -632,7 +892,7 @@ class Network:
         ndarray, shape (n_samples, layer_sizes[-1]), or (layer_sizes[-1],) for a 1-D X.
         """
         Xc, single = self._check_X(X)
-        out = np.empty((Xc.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
+        out = np.empty((Xc.shape[0], self._layer_sizes[-1]), dtype=self._dtype)
         rows = self._chunk_rows(Xc.shape[0])
         work, _ = self._workspace(rows)
         with self._lock:
@@ -657,7 +917,7 @@ class Network:
         rows = self._chunk_rows(Xc.shape[0])
         work, bsum = self._workspace(rows)
         with self._lock:
-            total = _kernel.evaluate(*self._net_views(), LOSSES[self.loss], Xc, Y, work,
+            total = _kernel.evaluate(*self._net_views(), LOSSES[self._loss], Xc, Y, work,
                                      bsum, rows)
         return total / Xc.shape[0]
 
@@ -673,7 +933,7 @@ class Network:
         grad = np.empty_like(self._params)
         work, bsum = self._workspace(Xc.shape[0])
         with self._lock:
-            _kernel.gradients(*self._net_views(), LOSSES[self.loss], Xc, Y, grad, work, bsum)
+            _kernel.gradients(*self._net_views(), LOSSES[self._loss], Xc, Y, grad, work, bsum)
         dW, db, off = [], [], 0
         for W in self._weights:
             n_out, n_in = W.shape
@@ -800,16 +1060,22 @@ class Network:
         ------
         DivergenceError
             If the cost or a parameter becomes non-finite. The network keeps
-            the last finite parameters and its optimizer state is reset.
+            the last finite parameters (unless a callback made them
+            non-finite, which the message then says) and its optimizer state
+            is reset.
         KeyboardInterrupt
             Ctrl-C stops training at the next minibatch boundary; the network
             holds the parameters of a finished step.
+
+        Whatever ends the call (an exception included), the epochs that
+        finished are recorded in ``net.history``, so that it agrees with the
+        parameters, the optimizer state and the shuffling generator.
         """
         # Plain values pass on their type tests alone, without the checking
         # functions' calls: with its caches cold (a call between other work),
         # every call and look-up on the way to the kernel costs microseconds.
-        if type(epochs) is not int or epochs < 0:
-            epochs = _check_int(epochs, "epochs", 0)
+        if type(epochs) is not int or not 0 <= epochs <= _MAX_COUNT:
+            epochs = _check_int(epochs, "epochs", 0, _MAX_COUNT)
         if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
             batch_size = _check_int(batch_size, "batch_size", 1)
         rate = (learning_rate if type(learning_rate) is float and 0 < learning_rate < math.inf
@@ -849,7 +1115,7 @@ class Network:
         settings.power_t = (power_t if power_t is d["power_t"]
                             else _check_real(power_t, "power_t", 0))
         settings.patience = (patience if patience is d["patience"]
-                             else _check_int(patience, "patience", 1))
+                             else _check_int(patience, "patience", 1, _MAX_COUNT))
         if min_delta is not d["min_delta"]:
             settings.min_delta = _check_real(min_delta, "min_delta", 0)
         split = (0.0 if validation_split is d["validation_split"] else
@@ -885,17 +1151,16 @@ class Network:
             X_val = Y_val = None
         # Class weights count the training samples only.
         weights = (None if sw is None and class_weight is None
-                   else self._sample_weights(sw, class_weight, Y))
-        if weights is not None:
-            total = weights.sum(dtype=np.float64)
-            if not total > 0:
-                raise ValueError("sample_weight (times class_weight) must have a "
-                                 "positive sum over the training samples")
-            weights = (weights * (weights.size / total)).astype(self.dtype)
+                   else _normalise_weights(self._sample_weights(sw, class_weight, Y),
+                                           self._dtype))
 
         history = History()
         if epochs == 0:
             return history
+        if patience > epochs:
+            # Equivalent for training (it never runs out), and the kernel's
+            # count of waiting epochs stays far from overflowing.
+            settings.patience = epochs + 1
         n = Xc.shape[0]
         settings.batch = n if batch_size is None else min(batch_size, n)
         settings.epochs = epochs
@@ -907,12 +1172,22 @@ class Network:
         validation = X_val is not None
         if not validation:
             X_val, Y_val = no_val
-        # The kernel writes every column of each epoch it finishes.
-        out = np.empty((epochs, len(History.FIGURES)))
-        classifier = self.loss == "cross_entropy"
+        # The kernel writes the cost of each epoch it finishes (always finite)
+        # and times epochs in blocks; NaN marks what it has not written, so
+        # that the epochs finished before an exception can be found.
+        try:
+            out = np.full((epochs, len(History.FIGURES)), np.nan)
+        except (MemoryError, ValueError):
+            raise MemoryError(f"epochs={epochs}: recording the history of that many "
+                              f"epochs needs {epochs * len(History.FIGURES) * 8:.3g} "
+                              "bytes; train in several shorter fit calls") from None
+        classifier = self._loss == "cross_entropy"
         progress = _Progress(epochs, verbose) if verbose else None
 
+        pending = [out, validation, classifier, 0]
+
         def epoch_end(epoch):
+            pending[3] = epoch + 1
             row = out[epoch]
             logs = {"loss": float(row[0])}
             if validation:
@@ -937,33 +1212,58 @@ class Network:
                 raise RuntimeError("fit was called from a callback of fit on the same "
                                    "network; train it after the outer fit returns")
             self._check_params_finite()
-            grad, m1, m2 = self._optimizer_buffers(settings, no_weights)
+            # Everything from here on runs inside the try, so that no failure
+            # (a MemoryError while allocating, say) leaves _in_fit set.
             self._in_fit = True
-            best = (self._fit_buffer("best", self._params.size)
-                    if settings.early_stopping and settings.restore_best else no_weights)
-            kv = self._kview
+            self._pending = pending
             try:
-                status, done, best_epoch = _kernel.fit(
-                    *self._net_views(), LOSSES[self.loss], Xc, Y, weights, X_val, Y_val,
-                    settings, kv("rng_state", self._rng_state), kv("step", self._opt_step),
-                    self._fit_buffer("order", n, np.intp), work, bsum, grad, m1, m2,
-                    self._fit_buffer("snapshot", self._params.size), best, out, hook)
+                grad, m1, m2 = self._optimizer_buffers(settings, no_weights)
+                best = (self._fit_buffer("best", self._params.size)
+                        if settings.early_stopping and settings.restore_best else no_weights)
+                kv = self._kview
+                try:
+                    status, done, best_epoch = _kernel.fit(
+                        *self._net_views(), LOSSES[self._loss], Xc, Y, weights, X_val,
+                        Y_val, settings, kv("rng_state", self._rng_state),
+                        kv("step", self._opt_step), self._fit_buffer("order", n, np.intp),
+                        work, bsum, grad, m1, m2,
+                        self._fit_buffer("snapshot", self._params.size), best, out, hook)
+                except BaseException:
+                    # Ctrl-C or a callback's exception: the parameters, the
+                    # optimizer and the generator have advanced by the epochs
+                    # that finished, so the history records them too.
+                    finished = np.isnan(out[:, 0])
+                    done = int(finished.argmax()) if finished.any() else epochs
+                    if done:
+                        self._history._add((out[:done], validation, classifier))
+                    raise
+                if done:
+                    # Under the lock with the parameters they produced: a
+                    # reader (save, pickle) sees both or neither.
+                    self._history._add((out[:done], validation, classifier))
+                if status != 0:
+                    self._optimizer = None  # the state may hold NaN/inf
+                    finite = _kernel.all_finite(self._kview("params", self._params))
             finally:
                 self._in_fit = False
+                self._pending = None
                 if progress is not None:
                     progress.close()
-            if status != 0:
-                self._optimizer = None  # the state may hold NaN/inf
         if status != 0:
             what = "the cost" if status == 1 else "a parameter"
+            if finite:
+                kept = "The network keeps its last finite parameters."
+            else:
+                # Only a change from outside the kernel (a callback, another
+                # thread writing into the weights) can leave them so.
+                kept = ("The network's parameters were already NaN or infinite when the "
+                        "epoch began (were they changed by a callback?), so they are "
+                        "not finite now: set them to finite values before training on.")
             raise DivergenceError(
                 f"training diverged in epoch {done + 1}: {what} became NaN or infinite "
-                f"at learning_rate={rate:g}. The network keeps its last finite "
-                "parameters. Try a smaller learning_rate, scale the inputs to unit "
-                "range, or use a larger batch_size.")
-        block = (out[:done], validation, classifier)
-        history._add(block)
-        self.history._add(block)
+                f"at learning_rate={rate:g}. {kept} Try a smaller learning_rate, scale the "
+                "inputs to unit range, or use a larger batch_size.")
+        history._add((out[:done], validation, classifier))
         history.stopped_early = done < epochs
         history.best_epoch = int(best_epoch) if best_epoch >= 0 else None
         return history
@@ -1012,8 +1312,8 @@ class Network:
                                  f"{sw.min()}")
             weights = sw.astype(np.float64)
         if class_weight is not None:
-            output = self.activations[-1]
-            if self.loss != "cross_entropy" or (output == "sigmoid" and Y.shape[1] != 1):
+            output = self._activations[-1]
+            if self._loss != "cross_entropy" or (output == "sigmoid" and Y.shape[1] != 1):
                 raise ValueError("class_weight needs a classifier: a softmax output, or "
                                  "a single sigmoid unit, with cross_entropy")
             if output == "softmax":
@@ -1045,7 +1345,11 @@ class Network:
                 raise TypeError("class_weight must be a dict {class: weight} or "
                                 f"'balanced', got {class_weight!r}")
             cw = per_class[classes]
-            weights = cw if weights is None else weights * cw
+            if weights is None:
+                weights = cw
+            else:
+                with np.errstate(over="ignore"):  # an overflow is refused by the caller
+                    weights = weights * cw
         return weights
 
     def _optimizer_buffers(self, settings, no_buffer):
@@ -1056,10 +1360,12 @@ class Network:
         if fold:
             return no_buffer, no_buffer, no_buffer
         if self._optimizer != kind:
-            self._optimizer = kind
-            self._opt_m1 = np.zeros_like(self._params)
-            self._opt_m2 = (np.zeros_like(self._params) if kind != 0
-                            else np.empty(0, dtype=self.dtype))
+            # Allocated before any is assigned: a MemoryError leaves the
+            # previous state whole.
+            m1 = np.zeros_like(self._params)
+            m2 = (np.zeros_like(self._params) if kind != 0
+                  else np.empty(0, dtype=self._dtype))
+            self._optimizer, self._opt_m1, self._opt_m2 = kind, m1, m2
             self._opt_step[0] = 0
         return (self._fit_buffer("grad", self._params.size),
                 self._kview("m1", self._opt_m1), self._kview("m2", self._opt_m2))
@@ -1074,27 +1380,53 @@ class Network:
         architecture, dtype, optimizer name and step count, and the history of
         every epoch trained so far. ``Network.load`` reads it without pickle,
         and training continues exactly where it stopped.
+
+        The state is copied under the network's lock, so a save while another
+        thread trains the network holds the parameters between two fit calls.
+        A file that is replaced keeps its permission bits (a new one gets the
+        umask's default, as ``open`` would give it). If ``path`` is a symbolic
+        link, the file it points to is replaced and the link kept.
         """
-        meta = {
-            "format": "backprop_fast.Network",
-            "format_version": FORMAT_VERSION,
-            "layer_sizes": self.layer_sizes,
-            "activations": self.activations,
-            "loss": self.loss,
-            "dtype": self.dtype.name,
-            "optimizer": {"name": (None if self._optimizer is None
-                                   else _OPTIMIZER_NAMES[self._optimizer]),
-                          "step": int(self._opt_step[0])},
-            "history": {name: getattr(self.history, name) for name in History.FIGURES},
-        }
-        arrays: Dict[str, Any] = {"meta": np.array(json.dumps(meta)), "params": self._params,
-                  "rng_state": self._rng_state}
-        if self._optimizer is not None:
-            arrays["opt_m1"] = self._opt_m1
-            if self._opt_m2.size:
-                arrays["opt_m2"] = self._opt_m2
+        arrays = self._file_arrays()
         with atomic_open(path, "wb") as fh:
             np.savez(fh, **arrays)
+
+    def _history_now(self) -> History:
+        """A copy of the history with the epochs a running fit has finished
+        (when called from one of its callbacks); under the lock."""
+        with self._lock:
+            history = self._history._copy()
+            if self._pending is not None and self._pending[3]:
+                out, validation, classifier, done = self._pending
+                history._add((out[:done].copy(), validation, classifier))
+            return history
+
+    def _file_arrays(self, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The arrays of a model file, copied under the lock: a fit running in
+        another thread is either wholly in them or not at all. ``extra``
+        entries are added to the JSON description."""
+        with self._lock:
+            meta = {
+                "format": "backprop_fast.Network",
+                "format_version": FORMAT_VERSION,
+                "layer_sizes": list(self._layer_sizes),
+                "activations": list(self._activations),
+                "loss": self._loss,
+                "dtype": self._dtype.name,
+                "optimizer": {"name": (None if self._optimizer is None
+                                       else _OPTIMIZER_NAMES[self._optimizer]),
+                              "step": int(self._opt_step[0])},
+                "history": {name: list(values)
+                            for name, values in self._history_now()._figures().items()},
+            }
+            arrays: Dict[str, Any] = {"params": self._params.copy(),
+                                      "rng_state": self._rng_state.copy()}
+            if self._optimizer is not None:
+                arrays["opt_m1"] = self._opt_m1.copy()
+                if self._opt_m2.size:
+                    arrays["opt_m2"] = self._opt_m2.copy()
+        meta.update(extra or {})
+        return {"meta": np.array(json.dumps(meta)), **arrays}
 
     @classmethod
     def load(cls, path: PathLike) -> "Network":
@@ -1143,30 +1475,22 @@ class Network:
                                  f"({np.dtype(dtype)}, {shape})")
             return arr
 
-        self._params[...] = take("params", self.dtype, self._params.shape)
+        self._params[...] = take("params", self._dtype, self._params.shape)
         self._rng_state[...] = take("rng_state", np.uint64, (4,))
+        _check_saved_state(meta)  # again: meta may not come from _read_model_archive
         opt = meta.get("optimizer") or {}
         name = opt.get("name")
         if name is not None:
-            if name not in OPTIMIZERS or "opt_m1" not in arrays:
-                raise ValueError(f"optimizer state {name!r} is incomplete or unknown")
+            if "opt_m1" not in arrays or (name != "sgd") != ("opt_m2" in arrays):
+                raise ValueError(f"optimizer state {name!r} is incomplete")
             self._optimizer = OPTIMIZERS[name]
-            self._opt_m1 = take("opt_m1", self.dtype, self._params.shape).copy()
-            self._opt_m2 = (take("opt_m2", self.dtype, self._params.shape).copy()
-                            if name != "sgd" else np.empty(0, dtype=self.dtype))
-            step = opt.get("step", 0)
-            if not isinstance(step, int) or step < 0:
-                raise ValueError(f"optimizer step {step!r} is not a count")
-            self._opt_step[0] = step
+            self._opt_m1 = take("opt_m1", self._dtype, self._params.shape).copy()
+            self._opt_m2 = (take("opt_m2", self._dtype, self._params.shape).copy()
+                            if name != "sgd" else np.empty(0, dtype=self._dtype))
+            self._opt_step[0] = opt.get("step", 0)
         figures = meta.get("history") or {}
-        block = {}
-        for figure in History.FIGURES:
-            values = figures.get(figure, [])
-            if not isinstance(values, list) or not all(
-                    isinstance(v, (int, float)) for v in values):
-                raise ValueError(f"history.{figure} is not a list of numbers")
-            block[figure] = [float(v) for v in values]
-        self.history._add(block)
+        self._history._add({figure: [float(v) for v in figures.get(figure, [])]
+                            for figure in History.FIGURES})
 
     def to_onnx(self, path: PathLike) -> None:
         """Write the forward pass to ``path`` as an ONNX model (needs the ``onnx`` extra).
@@ -1188,8 +1512,8 @@ class Network:
         network_setstate(self, state)
 
     def __repr__(self):
-        return (f"Network({self.layer_sizes}, activations={self.activations}, "
-                f"loss={self.loss!r}, dtype={self.dtype.name!r})")
+        return (f"Network({list(self._layer_sizes)}, activations={list(self._activations)}, "
+                f"loss={self._loss!r}, dtype={self._dtype.name!r})")
 
 
 _FIT_DEFAULTS = Network.fit.__kwdefaults__

@@ -83,7 +83,11 @@ def to_onnx_model(net: "Network") -> "onnx.ModelProto":
     dtype = np.dtype(net.dtype)
     elem = {np.dtype(np.float32): onnx.TensorProto.FLOAT,
             np.dtype(np.float64): onnx.TensorProto.DOUBLE}[dtype]
-    weights, biases = net.weights, net.biases
+    # Copied under the network's lock: a fit in another thread is either
+    # wholly in the export or not at all.
+    with net._lock:
+        weights = [np.array(W, dtype=dtype) for W in net.weights]
+        biases = [np.array(b, dtype=dtype) for b in net.biases]
     for m, (W, b) in enumerate(zip(weights, biases)):
         if not (np.isfinite(W).all() and np.isfinite(b).all()):
             raise ValueError(f"cannot export: weights[{m}] or biases[{m}] contain NaN "

@@ -65,8 +65,10 @@ def _is_real(value) -> bool:
 
 def _check_real(est, name, low, high=None, low_open=False, high_open=False):
     value = getattr(est, name)
-    if not _is_real(value) or np.isnan(value):
+    if not _is_real(value):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     ok = (value > low if low_open else value >= low)
     if high is not None:
         ok = ok and (value < high if high_open else value <= high)
@@ -75,6 +77,14 @@ def _check_real(est, name, low, high=None, low_open=False, high_open=False):
         raise ValueError(f"{name} must lie in {lo}{low}, {'inf' if high is None else high}{hi}, "
                          f"got {value!r}")
     return float(value)
+
+
+def _refuse_masked(value, name):
+    """Masked arrays are refused: converting one drops its mask, and the
+    masked entries would be trained on."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array; masks are not supported: drop or "
+                        "impute the masked entries and pass a plain array")
 
 
 def _check_bool(est, name):
@@ -208,6 +218,7 @@ class _BaseMLP(BaseEstimator):
         return [int(s) for s in sizes], [_HIDDEN[a] for a in names]
 
     def _validate_X(self, X, reset: bool) -> np.ndarray:
+        _refuse_masked(X, "X")
         X = validate_data(self, X, accept_sparse=["csr", "csc"],
                           dtype=(np.float64, np.float32), reset=reset)
         return self._dense(X)
@@ -292,6 +303,9 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         self._check_params()
+        _refuse_masked(X, "X")
+        _refuse_masked(y, "y")
+        _refuse_masked(sample_weight, "sample_weight")
         hidden, activations = self._hidden()
         first_pass = self.__dict__.get("network_") is None or (
             not self.warm_start and not incremental)
@@ -301,8 +315,14 @@ class _BaseMLP(BaseEstimator):
         layer_units = [n_features] + hidden + [Y.shape[1]]
         rs = check_random_state(self.random_state)
         if first_pass:
-            self._initialize(Y, layer_units, activations, self._net_dtype(X), rs)
-        elif self.network_.layer_sizes != layer_units:
+            try:
+                self._initialize(Y, layer_units, activations, self._net_dtype(X), rs)
+            except MemoryError:
+                n_params = sum((i + 1) * o for i, o in zip(layer_units, layer_units[1:]))
+                raise ValueError(f"hidden_layer_sizes={self.hidden_layer_sizes!r}: a network "
+                                 f"with layers {layer_units} has {n_params:,} parameters, "
+                                 "more than fit in memory") from None
+        elif tuple(self.network_.layer_sizes) != tuple(layer_units):
             raise ValueError(f"warm_start/partial_fit: the fitted network has layers "
                              f"{self.network_.layer_sizes}, but hidden_layer_sizes and the "
                              f"data now ask for {layer_units}; set warm_start=False to start "

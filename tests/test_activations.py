@@ -74,7 +74,9 @@ def _unit_domain(dtype):
 def _ge1_domain(dtype):
     # log_ge1 takes x >= 1 (the kernel's are sums of exps, one of them 1).
     info = np.finfo(dtype)
-    x = np.concatenate([np.logspace(0, np.log10(info.max) - 1e-6, 40001),
+    # The exponents in float64: in float32, log10(max) - 1e-6 rounds back to
+    # log10(max) and the top of the grid overflows.
+    x = np.concatenate([np.logspace(0, np.log10(float(info.max)) - 1e-6, 40001),
                         np.linspace(1, 64, 20001), [1.0, 2.0, np.sqrt(2), info.max],
                         np.nextafter(dtype(1), dtype(2)) + np.arange(100) * np.finfo(dtype).eps])
     x = x.astype(dtype)

@@ -13,9 +13,9 @@ def test_public_names():
 
 def test_attributes():
     net = Network((3, 5, 4, 2), ["tanh", "relu", "softmax"], "cross_entropy", dtype="float32", seed=1)
-    assert net.layer_sizes == [3, 5, 4, 2]
+    assert net.layer_sizes == (3, 5, 4, 2)
     assert all(type(s) is int for s in net.layer_sizes)
-    assert net.activations == ["tanh", "relu", "softmax"]
+    assert net.activations == ("tanh", "relu", "softmax")
     assert net.loss == "cross_entropy"
     assert net.dtype == np.dtype(np.float32) and isinstance(net.dtype, np.dtype)
     assert [w.shape for w in net.weights] == [(5, 3), (4, 5), (2, 4)]
@@ -25,10 +25,10 @@ def test_attributes():
 
 def test_defaults_and_single_activation_name():
     net = Network([2, 3, 1])
-    assert net.activations == ["sigmoid", "sigmoid"]
+    assert net.activations == ("sigmoid", "sigmoid")
     assert net.loss == "cross_entropy"
     assert net.dtype == np.float64
-    assert Network([2, 3, 1], "tanh", "squared_error").activations == ["tanh", "tanh"]
+    assert Network([2, 3, 1], "tanh", "squared_error").activations == ("tanh", "tanh")
 
 
 @pytest.mark.parametrize("dtype", ["float32", np.float32, np.dtype("float32"), "float64", np.float64, np.dtype("float64")])
@@ -41,7 +41,7 @@ def test_dtype_spellings(dtype):
 
 def test_numpy_integer_layer_sizes_and_seed_are_accepted():
     net = Network([np.int64(2), np.int32(3), 1], seed=np.int64(5))
-    assert net.layer_sizes == [2, 3, 1]
+    assert net.layer_sizes == (2, 3, 1)
     np.testing.assert_array_equal(net.weights[0], Network([2, 3, 1], seed=5).weights[0])
 
 

@@ -309,3 +309,215 @@ def test_progress_bar_on_a_terminal_and_in_a_log():
     for epoch in range(100):
         bar(epoch, {"loss": 1.0})
     assert len(log.getvalue().splitlines()) == 10 and "\r" not in log.getvalue()
+
+
+# ----------------------------------------------------------------------------
+# Duplicate names, extreme scales, models used outside the command line
+
+
+def test_duplicate_column_names_are_refused(tmp_path, capsys):
+    rows = [[f"{i}", f"{i % 3}", f"{i % 5}", "x" if i % 2 else "y"] for i in range(20)]
+    data = _write(tmp_path / "dup.csv", ["a", "a", "a", "label"], rows)
+    code, _, err = _run(capsys, "train", data, "--target", "label", "--model",
+                        tmp_path / "m.npz", "--quiet")
+    assert code == 1 and "'a' 3 times" in err and "Traceback" not in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def _extreme_regression(tmp_path):
+    """A feature of magnitude 1e300 and a target of magnitude 1e200."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 2))
+    y = (X[:, 0] + 0.5 * X[:, 1]) * 1e200
+    rows = [[repr(float(a) * 1e300), repr(float(b)), repr(float(t))] for (a, b), t in zip(X, y)]
+    return _write(tmp_path / "big.csv", ["x0", "x1", "y"], rows), y
+
+
+def test_standardisation_of_extreme_columns(tmp_path, capsys):
+    data, y = _extreme_regression(tmp_path)
+    model = tmp_path / "m.npz"
+    code, out, err = _run(capsys, "train", data, "--target", "y", "--layers", "16",
+                          "--activation", "tanh", "--epochs", "60", "--model", model,
+                          "--quiet")
+    assert code == 0, err
+    assert "nan" not in out and "inf" not in out
+    code, out, err = _run(capsys, "evaluate", data, "--model", model, "--json")
+    metrics = json.loads(out)
+    # The 1e300 column carries most of the target: zeroed, R^2 would be ~0.2.
+    assert metrics["r2"] > 0.9 and np.isfinite(metrics["rmse"]) and np.isfinite(metrics["mae"])
+    _, out, _ = _run(capsys, "predict", data, "--model", model)
+    pred = np.array([float(v) for v in out.split()[1:]])
+    assert np.isfinite(pred).all() and np.corrcoef(pred / 1e200, y / 1e200)[0, 1] > 0.95
+
+
+def test_standardisation_that_float32_cannot_hold_is_refused(tmp_path, capsys):
+    data, _ = _extreme_regression(tmp_path)
+    model = tmp_path / "m.npz"
+    code, _, err = _run(capsys, "train", data, "--target", "y", "--epochs", "2",
+                        "--model", model, "--quiet", "--dtype", "float32")
+    assert code == 1 and "--dtype float64" in err and "Traceback" not in err
+    assert not model.exists()
+
+
+def _cli_predictions(capsys, data, model, proba):
+    args = ["predict", data, "--model", model] + (["--proba"] if proba else [])
+    code, out, err = _run(capsys, *args)
+    assert code == 0, err
+    rows = list(csv.reader(io.StringIO(out)))[1:]
+    return rows
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_model_files_predict_from_raw_rows_through_every_path(tmp_path, capsys, blobs, dtype):
+    """Network.load and the ONNX export give, from raw rows, what the command
+    line predicts: the standardisation lives in the network."""
+    data, labels = blobs
+    model = tmp_path / "m.npz"
+    code, _, err = _run(capsys, "train", data, "--target", "animal", "--ignore", "id",
+                        "--layers", "8", "--epochs", "30", "--model", model, "--quiet",
+                        "--dtype", dtype)
+    assert code == 0, err
+    rows = _cli_predictions(capsys, data, model, proba=True)
+    cli_proba = np.array([[float(v) for v in r[1:]] for r in rows])
+    with open(data) as fh:
+        raw = np.array([[float(r[1]), float(r[2])] for r in list(csv.reader(fh))[1:]])
+    net = Network.load(model)
+    proba = net.predict(raw)
+    np.testing.assert_allclose(proba, cli_proba, atol=2e-6)
+    assert np.mean(np.argmax(proba, axis=1) == labels) > 0.95
+    ort = pytest.importorskip("onnxruntime")
+    net.to_onnx(tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    onnx_proba = session.run(None, {"X": raw.astype(dtype)})[0]
+    np.testing.assert_allclose(onnx_proba, proba, atol=1e-5 if dtype == "float32" else 1e-12)
+
+
+def test_regression_model_file_predicts_raw_targets(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1, 1, size=(200, 3)) * [1.0, 1000.0, 0.01] + [0.0, 5e4, 3.0]
+    y = 100 + 30 * (X - [0.0, 5e4, 3.0]) / [1.0, 1000.0, 0.01] @ np.array([1.0, -2.0, 0.5])
+    data = _write(tmp_path / "reg.csv", ["a", "b", "c", "y"],
+                  np.column_stack([X, y]).tolist())
+    model = tmp_path / "r.npz"
+    code, _, err = _run(capsys, "train", data, "--target", "y", "--layers", "16",
+                        "--activation", "tanh", "--epochs", "60", "--model", model, "--quiet")
+    assert code == 0, err
+    cli = np.array([float(r[0]) for r in _cli_predictions(capsys, data, model, False)])
+    direct = Network.load(model).predict(X)[:, 0]
+    np.testing.assert_allclose(direct, cli, rtol=1e-12, atol=1e-9)
+    assert np.sqrt(np.mean((direct - y) ** 2)) < 10
+
+
+def test_version_1_model_files_still_apply_their_scaling(tmp_path, capsys, blobs):
+    """Files written before the scaling was folded keep it beside the network."""
+    data, labels = blobs
+    model = tmp_path / "m.npz"
+    code, _, err = _run(capsys, "train", data, "--target", "animal", "--ignore", "id",
+                        "--layers", "8", "--epochs", "30", "--model", model, "--quiet")
+    assert code == 0, err
+    expected = _cli_predictions(capsys, data, model, proba=True)
+    net, info = load_model(model)
+    # Unfold: the same network for standardised inputs, and a version 1 file.
+    mean, scale = np.array([10.0, 11.0]), np.array([2.0, 4.0])
+    W = np.array(net.weights[0])
+    net.biases[0] = np.array(net.biases[0]) + W @ mean
+    net.weights[0] = W * scale
+    info = dict(info, x_mean=mean.tolist(), x_scale=scale.tolist())
+    arrays = net._file_arrays(extra={"cli": dict(info, cli_format_version=1)})
+    with open(model, "wb") as fh:
+        np.savez(fh, **arrays)
+    got = _cli_predictions(capsys, data, model, proba=True)
+    assert [r[0] for r in got] == [r[0] for r in expected]
+    np.testing.assert_allclose(np.array([r[1:] for r in got], dtype=float),
+                               np.array([r[1:] for r in expected], dtype=float), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# Arguments at the edges; hostile command-line descriptions in model files
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "99999999999999999999"], "--epochs"),
+    (["--patience", str(2**63), "--early-stopping"], "--patience"),
+    (["--batch-size", "1e3"], "--batch-size"),
+    (["--delimiter", ""], "--delimiter"),
+    (["--delimiter", ",,"], "--delimiter"),
+    (["--delimiter", '"'], "--delimiter"),
+    (["--seed", "-1"], "--seed"),
+    (["--seed", "٣"], "--seed"),
+    (["--learning-rate", "1e400"], "--learning-rate"),
+])
+def test_out_of_range_arguments_are_usage_errors(tmp_path, capsys, blobs, argv, message):
+    data, _ = blobs
+    with pytest.raises(SystemExit) as info:
+        main(["train", data, "--target", "animal", "--model", str(tmp_path / "m.npz"), *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {message}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("layers", ["²", "1²", "٣", "+3", "3.0", "-1", "2,,3"])
+def test_layers_take_ascii_digits_only(tmp_path, capsys, blobs, layers):
+    data, _ = blobs
+    code, _, err = _run(capsys, "train", data, "--target", "animal", "--layers", layers,
+                        "--model", tmp_path / "m.npz", "--quiet")
+    assert code == 1 and "--layers" in err
+
+
+def test_tab_delimiter_by_name(tmp_path, capsys):
+    path = tmp_path / "t.tsv"
+    path.write_text("a\tb\ty\n" + "".join(f"{i}\t{i % 3}\t{'xy'[i % 2]}\n" for i in range(20)))
+    code, _, err = _run(capsys, "train", path, "--target", "y", "--delimiter", "\\t",
+                        "--epochs", "1", "--model", tmp_path / "m.npz", "--quiet")
+    assert code == 0, err
+
+
+def _edit_cli_info(path, edit):
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["meta"][()]))
+    edit(meta["cli"])
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+HOSTILE_CLI_INFO = {
+    "missing-task": lambda i: i.pop("task"),
+    "missing-features": lambda i: i.pop("features"),
+    "missing-classes": lambda i: i.pop("classes"),
+    "task-number": lambda i: i.update(task=3),
+    "feature-index-out-of-range": lambda i: i.update(feature_indices=[1, 99]),
+    "feature-index-negative": lambda i: i.update(feature_indices=[-1, 2]),
+    "feature-index-string": lambda i: i.update(feature_indices=["1", "2"]),
+    "feature-index-is-target": lambda i: i.update(feature_indices=[1, 3]),
+    "target-index-out-of-range": lambda i: i.update(target_index=12),
+    "means-as-strings": lambda i: i.update(x_mean=["1", "2"], x_scale=[1, 1]),
+    "scale-zero": lambda i: i.update(x_mean=[1, 2], x_scale=[0, 1]),
+    "scale-without-mean": lambda i: i.update(x_scale=[1, 1]),
+    "y-scale-for-classes": lambda i: i.update(y_mean=1.0, y_scale=2.0),
+    "classes-too-few": lambda i: i.update(classes=["cat", "dog"]),
+    "classes-repeated": lambda i: i.update(classes=["cat", "cat", "eel"]),
+    "classes-numbers": lambda i: i.update(classes=[1, 2, 3]),
+    "header-string": lambda i: i.update(header="yes"),
+    "n-columns-huge": lambda i: i.update(n_columns=10**30),
+    "features-string": lambda i: i.update(features="x0,x1"),
+    "regression-with-softmax": lambda i: i.update(task="regression", classes=None),
+    "version-string": lambda i: i.update(cli_format_version="2"),
+    "version-future": lambda i: i.update(cli_format_version=99),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_CLI_INFO))
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_hostile_command_line_description(tmp_path, capsys, blobs, case, command):
+    data, _ = blobs
+    model = tmp_path / "m.npz"
+    code, _, err = _run(capsys, "train", data, "--target", "animal", "--ignore", "id",
+                        "--layers", "4", "--epochs", "1", "--model", model, "--quiet")
+    assert code == 0, err
+    _edit_cli_info(model, HOSTILE_CLI_INFO[case])
+    code, out, err = _run(capsys, command, data, "--model", model)
+    assert code == 1, (out, err)
+    assert err.startswith(f"python -m backprop_fast {command}: error: ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

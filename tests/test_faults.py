@@ -82,7 +82,10 @@ _HALF_WRITER = textwrap.dedent("""
         fh.write(data[: len(data) // 2])
         fh.flush()
         print("HALF", flush=True)
-        time.sleep(120)
+        # Short sleeps: a SIGINT that lands between the print and the start
+        # of a sleep is only acted on when that sleep ends.
+        for _ in range(2400):
+            time.sleep(0.05)
         fh.write(data[len(data) // 2:])
 
     np.savez = half_savez
@@ -142,7 +145,9 @@ def test_interrupted_writer_leaves_previous_file_and_no_temporary(tmp_path):
     old.save(path)
     proc = _start_half_writer(path)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    # Generous: the child exits at once, but a loaded machine may take long to
+    # schedule it and to tear down its interpreter.
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     assert "SAVED" not in out
     assert _same_network(Network.load(path), old)
@@ -581,3 +586,526 @@ def test_keyboard_interrupt_during_fit_stops_at_a_step_boundary():
         replay.train_step(X[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH], 0.05)
     pytest.fail(f"the parameters after the interrupt match none of the first {max_steps} "
                 "minibatch steps: a step was left half-done")
+
+
+# ----------------------------------------------------------------------------
+# Readers while another thread trains: nothing torn, history whole
+
+
+def _replay_states(sizes, calls, epochs_per_call, X, y):
+    """Parameters of a network trained alone after each of ``calls`` fit calls,
+    by the number of epochs trained so far."""
+    net = Network(list(sizes), ["tanh", "softmax"], "cross_entropy", seed=11)
+    states = {0: np.array(net._params)}
+    for k in range(1, calls + 1):
+        net.fit(X, y, epochs=epochs_per_call, learning_rate=0.05, shuffle=False)
+        states[k * epochs_per_call] = np.array(net._params)
+    return states
+
+
+def _reader_problem():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(64, 8))
+    y = rng.integers(0, 3, 64)
+    return X, y
+
+
+@pytest.mark.parametrize("reader", ["save", "pickle", "to_onnx", "history"])
+def test_readers_while_another_thread_fits(tmp_path, reader):
+    """save, pickle, to_onnx and history read while another thread fits the
+    same network: each copy holds the state between two fit calls, and its
+    history has exactly the epochs that produced its parameters."""
+    if reader == "to_onnx":
+        pytest.importorskip("onnx")
+    X, y = _reader_problem()
+    calls, per_call = 30, 20
+    net = Network([8, 16, 3], ["tanh", "softmax"], "cross_entropy", seed=11)
+    states = _replay_states((8, 16, 3), calls, per_call, X, y)
+    errors = []
+
+    def train():
+        try:
+            for _ in range(calls):
+                net.fit(X, y, epochs=per_call, learning_rate=0.05, shuffle=False)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    seen = 0
+    while worker.is_alive() or seen < 3:
+        seen += 1
+        if reader == "save":
+            net.save(tmp_path / "m.npz")
+            copy = Network.load(tmp_path / "m.npz")
+            epochs = len(copy.history.loss)
+            assert epochs in states, f"a saved history of {epochs} epochs"
+            np.testing.assert_array_equal(copy._params, states[epochs])
+        elif reader == "pickle":
+            copy = pickle.loads(pickle.dumps(net))
+            epochs = len(copy.history.loss)
+            assert epochs in states, f"a pickled history of {epochs} epochs"
+            np.testing.assert_array_equal(copy._params, states[epochs])
+        elif reader == "to_onnx":
+            import onnx
+            from onnx import numpy_helper
+            net.to_onnx(tmp_path / "m.onnx")
+            init = {t.name: numpy_helper.to_array(t)
+                    for t in onnx.load(str(tmp_path / "m.onnx")).graph.initializer}
+            flat = np.concatenate([init["W0"].ravel(), init["b0"], init["W1"].ravel(),
+                                   init["b1"]])
+            assert any(np.array_equal(flat, s) for s in states.values()), "a torn export"
+        else:
+            history = net.history
+            loss = history.loss
+            assert len(loss) % per_call == 0 and len(loss) <= calls * per_call
+            assert len(history.time) == len(loss)
+        if seen > 500:
+            break
+    worker.join()
+    assert not errors, errors
+    assert len(net.history.loss) == calls * per_call
+    np.testing.assert_array_equal(net._params, states[calls * per_call])
+
+
+# ----------------------------------------------------------------------------
+# Hostile values in a model file's description
+
+
+def _saved_model(tmp_path):
+    net = _net(sizes=(3, 4, 2))
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    net.fit(X, np.arange(10) % 2, epochs=3, optimizer="adam", learning_rate=0.01)
+    path = tmp_path / "m.npz"
+    net.save(path)
+    return path
+
+
+def _edit_meta_text(path, edit):
+    """Rewrite the file's JSON description as text through ``edit``."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["meta"] = np.array(edit(str(arrays["meta"][()])))
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def _set_key(key, value_json):
+    def edit(text):
+        meta = json.loads(text)
+        meta[key] = "@@"
+        return json.dumps(meta).replace('"@@"', value_json)
+    return edit
+
+
+def _set_sub(key, sub, value_json):
+    def edit(text):
+        meta = json.loads(text)
+        meta[key][sub] = "@@"
+        return json.dumps(meta).replace('"@@"', value_json)
+    return edit
+
+
+HOSTILE_META = {
+    "history-1e400": _set_sub("history", "loss", "[1e400, 0.5, 0.4]"),
+    "history-huge-int": _set_sub("history", "loss", "[" + "9" * 400 + ", 0.5, 0.4]"),
+    "history-bool": _set_sub("history", "loss", "[true, 0.5, 0.4]"),
+    "history-nested": _set_sub("history", "loss", "[[0.1], 0.5, 0.4]"),
+    "history-too-long": _set_sub("history", "time", "[0.1, 0.1, 0.1, 0.1]"),
+    "history-list": _set_key("history", "[1, 2, 3]"),
+    "history-string": _set_key("history", '"loss"'),
+    "history-number": _set_key("history", "7"),
+    "optimizer-step-2^63": _set_sub("optimizer", "step", str(2**63)),
+    "optimizer-step-negative": _set_sub("optimizer", "step", "-1"),
+    "optimizer-step-float": _set_sub("optimizer", "step", "1.5"),
+    "optimizer-step-1e400": _set_sub("optimizer", "step", "1e400"),
+    "optimizer-name-number": _set_sub("optimizer", "name", "3"),
+    "optimizer-name-list": _set_sub("optimizer", "name", '["adam"]'),
+    "optimizer-name-unknown": _set_sub("optimizer", "name", '"rmsprop"'),
+    "optimizer-name-sgd": _set_sub("optimizer", "name", '"sgd"'),
+    "optimizer-list": _set_key("optimizer", '["adam", 3]'),
+    "optimizer-string": _set_key("optimizer", '"adam"'),
+    "dtype-12": _set_key("dtype", "12"),
+    "dtype-structured": _set_key("dtype", '[["a", "f8"]]'),
+    "dtype-S9999": _set_key("dtype", '"S9999"'),
+    "dtype-null": _set_key("dtype", "null"),
+    "dtype-f8": _set_key("dtype", '"f8"'),
+    "dtype-float64-list": _set_key("dtype", '["float64"]'),
+    "layer-sizes-bool": _set_key("layer_sizes", "[true, 4, 2]"),
+    "layer-sizes-1e400": _set_key("layer_sizes", "[1e400, 4, 2]"),
+    "activations-string": _set_key("activations", '"tanh"'),
+    "activations-dict": _set_key("activations", '{"tanh": 1, "softmax": 2}'),
+    "loss-list": _set_key("loss", '["cross_entropy"]'),
+    "format-version-1e400": _set_key("format_version", "1e400"),
+    "format-version-bool": _set_key("format_version", "true"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_META))
+def test_hostile_description_values_raise_value_error(tmp_path, case):
+    path = _saved_model(tmp_path)
+    _edit_meta_text(path, HOSTILE_META[case])
+    with pytest.raises(ValueError, match="not a readable backprop_fast model|model format"):
+        Network.load(path)
+
+
+@pytest.mark.parametrize("case", ["history-1e400", "optimizer-step-2^63", "dtype-null",
+                                  "history-list", "optimizer-string"])
+def test_hostile_description_in_the_command_line(tmp_path, case):
+    path = _saved_model(tmp_path)
+    _edit_meta_text(path, HOSTILE_META[case])
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,c\n1,2,3\n4,5,6\n")
+    proc = subprocess.run([sys.executable, "-m", "backprop_fast", "predict", str(data),
+                           "--model", str(path)], capture_output=True, text=True,
+                          env=_child_env(), timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "error:" in proc.stderr, proc.stderr
+
+
+# ----------------------------------------------------------------------------
+# fit's set-up failing, fit interrupted: the network stays usable and its
+# history agrees with its parameters
+
+
+def test_memory_error_while_fit_sets_up_leaves_the_network_usable(monkeypatch):
+    net, X, y = _interrupt_problem()
+    real = Network._fit_buffer
+
+    def failing(self, name, size, dtype=None):
+        if name == "best":
+            raise MemoryError("no room for the early-stopping copy")
+        return real(self, name, size, dtype)
+
+    monkeypatch.setattr(Network, "_fit_buffer", failing)
+    with pytest.raises(MemoryError):
+        net.fit(X, y, epochs=2, learning_rate=0.1, early_stopping=True)
+    monkeypatch.undo()
+    history = net.fit(X, y, epochs=2, learning_rate=0.1, early_stopping=True)
+    assert len(history.loss) == 2
+
+
+def test_memory_error_while_allocating_optimizer_state_keeps_the_old_state(monkeypatch):
+    net, X, y = _interrupt_problem()
+    net.fit(X, y, epochs=1, learning_rate=0.01, optimizer="adam")
+    real = np.zeros_like
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "zeros_like", failing)
+    with pytest.raises(MemoryError):
+        net.fit(X, y, epochs=1, learning_rate=0.01, momentum=0.9)
+    monkeypatch.undo()
+    net.fit(X, y, epochs=1, learning_rate=0.01, optimizer="adam")
+    net.fit(X, y, epochs=1, learning_rate=0.01, momentum=0.9)
+    assert len(net.history.loss) == 3
+
+
+@pytest.mark.parametrize("stop_after", [1, 4])
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_epochs_finished_before_an_interrupt_are_in_the_history(tmp_path, stop_after, exc):
+    """A callback raising after epoch ``stop_after`` (as Ctrl-C at that point
+    would): the history holds exactly the finished epochs, the same figures as
+    an uninterrupted fit of that many epochs, and a saved file agrees."""
+    net, X, y = _interrupt_problem()
+    twin = _replica(net, [np.array(p) for p in net.weights + net.biases])
+    twin._rng_state[...] = net._rng_state
+    fit = dict(batch_size=BATCH, learning_rate=0.05, optimizer="adam")
+
+    def callback(epoch, logs):
+        if epoch + 1 == stop_after:
+            raise exc("stop")
+
+    with pytest.raises(exc):
+        net.fit(X, y, epochs=10, callbacks=[callback], **fit)
+    twin.fit(X, y, epochs=stop_after, **fit)
+    assert net.history.loss == twin.history.loss
+    assert len(net.history.time) == stop_after
+    np.testing.assert_array_equal(net._params, twin._params)
+    net.save(tmp_path / "m.npz")
+    assert Network.load(tmp_path / "m.npz").history.loss == twin.history.loss
+
+
+def test_epochs_finished_before_a_divergence_are_in_the_history():
+    net = Network([2, 4, 1], "identity", "squared_error", seed=0)
+    X = np.array([[1.0, 2.0], [3.0, 4.0]])
+    calls = []
+
+    def blow_up(epoch, logs):
+        calls.append(epoch)
+        if epoch == 2:
+            net.weights[0][...] *= 1e200
+    with pytest.raises(backprop_fast.DivergenceError):
+        net.fit(X, np.array([1.0, 2.0]), epochs=10, learning_rate=0.01, callbacks=[blow_up])
+    assert len(net.history.loss) >= 3
+
+
+def test_callback_that_sets_nan_gets_a_true_divergence_message():
+    net = Network([2, 3, 1], "sigmoid", seed=0)
+    X = np.array([[0.0, 1.0], [1.0, 0.0]])
+
+    def poison(epoch, logs):
+        net.weights[0][...] = np.nan
+
+    with pytest.raises(backprop_fast.DivergenceError) as info:
+        net.fit(X, np.array([0.0, 1.0]), epochs=5, learning_rate=0.1, callbacks=[poison])
+    finite = all(np.isfinite(p).all() for p in net.weights + net.biases)
+    assert not finite
+    assert "keeps its last finite parameters" not in str(info.value)
+    assert "not finite" in str(info.value)
+
+
+# ----------------------------------------------------------------------------
+# Numbers at the edges of what fit takes
+
+
+def test_huge_sample_weights_train_as_uniform_ones():
+    net, X, y = _interrupt_problem()
+    twin = _replica(net, [np.array(p) for p in net.weights + net.biases])
+    twin._rng_state[...] = net._rng_state
+    h = net.fit(X, y, epochs=3, batch_size=BATCH, learning_rate=0.05,
+                sample_weight=np.full(X.shape[0], 1e308))
+    t = twin.fit(X, y, epochs=3, batch_size=BATCH, learning_rate=0.05)
+    assert h.loss[0] > 0
+    np.testing.assert_allclose(h.loss, t.loss, rtol=1e-12)
+
+
+@pytest.mark.parametrize("weights", [[5e-324, 0, 0, 0], [0.0, 0, 0, 0], [1e-320, 3e-320, 0, 0]],
+                         ids=["one-subnormal", "zeros", "subnormals"])
+def test_degenerate_sample_weights_are_refused(weights):
+    net = Network([2, 3, 1], "sigmoid", seed=0)
+    with pytest.raises(ValueError, match="sample_weight"):
+        net.fit(np.ones((4, 2)), np.ones(4) * 0.5, epochs=1, learning_rate=0.1,
+                sample_weight=weights)
+
+
+def test_overflowing_class_weight_times_sample_weight_is_refused():
+    net = Network([2, 3, 1], "sigmoid", seed=0)
+    with pytest.raises(ValueError, match="sample_weight"):
+        net.fit(np.ones((4, 2)), np.array([0.0, 1, 0, 1]), epochs=1, learning_rate=0.1,
+                sample_weight=[1e308] * 4, class_weight={0: 1e10, 1: 1.0})
+
+
+@pytest.mark.parametrize("option", [dict(epochs=2**63), dict(epochs=2**62 + 1),
+                                    dict(epochs=3, patience=2**63),
+                                    dict(epochs=3, patience=2**64, early_stopping=True)],
+                         ids=["epochs-2^63", "epochs-2^62+1", "patience-2^63", "patience-2^64"])
+def test_counts_beyond_the_kernel_are_value_errors_naming_them(option):
+    net = Network([2, 3, 1], "sigmoid", seed=0)
+    name = "patience" if "patience" in option else "epochs"
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        net.fit(np.ones((4, 2)), np.ones(4) * 0.5, learning_rate=0.1, **option)
+
+
+def test_a_patience_longer_than_the_fit_never_stops_it():
+    net = Network([2, 3, 1], "sigmoid", seed=0)
+    h = net.fit(np.ones((4, 2)), np.ones(4) * 0.5, epochs=5, learning_rate=1e-9,
+                early_stopping=True, patience=2**62, lr_schedule="plateau")
+    assert len(h.loss) == 5 and not h.stopped_early and len(set(h.learning_rate)) == 1
+
+
+@pytest.mark.parametrize("which", ["X", "y", "sample_weight", "validation_data[0]"])
+def test_masked_arrays_are_refused(which):
+    net = Network([2, 3, 1], "sigmoid", seed=0)
+    args = {"X": np.ones((4, 2)), "y": np.ones(4) * 0.5, "sample_weight": np.ones(4),
+            "validation_data[0]": np.ones((2, 2))}
+    args[which] = np.ma.masked_array(args[which], mask=np.zeros_like(args[which], bool))
+    with pytest.raises(TypeError, match="masked") as info:
+        net.fit(args["X"], args["y"], epochs=1, learning_rate=0.1,
+                sample_weight=args["sample_weight"],
+                validation_data=(args["validation_data[0]"], np.ones(2) * 0.5))
+    assert which.split("[")[0] in str(info.value)
+    with pytest.raises(TypeError, match="masked"):
+        net.predict(np.ma.masked_array(np.ones((4, 2))))
+
+
+# ----------------------------------------------------------------------------
+# Where save writes, and with which permissions
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+@pytest.mark.parametrize("mode", [0o644, 0o600, 0o664])
+def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path, mode):
+    path = tmp_path / "m.npz"
+    path.write_bytes(b"old")
+    os.chmod(path, mode)
+    _net().save(path)
+    assert os.stat(path).st_mode & 0o777 == mode
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+def test_save_gives_a_new_file_the_umask_default(tmp_path):
+    old = os.umask(0o027)
+    try:
+        _net().save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "m.npz").st_mode & 0o777 == 0o640
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links")
+def test_save_onto_a_symbolic_link_writes_its_target(tmp_path):
+    target = tmp_path / "store" / "real.npz"
+    target.parent.mkdir()
+    _net(seed=1).save(target)
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    new = _net(seed=2)
+    new.save(link)
+    assert link.is_symlink()
+    assert _same_network(Network.load(target), new)
+    assert _temporaries(tmp_path) == [] and _temporaries(target.parent) == []
+
+
+def test_save_into_a_missing_folder_names_the_path(tmp_path):
+    path = tmp_path / "no" / "such" / "m.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        _net().save(path)
+    assert info.value.filename == str(path)
+
+
+# ----------------------------------------------------------------------------
+# A failed command-line run leaves every existing output as it was
+
+
+def _cli(*argv):
+    from backprop_fast.__main__ import main
+    return main([str(a) for a in argv])
+
+
+def _classes_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    path = tmp_path / "d.csv"
+    path.write_text("x0,x1,label\n" + "".join(
+        f"{a},{b},{'ab'[int(a + b > 0)]}\n" for a, b in X))
+    return path
+
+
+@pytest.mark.parametrize("failure", ["plot-folder-missing", "plot-format-unknown",
+                                     "divergence", "model-folder-missing"])
+def test_failed_train_changes_no_output(tmp_path, capsys, failure):
+    data = _classes_csv(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    model, plot = out / "keep.npz", out / "keep.png"
+    model.write_bytes(b"the good model")
+    plot.write_bytes(b"the good plot")
+    argv = ["train", data, "--target", "label", "--epochs", "2", "--quiet",
+            "--model", model, "--plot", plot]
+    expect = None
+    if failure == "plot-folder-missing":
+        argv[-1] = expect = tmp_path / "nonexistent" / "x.png"
+    elif failure == "plot-format-unknown":
+        argv[-1] = out / "x.unknownformat"
+    elif failure == "divergence":
+        argv += ["--learning-rate", "1e300", "--no-standardize"]
+    else:
+        argv[argv.index(model)] = expect = tmp_path / "nonexistent" / "m.npz"
+    if failure != "divergence":
+        pytest.importorskip("matplotlib")
+    assert _cli(*argv) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+    assert TEMP_PREFIX not in err  # errors name the user's paths
+    if expect is not None:
+        assert str(expect) in err
+    assert model.read_bytes() == b"the good model"
+    assert plot.read_bytes() == b"the good plot"
+    assert sorted(os.listdir(out)) == ["keep.npz", "keep.png"]
+
+
+def test_failed_predict_changes_no_output(tmp_path, capsys):
+    data = _classes_csv(tmp_path)
+    model = tmp_path / "m.npz"
+    assert _cli("train", data, "--target", "label", "--epochs", "1", "--quiet",
+                "--model", model) == 0
+    output = tmp_path / "p.csv"
+    output.write_text("previous predictions\n")
+    other = tmp_path / "other.csv"
+    other.write_text("x0,x1,label\n1,2,a\n3,oops,b\n")
+    assert _cli("predict", other, "--model", model, "--output", output) == 1
+    assert output.read_text() == "previous predictions\n"
+    assert _temporaries(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------
+# Mutating what the public attributes return
+
+
+def test_reshaping_a_returned_view_leaves_the_network_alone():
+    net, X, y = _interrupt_problem()
+    before = net.gradients(X[:5], y[:5])
+    w = net.weights[0]
+    w.shape = (w.size,)
+    b = net.biases[1]
+    b.dtype = np.int64
+    assert net.weights[0].shape == (32, 16) and net.biases[1].dtype == np.float64
+    after = net.gradients(X[:5], y[:5])
+    for p, q in zip(before[0] + before[1], after[0] + after[1]):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_changing_a_returned_history_list_changes_nothing(tmp_path):
+    net, X, y = _interrupt_problem()
+    history = net.fit(X, y, epochs=3, learning_rate=0.05)
+    for h in (history, net.history):
+        h.loss.append(1.0)
+        h.time.clear()
+    assert len(history.loss) == len(net.history.loss) == len(net.history.time) == 3
+    net.save(tmp_path / "m.npz")
+    assert len(Network.load(tmp_path / "m.npz").history.loss) == 3
+
+
+@pytest.mark.parametrize("how", ["save", "deepcopy", "pickle"])
+def test_copies_taken_in_a_callback_agree_with_their_parameters(tmp_path, how):
+    import copy
+    net, X, y = _interrupt_problem()
+    twin = _replica(net, [np.array(p) for p in net.weights + net.biases])
+    twin._rng_state[...] = net._rng_state
+    net.fit(X, y, epochs=2, batch_size=BATCH, learning_rate=0.05)
+    twin.fit(X, y, epochs=2, batch_size=BATCH, learning_rate=0.05)
+    taken = []
+
+    def checkpoint(epoch, logs):
+        if epoch == 2:
+            if how == "save":
+                net.save(tmp_path / "m.npz")
+                taken.append(Network.load(tmp_path / "m.npz"))
+            elif how == "deepcopy":
+                taken.append(copy.deepcopy(net))
+            else:
+                taken.append(pickle.loads(pickle.dumps(net)))
+
+    net.fit(X, y, epochs=5, batch_size=BATCH, learning_rate=0.05, callbacks=[checkpoint])
+    twin.fit(X, y, epochs=3, batch_size=BATCH, learning_rate=0.05)
+    copy_ = taken[0]
+    assert copy_.history.loss == twin.history.loss  # 2 + 3 epochs
+    np.testing.assert_array_equal(copy_._params, twin._params)
+    assert len(net.history.loss) == 7
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "DATA", "--target", "label", "--model", "OUT/m.npz", "--plot", "OUT/m.npz"],
+    ["train", "DATA", "--target", "label", "--model", "DATA"],
+    ["predict", "DATA", "--model", "OUT/keep.npz", "--output", "OUT/keep.npz"],
+    ["predict", "DATA", "--model", "OUT/keep.npz", "--output", "DATA"],
+], ids=["plot-is-model", "model-is-data", "output-is-model", "output-is-data"])
+def test_outputs_that_would_overwrite_inputs_or_each_other_are_refused(tmp_path, capsys,
+                                                                       argv):
+    data = _classes_csv(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert _cli("train", data, "--target", "label", "--epochs", "1", "--quiet",
+                "--model", out / "keep.npz") == 0
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in (data, out / "keep.npz")}
+    argv = [a.replace("DATA", str(data)).replace("OUT", str(out)) for a in argv]
+    assert _cli(*argv, "--quiet" if argv[0] == "train" else "--proba") == 1
+    assert "same file" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in before} == before

@@ -75,7 +75,7 @@ def test_save_replaces_an_existing_file_and_leaves_no_temporary(tmp_path):
     other, _ = _trained(["relu", "tanh", "sigmoid"], "squared_error", np.float32)
     other.save(path)
     assert sorted(os.listdir(tmp_path)) == ["net.npz"]
-    assert Network.load(path).activations == ["relu", "tanh", "sigmoid"]
+    assert Network.load(path).activations == ("relu", "tanh", "sigmoid")
 
 
 def test_save_to_a_missing_directory_fails_cleanly(tmp_path):

@@ -14,9 +14,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _history(**lists):
+    # History's figure properties return copies, so the figures go in as one
+    # block, as fit adds them.
     h = History()
-    for name, values in lists.items():
-        getattr(h, name).extend(values)
+    h._add({name: list(lists.get(name, [])) for name in History.FIGURES})
     return h
 
 

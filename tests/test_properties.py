@@ -863,6 +863,88 @@ def test_constructor(layer_sizes, activations, loss, dtype, seed):
         assert _names(expected[0]).search(str(info.value)), info.value
         return
     net = Network(layer_sizes, activations, loss, dtype=dtype, seed=seed)
-    assert net.layer_sizes == [int(s) for s in layer_sizes]
+    assert net.layer_sizes == tuple(int(s) for s in layer_sizes)
     assert net.dtype == np.dtype(dtype)
     assert all(np.isfinite(p).all() for p in _params(net))
+
+
+# ----------------------------------------------------------------------------
+# Attribute mutation: the architecture is read-only, the parameter lists copy
+
+
+MUTATIONS = st.sampled_from(["set", "item", "append", "del"])
+NEW_VALUES = st.sampled_from([1, 2, 0, -1, 2**40, "softmax", "identity", "squared_error",
+                              "float32", np.float16, None, [1, 1], (2, 2)])
+
+
+@given(architectures(max_layers=3, max_width=4),
+       st.sampled_from(["layer_sizes", "activations", "loss", "dtype"]), MUTATIONS, NEW_VALUES,
+       st.integers(-3, 3))
+def test_architecture_attributes_cannot_be_changed(arch, attribute, how, value, index):
+    """Whatever is assigned to an architecture attribute, or into it, raises
+    and leaves the network predicting and training exactly as before."""
+    sizes, activations, loss, dtype = arch
+    net = Network(sizes, activations, loss, dtype=dtype, seed=0)
+    twin = Network(sizes, activations, loss, dtype=dtype, seed=0)
+    X = np.random.default_rng(1).normal(size=(3, sizes[0]))
+    before = getattr(net, attribute)
+    with pytest.raises((AttributeError, TypeError)):
+        if how == "set":
+            setattr(net, attribute, value)
+        elif how == "item":
+            getattr(net, attribute)[index] = value
+        elif how == "append":
+            getattr(net, attribute).append(value)
+        else:
+            del getattr(net, attribute)[index]
+    assert getattr(net, attribute) == before
+    assert net.layer_sizes == tuple(sizes) and net.activations == tuple(activations)
+    np.testing.assert_array_equal(net.predict(X), twin.predict(X))
+    y = twin.predict(X)
+    if loss == "cross_entropy":
+        y = (y > 0.5 * y.max(axis=1, keepdims=True)).astype(float)
+        if activations[-1] == "softmax":
+            y = np.eye(sizes[-1])[np.argmax(y, axis=1)]
+    for n in (net, twin):
+        n.fit(X, y, epochs=2, learning_rate=0.1, shuffle=False)
+    np.testing.assert_array_equal(net.predict(X), twin.predict(X))
+
+
+@given(architectures(max_layers=3, max_width=4), st.sampled_from(["weights", "biases"]),
+       st.integers(-4, 4), st.sampled_from(["right", "transposed", "short", "nan", "inf",
+                                             "masked", "object", "scalar", "list"]))
+def test_assigning_a_layer_of_parameters(arch, which, index, kind):
+    """``net.weights[m] = W`` copies W into the network when it has the
+    layer's shape and finite values; anything else raises (naming the layer)
+    and changes nothing."""
+    sizes, activations, loss, dtype = arch
+    net = Network(sizes, activations, loss, dtype=dtype, seed=0)
+    arrays = getattr(net, which)
+    if not -len(arrays) <= index < len(arrays):
+        with pytest.raises(IndexError):
+            arrays[index] = np.zeros(1)
+        return
+    shape = arrays[index].shape
+    rng = np.random.default_rng(index + 5)
+    value = {"right": lambda: rng.normal(size=shape),
+             "transposed": lambda: rng.normal(size=shape[::-1] + (1,)),
+             "short": lambda: np.zeros(shape[0] + 1),
+             "nan": lambda: np.full(shape, np.nan),
+             "inf": lambda: np.full(shape, np.inf),
+             "masked": lambda: np.ma.masked_array(np.ones(shape), mask=True),
+             "object": lambda: np.full(shape, None, dtype=object),
+             "scalar": lambda: 1.0,
+             "list": lambda: rng.normal(size=shape).tolist()}[kind]()
+    before = _params(net)
+    if kind in ("right", "list"):
+        arrays[index] = value
+        np.testing.assert_array_equal(getattr(net, which)[index],
+                                      np.asarray(value, dtype=dtype))
+        assert sum(not np.array_equal(p, q) for p, q in zip(_params(net), before)) <= 1
+        return
+    if kind == "scalar" and shape == ():
+        return
+    with pytest.raises((TypeError, ValueError)) as info:
+        arrays[index] = value
+    assert f"{which}[{index}]" in str(info.value), info.value
+    _assert_unchanged(net, before)

@@ -157,7 +157,7 @@ def test_binary_with_text_labels():
     clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(8,)), X, labels)
     assert list(clf.classes_) == ["no", "yes"]
     assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 1
-    assert clf.network_.layer_sizes == [4, 8, 1]
+    assert clf.network_.layer_sizes == (4, 8, 1)
     proba = clf.predict_proba(X)
     assert proba.shape == (100, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1)
@@ -170,7 +170,7 @@ def test_multiclass_and_fitted_attributes():
     clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(8, 6), activation=["relu", "tanh"]),
                X, y)
     assert clf.out_activation_ == "softmax" and clf.n_layers_ == 4 and clf.n_outputs_ == 3
-    assert clf.network_.activations == ["relu", "tanh", "softmax"]
+    assert clf.network_.activations == ("relu", "tanh", "softmax")
     assert [c.shape for c in clf.coefs_] == [(5, 8), (8, 6), (6, 3)]
     assert [b.shape for b in clf.intercepts_] == [(8,), (6,), (3,)]
     assert clf.n_features_in_ == 5 and clf.n_iter_ == len(clf.loss_curve_) <= 200
@@ -255,7 +255,7 @@ def test_warm_start_continues_and_checks_the_architecture():
         clf.fit(X, y)
     clf.set_params(warm_start=False)
     _fit(clf, X, y)
-    assert clf.network_ is not net and clf.network_.layer_sizes == [4, 6, 1]
+    assert clf.network_ is not net and clf.network_.layer_sizes == (4, 6, 1)
     # A warm start may switch early stopping on and off.
     clf.set_params(warm_start=True, early_stopping=True)
     _fit(clf, X, y)
@@ -368,3 +368,36 @@ def test_feature_names():
     assert list(reg.feature_names_in_) == ["a", "b", "c"]
     with pytest.warns(UserWarning, match="feature names"):
         reg.predict(X)
+
+
+@pytest.mark.parametrize("which", ["X", "y", "sample_weight", "predict"])
+def test_masked_arrays_are_refused(which):
+    from backprop_fast.sklearn import MLPClassifier
+    rng = np.random.default_rng(0)
+    X, y, sw = rng.normal(size=(20, 3)), np.arange(20) % 2, np.ones(20)
+    clf = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2)
+    masked = {"X": np.ma.masked_array(X), "y": np.ma.masked_array(y),
+              "sample_weight": np.ma.masked_array(sw)}
+    if which == "predict":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(X, y)
+        with pytest.raises(TypeError, match="X is a masked array"):
+            clf.predict(masked["X"])
+        return
+    args = {"X": X, "y": y, "sample_weight": sw}
+    args[which] = masked[which]
+    with pytest.raises(TypeError, match=f"{which} is a masked array"):
+        clf.fit(args["X"], args["y"], sample_weight=args["sample_weight"])
+
+
+@pytest.mark.parametrize("params, name", [
+    (dict(alpha=float("nan")), "alpha"), (dict(alpha=float("inf")), "alpha"),
+    (dict(learning_rate_init=float("nan")), "learning_rate_init"),
+    (dict(hidden_layer_sizes=(2**40,)), "hidden_layer_sizes"),
+    (dict(hidden_layer_sizes=(2**20, 2**20)), "hidden_layer_sizes"),
+])
+def test_impossible_hyperparameters_are_value_errors_naming_them(params, name):
+    from backprop_fast.sklearn import MLPRegressor
+    with pytest.raises(ValueError, match=name):
+        MLPRegressor(max_iter=1, **params).fit(np.ones((4, 2)), np.arange(4.0))
