@@ -24,7 +24,7 @@ exclude_patterns = ["_build"]
 myst_enable_extensions = ["dollarmath"]
 myst_heading_anchors = 3
 
-autodoc_default_options = {"members": True, "show-inheritance": False}
+autodoc_default_options = {"members": True}
 autodoc_typehints = "none"          # the numpydoc sections describe the types
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
