@@ -203,8 +203,9 @@ def format_digits_report(r, peer="NumPy reference"):
     lines = [head] + [f"  {a:<16}{b:>11}{c:>12}{d:>15}" for a, b, c, d in rows]
     lines.append(f"  backprop_fast trained {speed_phrase(r['ref_time'], r['fast_time'])} "
                  f"than {peer} with the same settings.")
-    lines.append("  Both start from the same initial weights; each shuffles the samples with its "
-                 "own random stream,\n  so the costs and accuracies differ a little by chance.")
+    lines.append("  Both start from the same initial weights, but each shuffles with its own "
+                 "random stream,\n  and plain SGD's last steps move the accuracy by a point or "
+                 "two: the two differ by chance.")
     return "\n".join(lines)
 
 
