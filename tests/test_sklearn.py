@@ -13,7 +13,7 @@ from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import (  # noqa: E402
     make_classification,
     make_multilabel_classification,
-    make_regression,  # noqa: E402
+    make_regression,
 )
 from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
