@@ -15,8 +15,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from ._kernels import kernel as _kernel
 from ._io import atomic_open
+from ._kernels import kernel as _kernel
 
 __all__ = ["Network", "History", "DivergenceError", "ParameterList"]
 
@@ -1516,4 +1516,4 @@ class Network:
                 f"loss={self._loss!r}, dtype={self._dtype.name!r})")
 
 
-_FIT_DEFAULTS = Network.fit.__kwdefaults__
+_FIT_DEFAULTS: Dict[str, Any] = Network.fit.__kwdefaults__  # type: ignore[assignment]

@@ -4,8 +4,8 @@
     python benches/compare.py --quick    # the --quick sizes, for a smoke check
     python benches/compare.py --only W4 --no-memory
 
-The comparison is ``python -m backprop_fast bench`` (backprop_fast/bench.py,
-the peers in backprop_fast/bench_peers.py, re-exported by peers.py here):
+The comparison is ``python -m backprop_fast bench`` (backprop_fast/bench/,
+the peers in backprop_fast/bench/peers.py, re-exported by peers.py here):
 every workload W1-W5 trained by backprop_fast, the NumPy reference,
 scikit-learn, PyTorch eager and JAX (jitted step; whole run under lax.scan)
 where installed, from the same initial weights on the same data with the same
@@ -38,6 +38,7 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import workloads  # noqa: E402  (benches/ is not a package)
+
 from backprop_fast import bench  # noqa: E402
 
 MiB = 1024.0 ** 2

@@ -7,7 +7,7 @@ is tests/):
     BENCH_QUICK=1 pytest benches/ --benchmark-only   # the --quick workload sizes
     BENCH_THREADS=1 pytest benches/ ...              # threads for everyone (default 2)
 
-The peers are the adapters of ``backprop_fast.bench_peers`` (re-exported by
+The peers are the adapters of ``backprop_fast.bench.peers`` (re-exported by
 peers.py): backprop_fast, the NumPy reference, scikit-learn, PyTorch eager,
 JAX (jitted step; whole run under lax.scan) and, for W4/W5, the bare matrix
 products of a step. A peer that is not installed is skipped with a note.
@@ -28,6 +28,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # noqa: E402  (benches/ is not a package)
 import workloads  # noqa: E402
+
 from backprop_fast import bench  # noqa: E402
 
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))

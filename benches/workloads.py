@@ -3,7 +3,7 @@
 The workload definitions (W1 to W5), their data and the ``Problem`` that
 makes one concrete (data, initial weights, pre-drawn sample orders, the
 common final-cost evaluation) live in the package, in
-``backprop_fast/bench.py``; this module re-exports them for the
+``backprop_fast/bench/__init__.py``; this module re-exports them for the
 pytest-benchmark suite and compare.py, and adds the bare-matmul ceiling.
 
 W1  XOR 2-2-1, sigmoid, cross-entropy, 4 samples full batch, lr 1.0, float64,
@@ -24,9 +24,21 @@ import numpy as np
 try:
     from backprop_fast import Network  # noqa: F401  (compare.py's memory check)
     from backprop_fast.bench import (  # noqa: F401  (re-exports)
-        SEED, W4_LAYERS, W5_LAYERS, WORKLOADS, Problem, Workload, digits_data, environment,
-        fmt_time, n_parameters, one_hot, synthetic_classification, synthetic_regression,
-        workloads)
+        SEED,
+        W4_LAYERS,
+        W5_LAYERS,
+        WORKLOADS,
+        Problem,
+        Workload,
+        digits_data,
+        environment,
+        fmt_time,
+        n_parameters,
+        one_hot,
+        synthetic_classification,
+        synthetic_regression,
+        workloads,
+    )
 except ImportError as exc:  # pragma: no cover - explained to the user
     raise ImportError(
         "benches need backprop_fast with its compiled kernel: run "

@@ -31,7 +31,8 @@ def test_defaults_and_single_activation_name():
     assert Network([2, 3, 1], "tanh", "squared_error").activations == ("tanh", "tanh")
 
 
-@pytest.mark.parametrize("dtype", ["float32", np.float32, np.dtype("float32"), "float64", np.float64, np.dtype("float64")])
+@pytest.mark.parametrize("dtype", ["float32", np.float32, np.dtype("float32"),
+                                   "float64", np.float64, np.dtype("float64")])
 def test_dtype_spellings(dtype):
     net = Network([2, 3, 1], dtype=dtype, seed=0)
     assert net.dtype == np.dtype(dtype)

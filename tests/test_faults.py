@@ -442,7 +442,8 @@ def test_deeply_nested_description(tmp_path):
 
 
 @pytest.mark.parametrize("meta", [
-    _meta(dtype="object"), _meta(dtype="float16"), _meta(format_version=99), _meta(layer_sizes="3,4,2"), _meta(layer_sizes=[3, 4, 2.5]),
+    _meta(dtype="object"), _meta(dtype="float16"), _meta(format_version=99),
+    _meta(layer_sizes="3,4,2"), _meta(layer_sizes=[3, 4, 2.5]),
     _meta(activations=["tanh", "__import__('os')"]), _meta(loss=None), _meta(format="other"),
 ], ids=["dtype-object", "dtype-float16", "version-99", "sizes-str",
         "sizes-float", "activation-code", "loss-none", "format-other"])

@@ -29,7 +29,8 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, note, strategies as st
+from hypothesis import assume, given, note
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from backprop_fast import DivergenceError, History, Network

@@ -1,7 +1,7 @@
-"""The README's examples for the ecosystem features run as written.
+"""The command-line example of the documentation runs as written.
 
-``test_readme.py`` runs the ```python blocks; this runs the command-line
-example.
+``test_docs.py`` runs the ```python blocks of the documentation pages; this
+runs the commands of docs/cli.md after its Python block has written the CSV.
 """
 import pathlib
 import re
@@ -11,12 +11,12 @@ import pytest
 
 from backprop_fast.__main__ import main
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
-pytestmark = pytest.mark.skipif(not README.exists(), reason="README.md is not beside the tests")
+PAGE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+pytestmark = pytest.mark.skipif(not PAGE.exists(), reason="docs/cli.md is not beside the tests")
 
 
 def _blocks(fence):
-    return re.findall(rf"```{fence}\n(.*?)```", README.read_text(), re.S)
+    return re.findall(rf"```{fence}\n(.*?)```", PAGE.read_text(), re.S)
 
 
 def test_command_line_example_runs(tmp_path, monkeypatch, capsys):
@@ -24,7 +24,7 @@ def test_command_line_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     setup = [b for b in _blocks("python") if "digits.csv" in b]
     assert len(setup) == 1
-    exec(compile(setup[0], str(README), "exec"), {})
+    exec(compile(setup[0], str(PAGE), "exec"), {})
     commands = [line for block in _blocks("bash") for line in block.splitlines()
                 if re.match(r"python -m backprop_fast (train|predict|evaluate) ", line)]
     assert [c.split()[3] for c in commands] == ["train", "evaluate", "predict"]

@@ -256,7 +256,8 @@ def test_transposed_first_layer_with_training_options(dtype, randomise, tol):
                           weight_decay=decay, validation_data=(X_val, y_val),
                           early_stopping=True, patience=2, restore_best=True,
                           sample_weight=weights,
-                          callbacks=[lambda e, logs: norms.append(np.abs(net.weights[0]).sum())])
+                          callbacks=[lambda e, logs, norms=norms, net=net:
+                                     norms.append(np.abs(net.weights[0]).sum())])
         nets.append((net, history))
         seen.append(norms)
     (a, ha), (b, hb) = nets

@@ -10,16 +10,19 @@ sklearn = pytest.importorskip("sklearn")
 
 from sklearn import neural_network as sk_nn  # noqa: E402
 from sklearn.base import clone  # noqa: E402
-from sklearn.datasets import make_classification, make_multilabel_classification  # noqa: E402
-from sklearn.datasets import make_regression  # noqa: E402
+from sklearn.datasets import (  # noqa: E402
+    make_classification,
+    make_multilabel_classification,
+    make_regression,
+)
 from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from backprop_fast import Network  # noqa: E402
 from backprop_fast.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def _setup(monkeypatch):
@@ -325,7 +328,7 @@ def test_not_fitted():
     with pytest.raises(NotFittedError):
         MLPClassifier().predict(np.zeros((1, 2)))
     with pytest.raises(NotFittedError):
-        MLPRegressor().coefs_
+        _ = MLPRegressor().coefs_
 
 
 # ---------------------------------------------------------------- the ecosystem

@@ -14,6 +14,13 @@ def test_version():
     assert backprop_fast.__version__.count(".") >= 2
 
 
+def test_one_version_source():
+    """pyproject.toml takes the version from backprop_fast.__version__."""
+    from importlib.metadata import version
+
+    assert version("backprop_fast") == backprop_fast.__version__
+
+
 def test_public_functions_added_here_are_annotated():
     from backprop_fast import cli, onnx, plot
     from backprop_fast.sklearn import MLPClassifier, MLPRegressor

@@ -297,7 +297,8 @@ def test_bad_batch_size(net, data, batch_size, exc):
     _check(e.value, "batch_size")
 
 
-@pytest.mark.parametrize("epochs, exc", [(-1, ValueError), (-100, ValueError), (1.5, BAD_TYPE), ("3", BAD_TYPE), (None, BAD_TYPE)], ids=_id)
+@pytest.mark.parametrize("epochs, exc", [(-1, ValueError), (-100, ValueError), (1.5, BAD_TYPE),
+                                         ("3", BAD_TYPE), (None, BAD_TYPE)], ids=_id)
 def test_bad_epochs(net, data, epochs, exc):
     X, y = data
     with pytest.raises(exc) as e:

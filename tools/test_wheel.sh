@@ -44,9 +44,10 @@ echo "testing $wheel"
 "$work/env/bin/python" -m pip install --quiet --upgrade pip
 "$work/env/bin/python" -m pip install --quiet "${wheel}[test]"
 
-# The suite and the README (its examples are tested) in a folder of their own.
+# The suite, the README and the documentation pages (their examples are
+# tested) in a folder of their own.
 mkdir -p "$work/run"
-cp -R "$repo/tests" "$repo/README.md" "$work/run/"
+cp -R "$repo/tests" "$repo/README.md" "$repo/docs" "$work/run/"
 cd "$work/run"
 "$work/env/bin/python" - <<'EOF'
 import os, sys, sysconfig

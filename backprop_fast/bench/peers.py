@@ -17,14 +17,19 @@ index arrays, compiled functions), so that ``run`` times training alone.
 Peers that accept an order of the samples visit them in the problem's
 pre-drawn ``orders``; backprop_fast and scikit-learn shuffle with their own
 seeded random streams (neither takes an order from outside).
+
+The adapters sit in this optional submodule, imported only when the bench
+command runs, so that ``python -m backprop_fast bench`` works from an installed
+package while ``import backprop_fast`` never loads them or their peers.
 """
 import importlib
 import warnings
+from typing import Optional
 
 import numpy as np
 
-from .network import Network
-from .reference import ReferenceNetwork
+from ..network import Network
+from ..reference import ReferenceNetwork
 
 __all__ = ["PEERS", "select", "prepare", "BackpropFast", "NumpyReference", "Sklearn",
            "TorchEager", "JaxJit", "JaxScan", "NumpyMatmuls"]
@@ -33,8 +38,8 @@ __all__ = ["PEERS", "select", "prepare", "BackpropFast", "NumpyReference", "Skle
 class Peer:
     name = "?"
     label = "?"
-    module = None           # import name of the peer's library
-    install = None          # how to install it
+    module: Optional[str] = None   # import name of the peer's library
+    install: Optional[str] = None  # how to install it
 
     @classmethod
     def unavailable(cls):
@@ -384,12 +389,13 @@ class JaxScan(_Jax):
                     return step(params, X, Y), None
                 return lax.scan(epoch, params, None, length=p.epochs)[0]
             self.args = ()
+            self.train = jax.jit(train)
         else:
             orders = p.orders if p.orders is not None else np.tile(np.arange(n), (p.epochs, 1))
             idx_full = orders[:, :full * b].reshape(p.epochs, full, b)
             idx_rem = orders[:, full * b:]
 
-            def train(params, X, Y, idx_full, idx_rem):
+            def train_in_orders(params, X, Y, idx_full, idx_rem):
                 def batch_step(params, idx):
                     return step(params, X[idx], Y[idx]), None
 
@@ -401,7 +407,7 @@ class JaxScan(_Jax):
                     return params, None
                 return lax.scan(epoch, params, (idx_full, idx_rem))[0]
             self.args = (jax.device_put(idx_full), jax.device_put(idx_rem))
-        self.train = jax.jit(train)
+            self.train = jax.jit(train_in_orders)
 
     def run(self):
         self.params = self.jax.block_until_ready(

@@ -16,7 +16,7 @@ numpy matmuls       W4/W5 only: just the step's matrix products through
                     NumPy's BLAS (no activations, no update): a ceiling
 ==================  ===========================================================
 
-The peers' code is in :mod:`backprop_fast.bench_peers`. The timed calls
+The peers' code is in :mod:`backprop_fast.bench.peers`. The timed calls
 alternate between the peers (the order rotates every repeat), after one
 untimed warm-up call each (JIT compilation, page faults, thread start-up), so
 that drift of a shared machine hits every peer alike; the table gives medians.
@@ -50,11 +50,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .datasets import load_digits
-from .network import Network
-from .reference import ReferenceNetwork
+from ..datasets import load_digits
+from ..network import Network
+from ..reference import ReferenceNetwork
 
-__all__ = ["Workload", "Problem", "WORKLOADS", "TARGETS", "workloads", "run",
+__all__ = ["Workload", "Problem", "WORKLOADS", "workloads", "run",
            "format_table", "plot_speedups", "environment", "main", "add_bench_command"]
 
 SEED = 1234
@@ -129,17 +129,6 @@ _QUICK = {"W1": dict(epochs=300, repeats=3), "W2-f32": dict(epochs=1, repeats=3)
           "W5": dict(n_samples=1024, repeats=3)}
 QUICK_BUDGET = 1.5   # seconds of timed calls per peer and workload, after the first
 FULL_BUDGET = 30.0
-
-# Issue 3's targets for backprop_fast: (workload key, figure, bound, what).
-TARGETS = (
-    ("W1", "time", 0.19e-6, "<= 0.19 us per epoch (2x FANN)"),
-    ("W2-f32", "time", 6e-6, "<= 6 us per step"),
-    ("W2-f64", "time", 13e-6, "<= 13 us per step"),
-    ("W3-f32", "time", 1.0e-6, "<= 1.0 us per sample"),
-    ("W3-f64", "time", 1.2e-6, "<= 1.2 us per sample"),
-    ("W4", "gflops", 215.0, ">= 215 GFLOP/s"),
-    ("W5", "gflops", 285.0, ">= 285 GFLOP/s"),
-)
 
 
 def workloads(quick=False, only=None):
@@ -484,7 +473,7 @@ def blas_info():
 
 def environment():
     """A few lines about the machine and the software."""
-    from . import __version__, kernel_isa
+    from .. import __version__, kernel_isa
     versions = [f"backprop_fast {__version__} ({kernel_isa} kernel)",
                 f"Python {sys.version.split()[0]}", f"NumPy {np.__version__}"]
     for module in ("scipy", "sklearn", "torch", "jax"):
@@ -492,7 +481,7 @@ def environment():
         if mod is not None:
             versions.append(f"{module} {getattr(mod, '__version__', '?')}")
     try:
-        load = "load average %.2f %.2f %.2f (1, 5, 15 min)" % os.getloadavg()
+        load = "load average {:.2f} {:.2f} {:.2f} (1, 5, 15 min)".format(*os.getloadavg())
     except (AttributeError, OSError):
         load = "load average unknown"
     return (f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}; {load}\n"
@@ -568,27 +557,6 @@ LEGEND = ("time: median per epoch (ep) or step (st; W3: one sample) over interle
           "of shuffled runs (much for online SGD, W3).")
 
 
-def target_report(results):
-    """Lines saying which of issue 3's targets backprop_fast met in this run."""
-    fast = {}
-    for w, _, rows in results:
-        for row in rows:
-            if row["peer"] == "backprop_fast" and row["note"] is None:
-                fast[w.key] = row
-    lines = []
-    for key, figure, bound, what in TARGETS:
-        row = fast.get(key)
-        if row is None:
-            continue
-        if figure == "time":
-            value, ok, shown = row["per_unit"], row["per_unit"] <= bound, fmt_time(row["per_unit"])
-        else:
-            value, ok, shown = row["gflops"], row["gflops"] >= bound, f"{row['gflops']:.3g} GFLOP/s"
-        lines.append(f"  {key:<8}{what:<34}{shown:>16}  {'met' if ok else 'NOT met'}")
-        del value
-    return lines
-
-
 def plot_speedups(results, path, threads=None):
     """Bar chart of each peer's time / backprop_fast's time, per workload (log scale)."""
     import matplotlib
@@ -629,12 +597,12 @@ def plot_speedups(results, path, threads=None):
 
 def run(only=None, quick=False, threads=2, peers=None, repeats=None, plot=None,
         markdown=False, out=None, log=None):
-    """Run the comparison, print the table (and targets) to ``out``; return the results.
+    """Run the comparison, print the table to ``out``; return the results.
 
-    ``peers`` is a list of peer names (see ``bench_peers.PEERS``), default all.
+    ``peers`` is a list of peer names (see ``backprop_fast.bench.peers.PEERS``), default all.
     Returns [(workload, problem, rows), ...].
     """
-    from . import bench_peers
+    from . import peers as bench_peers
 
     out = out or sys.stdout
     chosen = workloads(quick, only)
@@ -671,10 +639,6 @@ def run(only=None, quick=False, threads=2, peers=None, repeats=None, plot=None,
              for row in rows if row["note"] is None and row["repeats"] < (repeats or w.repeats)]
     if fewer:
         print(f"fewer timed calls (time budget): {', '.join(fewer)}", file=out)
-    lines = target_report(results)
-    if lines:
-        print("\nissue 3 targets for backprop_fast:", file=out)
-        print("\n".join(lines), file=out)
     if plot:
         try:
             plot_speedups(results, plot, threads)
