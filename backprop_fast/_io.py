@@ -61,9 +61,8 @@ class StagedFiles:
     def __enter__(self) -> "StagedFiles":
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self.discard()
-        return False
 
     def reserve(self, path: PathLike) -> None:
         """Create the temporary file for ``path`` (an OSError names ``path``)."""

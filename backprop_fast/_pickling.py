@@ -47,7 +47,8 @@ def network_getstate(net) -> Dict[str, Any]:
     reads them only after this returns: a fit running in another thread is
     either wholly in the copy or not at all.
     """
-    state, locks = {}, {}
+    state: Dict[str, Any] = {}
+    locks: Dict[str, str] = {}
     with net._lock:
         for name, value in net.__dict__.items():
             if type(value) in _LOCK_FACTORIES:

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import textwrap
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
@@ -120,6 +119,7 @@ def _check_info(info: Dict[str, Any], net: Network) -> None:
     n_columns = info.get("n_columns")
     if type(n_columns) is not int or not 1 <= n_columns <= 10**9:
         bad("n_columns", "a positive number of columns")
+    assert isinstance(n_columns, int)  # bad() raised otherwise
     if type(info.get("header")) is not bool:
         bad("header", "true or false")
     if not isinstance(info.get("target"), str):
@@ -486,7 +486,7 @@ def run_train(args) -> int:
         scaling = (mean, scale, constant, y_mean, y_scale)
         if X_val is not None:
             X_val = _standardise_like(X_val, mean, scale, constant)
-            if y_mean is not None:
+            if y_mean is not None and y_val is not None:
                 y_val = _standardise_like(y_val, y_mean, y_scale, False)
     if X_val is not None and y_val is not None:
         options["validation_data"] = (X_val, y_val)

@@ -509,6 +509,12 @@ class Network:
     seed : int or None
         Seeds the initial weights and the shuffling; the same seed, data and
         settings give bit-identical results.
+    n_threads : int or None, default None
+        The most threads the kernel may use for this network's wide matrix
+        products; None for as many as OpenMP allows (all cores, unless
+        ``OMP_NUM_THREADS`` or ``threadpoolctl.threadpool_limits`` says
+        fewer, which caps an explicit count too). Results are bit-identical
+        for any thread count. A runtime setting: not saved with the model.
 
     Attributes
     ----------
@@ -526,6 +532,8 @@ class Network:
         ``biases[m]`` has shape (layer_sizes[m+1],), the same.
     history : History
         Every epoch trained so far, across fit calls.
+    n_threads : int or None
+        As the argument; may be changed at any time.
 
     Notes
     -----
@@ -537,7 +545,7 @@ class Network:
     def __init__(self, layer_sizes: Sequence[int],
                  activations: Union[str, Sequence[str]] = "sigmoid",
                  loss: str = "cross_entropy", *, dtype: DTypeLike = "float64",
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None, n_threads: Optional[int] = None) -> None:
         # The architecture lives in private tuples behind read-only
         # properties: every size the kernel is given derives from them, so no
         # assignment to a public attribute can disagree with the parameters.
@@ -548,6 +556,7 @@ class Network:
         self._dtype = self._check_dtype(dtype)
         if seed is not None:
             seed = _check_int(seed, "seed", 0)
+        self.n_threads = n_threads
         self._rng = np.random.default_rng(seed)
         self._make_codes()
         n_params = sum(o * (i + 1) for i, o in zip(self._layer_sizes, self._layer_sizes[1:]))
@@ -586,36 +595,50 @@ class Network:
         """Widths of the layers, input first (read-only)."""
         return self._layer_sizes
 
+    @layer_sizes.setter
+    def layer_sizes(self, value):
+        self._read_only("layer_sizes")
+
     @property
     def activations(self) -> Tuple[str, ...]:
         """The activation of each layer (read-only)."""
         return self._activations
+
+    @activations.setter
+    def activations(self, value):
+        self._read_only("activations")
 
     @property
     def loss(self) -> str:
         """The cost function (read-only)."""
         return self._loss
 
+    @loss.setter
+    def loss(self, value):
+        self._read_only("loss")
+
     @property
     def dtype(self) -> np.dtype:
         """Precision of the parameters and of all computation (read-only)."""
         return self._dtype
 
-    @layer_sizes.setter
-    def layer_sizes(self, value):
-        self._read_only("layer_sizes")
-
-    @activations.setter
-    def activations(self, value):
-        self._read_only("activations")
-
-    @loss.setter
-    def loss(self, value):
-        self._read_only("loss")
-
     @dtype.setter
     def dtype(self, value):
         self._read_only("dtype")
+
+    @property
+    def n_threads(self) -> Optional[int]:
+        """The most threads the kernel may use for this network (None: no
+        limit of its own)."""
+        return self.__dict__.get("_n_threads")
+
+    @n_threads.setter
+    def n_threads(self, value: Optional[int]) -> None:
+        self._n_threads = None if value is None else _check_int(value, "n_threads", 1, 2**31 - 1)
+
+    def _kernel_threads(self) -> int:
+        # The kernel's convention: 0 for no limit of the caller's own.
+        return self.n_threads or 0
 
     @staticmethod
     def _read_only(name):
@@ -896,7 +919,7 @@ class Network:
         rows = self._chunk_rows(Xc.shape[0])
         work, _ = self._workspace(rows)
         with self._lock:
-            _kernel.predict(*self._net_views(), Xc, out, work, rows)
+            _kernel.predict(*self._net_views(), Xc, out, work, rows, self._kernel_threads())
         return out[0] if single else out
 
     def evaluate(self, X: ArrayLike, y: ArrayLike) -> float:
@@ -918,7 +941,7 @@ class Network:
         work, bsum = self._workspace(rows)
         with self._lock:
             total = _kernel.evaluate(*self._net_views(), LOSSES[self._loss], Xc, Y, work,
-                                     bsum, rows)
+                                     bsum, rows, self._kernel_threads())
         return total / Xc.shape[0]
 
     def gradients(self, X: ArrayLike, y: ArrayLike) -> Tuple[List[np.ndarray], List[np.ndarray]]:
@@ -933,7 +956,8 @@ class Network:
         grad = np.empty_like(self._params)
         work, bsum = self._workspace(Xc.shape[0])
         with self._lock:
-            _kernel.gradients(*self._net_views(), LOSSES[self._loss], Xc, Y, grad, work, bsum)
+            _kernel.gradients(*self._net_views(), LOSSES[self._loss], Xc, Y, grad, work, bsum,
+                              self._kernel_threads())
         dW, db, off = [], [], 0
         for W in self._weights:
             n_out, n_in = W.shape
@@ -1227,7 +1251,8 @@ class Network:
                         Y_val, settings, kv("rng_state", self._rng_state),
                         kv("step", self._opt_step), self._fit_buffer("order", n, np.intp),
                         work, bsum, grad, m1, m2,
-                        self._fit_buffer("snapshot", self._params.size), best, out, hook)
+                        self._fit_buffer("snapshot", self._params.size), best, out, hook,
+                        self._kernel_threads())
                 except BaseException:
                     # Ctrl-C or a callback's exception: the parameters, the
                     # optimizer and the generator have advanced by the epochs

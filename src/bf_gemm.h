@@ -57,12 +57,15 @@ typedef struct {
 #define BF_GEMM_SHORT()
 #endif
 
-/* A tile's vector: the build's widest register where the compiler has
-   gcc's vector extension (two 128-bit halves in the baseline build). */
+/* A tile's vector: the build's widest register (the baseline build's
+   SSE2 has sixteen of 128 bits: the tile's twelve sums and three operands
+   fit them). */
 #if !defined(BF_GEMM_VB) && BF_VECTOR_BYTES >= 64
 #define BF_GEMM_VB 64
-#elif !defined(BF_GEMM_VB)
+#elif !defined(BF_GEMM_VB) && BF_VECTOR_BYTES >= 32
 #define BF_GEMM_VB 32
+#elif !defined(BF_GEMM_VB)
+#define BF_GEMM_VB 16
 #endif
 
 #if defined(_OPENMP)

@@ -254,29 +254,185 @@ def test_concurrent_fits_with_shuffling_are_seeded_consistently():
     assert any(np.array_equal(got, o) for o in outcomes)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("pools", ["blas", None])
-def test_results_do_not_depend_on_the_number_of_threads(kernel_variant, dtype, pools):
-    """Products this wide (about 8 million multiply-adds) run on every thread
-    that is allowed (the kernel's OpenMP threads, or BLAS's); each
-    output element is still summed by one thread in one order, so one and two
-    threads train to the same bits. OpenBLAS's Haswell kernels (on AVX2-only
-    CPUs, AMD's Zen 3 among them) round a float32 product differently where a
-    second thread moves the edges of their blocks: the kernel does those
-    products itself in every build but the AVX-512 one. pools: the pools
-    limited, BLAS only or all."""
+# Wide enough for every product to be split between threads: the shapes
+# where OpenBLAS's results change with its thread count, and a wide network
+# of four layers (trained one step of 512 rows).
+_WIDE = [
+    ([300, 700, 10], ["tanh", "softmax"], 600, 300),
+    ([784, 256, 256, 10], ["relu", "relu", "softmax"], 256, 128),
+]
+_W5 = ([1024, 2048, 2048, 1024], ["relu", "relu", "identity"], 512, 512)
+
+
+def _wide_results(sizes, acts, n, batch, dtype, **limit):
+    """predict, gradients, and the parameters and cost of a short fit, with
+    the kernel's threads limited by ``limit``: n_threads=k on the network,
+    or pools=k through threadpoolctl."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    rng = np.random.default_rng(7)
-    X = rng.normal(size=(512, 256)).astype(dtype)
-    y = rng.integers(0, 10, 512)
-    results = []
-    for threads in (1, 2, 1):
-        net = Network([256, 128, 10], ["relu", "softmax"], "cross_entropy", dtype=dtype, seed=3)
-        with threadpoolctl.threadpool_limits(limits=threads, user_api=pools):
-            history = net.fit(X, y, epochs=2, batch_size=256, learning_rate=0.05)
-            results.append((history.loss, net.predict(X),
-                            np.concatenate([w.ravel() for w in net.weights])))
-    for other in results[1:]:
-        assert other[0] == results[0][0]
-        np.testing.assert_array_equal(other[1], results[0][1])
-        np.testing.assert_array_equal(other[2], results[0][2])
+    rng = np.random.default_rng(sizes[0])
+    X = rng.normal(size=(n, sizes[0])).astype(dtype)
+    loss = "cross_entropy" if acts[-1] == "softmax" else "squared_error"
+    y = (rng.integers(0, sizes[-1], n) if loss == "cross_entropy"
+         else rng.normal(size=(n, sizes[-1])).astype(dtype))
+    net = Network(sizes, acts, loss, dtype=dtype, seed=3, n_threads=limit.get("n_threads"))
+    with threadpoolctl.threadpool_limits(limits=limit.get("pools")):
+        out = [net.predict(X)]
+        dW, db = net.gradients(X[:batch], y[:batch])
+        out += dW + db
+        history = net.fit(X, y, epochs=1, batch_size=batch, learning_rate=0.01)
+        out += list(net.weights) + list(net.biases) + [np.array(history.loss)]
+    return out
+
+
+def _assert_same_bits(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", range(len(_WIDE)))
+def test_results_do_not_depend_on_the_number_of_threads(kernel_variant, dtype, shape):
+    """Each output element is summed by one thread in one order, so one and
+    two threads give the same bits, set per network or through threadpoolctl,
+    for predict, gradients and fit, on every variant."""
+    if kernel_variant.threads() < 2:
+        pytest.skip("the kernel has one thread here")
+    sizes, acts, n, batch = _WIDE[shape]
+    first = _wide_results(sizes, acts, n, batch, dtype, n_threads=1)
+    _assert_same_bits(_wide_results(sizes, acts, n, batch, dtype, n_threads=2), first)
+    _assert_same_bits(_wide_results(sizes, acts, n, batch, dtype, pools=1), first)
+    _assert_same_bits(_wide_results(sizes, acts, n, batch, dtype), first)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_wide_network_trains_alike_on_one_and_two_threads(dtype):
+    """One step of a 1024-2048-2048-1024 network on 512 rows: every product
+    is split into many blocks of rows and chunks of k (on the default
+    variant: the others run the same blocking, smaller shapes above)."""
+    if backprop_fast.network._kernel.threads() < 2:
+        pytest.skip("the kernel has one thread here")
+    sizes, acts, n, batch = _W5
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(n, sizes[0])).astype(dtype)
+    Y = rng.normal(size=(n, sizes[-1])).astype(dtype)
+    states = []
+    for threads in (2, 1):
+        net = Network(sizes, acts, "squared_error", dtype=dtype, seed=5, n_threads=threads)
+        loss = net.fit(X, Y, epochs=1, batch_size=batch, learning_rate=1e-3).loss
+        states.append([np.array(loss)] + list(net.weights) + list(net.biases))
+    _assert_same_bits(states[0], states[1])
+
+
+def test_thread_limits():
+    """n_threads caps the kernel's threads per network; threadpoolctl caps
+    them for the calling thread, an explicit count included; bad counts are
+    refused."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    kernel = backprop_fast.network._kernel
+    assert kernel.threads(1) == 1
+    assert kernel.threads(0) >= 1
+    with threadpoolctl.threadpool_limits(limits=1):
+        assert kernel.threads(0) == 1
+        assert kernel.threads(2) == 1
+    net = Network([3, 2], seed=0)
+    assert net.n_threads is None
+    net.n_threads = 2
+    assert net.n_threads == 2
+    for bad, error in ((0, ValueError), (-1, ValueError), (1.5, TypeError), ("2", TypeError)):
+        with pytest.raises(error, match="n_threads"):
+            net.n_threads = bad
+        with pytest.raises(error, match="n_threads"):
+            Network([3, 2], n_threads=bad)
+    assert net.n_threads == 2
+
+
+# The same results, hashed, in a fresh process under each setting of the
+# environment variables that steer BLAS and OpenMP: none may change a bit.
+_HASH = textwrap.dedent("""
+    import hashlib, sys
+    import numpy as np
+    from backprop_fast import Network
+    digest = hashlib.sha256()
+    for dtype in ("float32", "float64"):
+        for sizes, acts, n, batch in SHAPES:
+            rng = np.random.default_rng(sizes[0])
+            X = rng.normal(size=(n, sizes[0])).astype(dtype)
+            y = rng.integers(0, sizes[-1], n)
+            net = Network(sizes, acts, dtype=dtype, seed=3)
+            digest.update(net.predict(X).tobytes())
+            for g in sum(net.gradients(X[:batch], y[:batch]), []):
+                digest.update(g.tobytes())
+            net.fit(X, y, epochs=1, batch_size=batch, learning_rate=0.01)
+            for p in list(net.weights) + list(net.biases):
+                digest.update(p.tobytes())
+    print(digest.hexdigest())
+""").replace("SHAPES", repr(_WIDE))
+
+
+@pytest.mark.parametrize("isa", backprop_fast._kernels.available())
+def test_no_environment_setting_changes_a_bit(isa, tmp_path):
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(backprop_fast.__file__)))
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
+                         "OPENBLAS_NUM_THREADS")}
+    path = base.get("PYTHONPATH")
+    base.update(BACKPROP_FAST_ISA=isa, PYTHONPATH=parent + (os.pathsep + path if path else ""))
+    settings = [{}, {"OPENBLAS_CORETYPE": "Haswell"}, {"OMP_NUM_THREADS": "1"},
+                {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"}]
+    digests = set()
+    for extra in settings:
+        proc = subprocess.run([sys.executable, "-c", _HASH], env=dict(base, **extra),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1
+
+
+def _wide_work(sizes):
+    """A wide predict and fit: the kernel's threads, where it has them."""
+    rng = np.random.default_rng(1)
+    net = Network(sizes, ["relu", "softmax"], dtype="float32", seed=2)
+    X = rng.normal(size=(2000, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], 2000)
+    pred = net.predict(X)
+    net.fit(X, y, epochs=1, batch_size=500, learning_rate=0.01)
+    return pred, np.array(net.weights[0])
+
+
+def _child_work(conn, sizes):
+    try:
+        conn.send((backprop_fast.network._kernel.threads(), *_wide_work(sizes)))
+    except BaseException as exc:  # reported to the parent, not lost in the child
+        conn.send(repr(exc))
+    finally:
+        conn.close()
+
+
+def test_a_forked_child_trains_after_the_parent_used_threads(kernel_variant):
+    """libgomp's threads do not survive fork: a child that opened a parallel
+    region would wait forever. A child forked after the parent ran wide
+    products on its threads runs them on one thread, with the same results."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    sizes = [256, 512, 10]
+    expected_pred, expected_w = _wide_work(sizes)
+    ctx = multiprocessing.get_context("fork")
+    parent_conn, child_conn = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_work, args=(child_conn, sizes))
+    child.start()
+    child_conn.close()
+    try:
+        assert parent_conn.poll(120), "the forked child hung in the kernel"
+        got = parent_conn.recv()
+    finally:
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+    assert not isinstance(got, str), got
+    threads, pred, w = got
+    assert threads == 1
+    np.testing.assert_array_equal(pred, expected_pred)
+    np.testing.assert_array_equal(w, expected_w)
