@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
         "backprop_fast.sklearn needs scikit-learn >= 1.6: pip install "
         f"'backprop_fast[sklearn]' (the import failed with: {exc})") from None
 
-from .network import Network
+from .network import DivergenceError, Network, StoppingState
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -400,29 +400,30 @@ class _BaseMLP(BaseEstimator):
             self._learning_rate = float(self.learning_rate_init)
         early_stopping = self.early_stopping
         # A warm start may switch early stopping on or off: keep the records valid.
-        scores: List[float] = []
         if early_stopping:
             if self.validation_scores_ is None:
-                self.validation_scores_ = scores
+                self.validation_scores_ = []
                 self.best_validation_score_ = -np.inf
                 self.best_loss_ = None
-            scores = self.validation_scores_
         elif self.best_loss_ is None:
             self.validation_scores_ = self.best_validation_score_ = None
             self.best_loss_ = np.inf
         if early_stopping:
-            stratify = y_raw if is_classifier(self) and self.n_outputs_ == 1 else None
-            arrays = [X, Y, y_raw] + ([sw] if sw is not None else [])
+            # scikit-learn stratifies on its binarised (boolean) target, so its
+            # message for a class too small to split names the class 'True'.
+            stratify = Y.astype(bool) if is_classifier(self) and self.n_outputs_ == 1 else None
+            arrays = [X, Y] + ([sw] if sw is not None else [])
             parts = train_test_split(*arrays, random_state=rs,
                                      test_size=self.validation_fraction, stratify=stratify)
-            X, X_val, Y, _, _, y_val = parts[:6]
+            X, X_val, Y, Y_val = parts[:4]
             sw_val = None
             if sw is not None:
-                sw, sw_val = parts[6], parts[7]
+                sw, sw_val = parts[4], parts[5]
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
-            best = [np.array(p) for p in net.weights + net.biases]
+        else:
+            X_val = Y_val = sw_val = None
         n_samples = X.shape[0]
         if self.batch_size == "auto":
             batch = min(200, n_samples)
@@ -439,67 +440,70 @@ class _BaseMLP(BaseEstimator):
                 sw = None
         options = self._fit_options(batch, mean_weight, sw)
         scale = self._loss_scale()
-        penalty = 0.5 * self.alpha / (n_samples * mean_weight)
-        self.n_iter_ = 0  # epochs of this call, as in scikit-learn
+        # The whole fit is one kernel call under scikit-learn's rules. Our
+        # cost is scikit-learn's divided by ``scale``: so are the L2 term, the
+        # best cost and the tolerance on it.
+        state = StoppingState()
+        state.best_loss = np.inf if self.best_loss_ is None else self.best_loss_ / scale
+        state.best_score = (-np.inf if self.best_validation_score_ is None
+                            else self.best_validation_score_)
+        state.no_improvement_count = self._no_improvement_count
+        state.samples_seen = self.t_
+        state.learning_rate = self._learning_rate
+        schedule = "constant"
+        if self.solver == "sgd" and self.learning_rate != "constant":
+            schedule = self.learning_rate
+        tol = float(self.tol) if early_stopping else self.tol / scale
+        if early_stopping:
+            options["validation_data"] = (X_val, Y_val)
+            options["validation_weight"] = sw_val
+            options["validation_metric"] = "accuracy" if is_classifier(self) else "r2"
+        if self.verbose:
+            options["callbacks"] = [_VerboseEpochs(scale, early_stopping)]
+        epochs = 1 if incremental else self.max_iter
+        t_before = self.t_
+        interrupted = False
         try:
-            for _ in range(self.max_iter):
-                history = net.fit(X, Y, epochs=1, batch_size=batch,
-                                  learning_rate=self._learning_rate, shuffle=self.shuffle,
-                                  **options)
-                self.n_iter_ += 1
-                # The cost as scikit-learn reports it: with the L2 penalty.
-                self.loss_ = (history.loss[-1] + penalty * _squared_norm(net.weights)) * scale
-                self.t_ += n_samples
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                if early_stopping:
-                    score = self._score_val(X_val, y_val, sw_val)
-                    scores.append(score)
-                    if self.verbose:
-                        print(f"Validation score: {score:f}")
-                    best_score = self.best_validation_score_
-                    if score < best_score + self.tol:
-                        self._no_improvement_count += 1
-                    else:
-                        self._no_improvement_count = 0
-                    if score > best_score:
-                        self.best_validation_score_ = score
-                        best = [np.array(p) for p in net.weights + net.biases]
-                else:
-                    best_loss = self.best_loss_
-                    if self.loss_ > best_loss - self.tol:
-                        self._no_improvement_count += 1
-                    else:
-                        self._no_improvement_count = 0
-                    self.best_loss_ = min(best_loss, self.loss_)
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
-                if self._no_improvement_count > self.n_iter_no_change:
-                    what = "Validation score" if early_stopping else "Training loss"
-                    message = (f"{what} did not improve more than tol={self.tol:f} for "
-                               f"{self.n_iter_no_change} consecutive epochs.")
-                    if (self.solver == "sgd" and self.learning_rate == "adaptive"
-                            and self._learning_rate > 1e-6):
-                        self._learning_rate /= 5.0
-                        self._no_improvement_count = 0
-                        if self.verbose:
-                            print(f"{message} Setting learning rate to {self._learning_rate:f}")
-                    else:
-                        if self.verbose:
-                            print(f"{message} Stopping.")
-                        break
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                                  "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=4)
+            history = net.fit(X, Y, epochs=epochs, batch_size=batch,
+                              learning_rate=float(self.learning_rate_init),
+                              shuffle=self.shuffle, lr_schedule=schedule,
+                              power_t=float(self.power_t), stopping="sklearn", tol=tol,
+                              n_iter_no_change=self.n_iter_no_change,
+                              loss_penalty=0.5 * self.alpha / (n_samples * mean_weight),
+                              stopping_state=state, **options)
+            losses, scores = history.loss, history.val_score
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
+            interrupted = True
+            done = (state.samples_seen - t_before) // n_samples
+            record = net.history
+            losses = record.loss[len(record.loss) - done:] if done else []
+            scores = record.val_score[len(record.val_score) - done:] if done else []
+        except DivergenceError as exc:
+            raise DivergenceError(f"{_NONFINITE} ({exc})") from None
+        self.n_iter_ = len(losses)
+        self.t_ = int(state.samples_seen)
+        self.loss_curve_.extend(loss * scale for loss in losses)
+        if losses:
+            self.loss_ = self.loss_curve_[-1]
+        self._no_improvement_count = state.no_improvement_count
+        self._learning_rate = float(state.learning_rate)
         if early_stopping:
-            for p, q in zip(net.weights + net.biases, best):
-                p[...] = q
+            assert self.validation_scores_ is not None
+            self.validation_scores_.extend(scores)
+            self.best_validation_score_ = state.best_score
+        else:
+            self.best_loss_ = state.best_loss * scale
+        stopped = self._no_improvement_count > self.n_iter_no_change
+        if self.verbose and stopped:
+            what = "Validation score" if early_stopping else "Training loss"
+            print(f"{what} did not improve more than tol={self.tol:f} for "
+                  f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+        if (not incremental and not interrupted and not stopped
+                and self.n_iter_ == self.max_iter):
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                          "reached and the optimization hasn't converged yet.",
+                          ConvergenceWarning, stacklevel=4)
 
     def _fit_lbfgs(self, X, Y, sw) -> None:
         from scipy.optimize import minimize
@@ -564,6 +568,25 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+# scikit-learn's message for a fit that produced non-finite parameters.
+_NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain "
+              "large values and need to be preprocessed.")
+
+
+class _VerboseEpochs:
+    """Network.fit callback printing scikit-learn's verbose lines per epoch."""
+
+    def __init__(self, scale: float, early_stopping: bool) -> None:
+        self.scale = scale
+        self.early_stopping = early_stopping
+
+    def __call__(self, epoch, logs) -> bool:
+        print(f"Iteration {epoch + 1}, loss = {logs['loss'] * self.scale:.8f}")
+        if self.early_stopping:
+            print(f"Validation score: {logs.get('val_score', np.nan):f}")
+        return False
 
 
 def _squared_norm(arrays) -> float:
