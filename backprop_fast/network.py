@@ -24,7 +24,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 Callback = Callable[[int, Dict[str, float]], Any]
 
 ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2, "identity": 3, "softmax": 4}
-LOSSES = {"squared_error": 0, "cross_entropy": 1}
+LOSSES = {"squared_error": 0, "cross_entropy": 1, "poisson": 2}
 OPTIMIZERS = {"sgd": 0, "adam": 1, "adamw": 2}
 _OPTIMIZER_NAMES = {code: name for name, code in OPTIMIZERS.items()}
 # The arrays a saved file may hold.
@@ -550,9 +550,12 @@ class Network:
     activations : str or sequence of str, default "sigmoid"
         One name for every layer, or one per layer (``len(layer_sizes) - 1``):
         "sigmoid", "tanh", "relu", "identity", or "softmax" (last layer only).
-    loss : {"cross_entropy", "squared_error"}, default "cross_entropy"
+    loss : {"cross_entropy", "squared_error", "poisson"}, default "cross_entropy"
         cross_entropy needs a sigmoid output (binary cross-entropy per unit)
-        or a softmax output (categorical cross-entropy).
+        or a softmax output (categorical cross-entropy). poisson needs an
+        identity output, read as the log of the predicted mean (a log link):
+        the cost is half the Poisson deviance, exp(z) - y z + y log y - y per
+        unit, for targets y >= 0; ``predict`` returns z, the log-means.
     dtype : {"float64", "float32"} or numpy dtype, default "float64"
         Precision of the parameters and of all computation.
     seed : int or None
@@ -760,6 +763,9 @@ class Network:
             raise ValueError(f'loss="cross_entropy" needs a sigmoid or softmax output '
                              f'layer, got {output!r}; use loss="squared_error" or change '
                              f"the last activation")
+        if loss == "poisson" and output != "identity":
+            raise ValueError(f'loss="poisson" needs an identity output layer (the log of '
+                             f'the mean), got {output!r}')
         return loss
 
     @staticmethod
@@ -838,6 +844,11 @@ class Network:
             if lo < 0 or hi > 1:
                 raise ValueError("y must lie in [0, 1] for cross_entropy (targets are "
                                  f"probabilities), got values in [{lo}, {hi}]")
+        if self._loss == "poisson" and out.size:
+            lo, _ = _kernel.extremes(out.reshape(-1))
+            if lo < 0:
+                raise ValueError(f"y must be >= 0 for loss='poisson' (counts or rates), got "
+                                 f"a minimum of {lo}")
         return out
 
     def _convert(self, arr, name):

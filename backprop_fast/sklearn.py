@@ -29,7 +29,6 @@ from numpy.typing import ArrayLike
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
     from sklearn.exceptions import ConvergenceWarning, NotFittedError
-    from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state, compute_sample_weight
@@ -332,6 +331,9 @@ class _BaseMLP(BaseEstimator):
         Y = np.ascontiguousarray(Y, dtype=self.network_.dtype)
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, Y, sw)
+            if not all(np.isfinite(p).all() for p in self.network_.weights
+                       + self.network_.biases):
+                raise DivergenceError(_NONFINITE)
         else:
             self._fit_stochastic(X, Y, y_raw, sw, incremental, rs)
         return self
@@ -361,7 +363,7 @@ class _BaseMLP(BaseEstimator):
         self.t_ = 0
         self.n_outputs_ = Y.shape[1]
         self.n_layers_ = len(layer_units)
-        self.out_activation_ = _SKLEARN_NAME[output]
+        self.out_activation_ = "exp" if loss == "poisson" else _SKLEARN_NAME[output]
         self.loss_curve_ = []
         self._no_improvement_count = 0
         self._learning_rate = float(self.learning_rate_init)
@@ -747,9 +749,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         multiclass = self._label_binarizer.y_type_ == "multiclass"
         return ("softmax" if multiclass else "sigmoid"), "cross_entropy"
 
-    def _score_val(self, X, y, sample_weight):
-        return accuracy_score(y, self._predict_dense(X), sample_weight=sample_weight)
-
     def fit(self, X: ArrayLike, y: ArrayLike,
             sample_weight: Optional[ArrayLike] = None) -> "MLPClassifier":
         """Fit the network to data matrix X and target(s) y.
@@ -799,12 +798,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError(f"`classes={classes!r}` is not the same as on the first call "
                              f"to partial_fit, which was: {self.classes_!r}")
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-
-    def _predict_dense(self, X) -> np.ndarray:
-        out = self.network_.predict(X)
-        if self.n_outputs_ == 1:
-            out = out.ravel()
-        return self._label_binarizer.inverse_transform(out)
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted classes (or label indicator rows for multi-label targets).
@@ -857,10 +850,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by backprop_fast's kernel.
 
     An identity output layer with one unit per target and the squared error
-    cost. The parameters are scikit-learn's ``MLPRegressor``'s, plus
-    ``dtype``; see :class:`MLPClassifier` for their meaning. ``loss`` takes
-    only "squared_error" (scikit-learn's "poisson" is not offered). Early
-    stopping monitors the validation R^2.
+    cost, or with ``loss="poisson"`` an exponential output (a log link) and
+    half the Poisson deviance, for targets y >= 0, as in scikit-learn. The
+    parameters are scikit-learn's ``MLPRegressor``'s, plus ``dtype``; see
+    :class:`MLPClassifier` for their meaning. Early stopping monitors the
+    validation R^2.
 
     Attributes
     ----------
@@ -869,7 +863,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         ``0.5 * mean((y - prediction) ** 2)`` over samples and targets.
     coefs_, intercepts_, loss_, best_loss_, validation_scores_,
     best_validation_score_, t_, n_iter_, n_layers_, n_outputs_,
-    out_activation_ ("identity"), n_features_in_, feature_names_in_, network_
+    out_activation_ ("identity", or "exp" for Poisson), n_features_in_,
+    feature_names_in_, network_
         As for :class:`MLPClassifier`.
     """
 
@@ -893,7 +888,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _check_params(self) -> None:
         super()._check_params()
-        _check_choice(self, "loss", ("squared_error",))
+        _check_choice(self, "loss", ("squared_error", "poisson"))
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -904,19 +899,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return X, y, (y.reshape(-1, 1) if y.ndim == 1 else y)
 
     def _output(self, Y):
-        return "identity", "squared_error"
+        # Poisson: an identity layer holding the log of the mean, which the
+        # kernel's Poisson cost reads through exp (scikit-learn's "exp" output).
+        return "identity", ("poisson" if self.loss == "poisson" else "squared_error")
 
     def _loss_scale(self) -> float:
         # Our per-sample cost sums over the targets; scikit-learn averages them.
         return 1.0 / self.n_outputs_
-
-    def _score_val(self, X, y, sample_weight):
-        pred = self.network_.predict(X)
-        if pred.shape[1] == 1:
-            pred = pred.ravel()
-        if not np.isfinite(pred).all():
-            return np.nan
-        return r2_score(y, pred, sample_weight=sample_weight)
 
     def fit(self, X: ArrayLike, y: ArrayLike,
             sample_weight: Optional[ArrayLike] = None) -> "MLPRegressor":
@@ -963,6 +952,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         out = self._forward(X)
+        if self.out_activation_ == "exp":
+            out = np.exp(out, out=out)
         return out.ravel() if out.shape[1] == 1 else out
 
     def __sklearn_tags__(self):

@@ -16,7 +16,7 @@ scalars whose shapes the caller (backprop_fast.Network) has checked; they run
 with the GIL released, allocate nothing, and report trouble by a status code.
 Costs are summed over samples in double; the caller divides.
 """
-from libc.math cimport INFINITY, M_PI, NAN, cos, isfinite, pow, sqrt, sqrtf
+from libc.math cimport INFINITY, M_PI, NAN, cos, exp, isfinite, log, pow, sqrt, sqrtf
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
@@ -42,7 +42,7 @@ from cython cimport floating
 
 from _activations cimport (
     ACT_IDENTITY, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX, ACT_TANH,
-    LOSS_CROSS_ENTROPY, LOSS_SQUARED_ERROR,
+    LOSS_CROSS_ENTROPY, LOSS_POISSON, LOSS_SQUARED_ERROR,
     abs_, activate, derivative, exp_neg, expm1_neg, log1p_unit, log_ge1, relu,
     sigmoid, softplus, tanh_,
 )
@@ -135,8 +135,9 @@ cdef int _init_net(Net* net, const Py_ssize_t[::1] sizes, const int[::1] acts,
         if not ACT_SIGMOID <= acts[m] <= ACT_SOFTMAX or (
                 acts[m] == ACT_SOFTMAX and m != acts.shape[0] - 1):
             raise ValueError("unknown activation code, or softmax before the last layer")
-    if loss != LOSS_SQUARED_ERROR and loss != LOSS_CROSS_ENTROPY:
-        raise ValueError("unknown loss code")
+    if loss != LOSS_SQUARED_ERROR and loss != LOSS_CROSS_ENTROPY and not (
+            loss == LOSS_POISSON and acts[acts.shape[0] - 1] == ACT_IDENTITY):
+        raise ValueError("unknown loss code, or poisson without an identity output")
     net.n_layers = acts.shape[0]
     net.gemm.buf = NULL
     net.gemm.bytes = 0
@@ -436,6 +437,17 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
             a = inv if z >= zero else e * inv
             D[i] = a - Y[i]
             Z[i] = ((z if z > zero else zero) - Y[i] * z) + log1p_unit(e)
+    elif net.loss == LOSS_POISSON:
+        # C = exp(z) - y z + y log y - y: half the Poisson deviance of the
+        # mean exp(z), zero where it equals y; dC/dz = exp(z) - y.
+        for i in range(rows * n):
+            z = Z[i]
+            a = <floating>exp(z)
+            D[i] = a - Y[i]
+            c = a - Y[i] * z - Y[i]
+            if Y[i] > 0:
+                c += Y[i] * log(Y[i])
+            Z[i] = <floating>c
     elif act == ACT_IDENTITY:
         for i in range(rows * n):
             g = Z[i] - Y[i]
@@ -1002,7 +1014,8 @@ cdef double _validate_score(const Net* net, const floating* params,
             wsum += wr
             if metric == METRIC_R2:
                 for j in range(n_out):
-                    e = yr[j] - zr[j]
+                    # A Poisson network's output is the log of its prediction.
+                    e = yr[j] - (exp(zr[j]) if net.loss == LOSS_POISSON else zr[j])
                     stats[n_out + j] += wr * e * e
             elif act == ACT_SOFTMAX:
                 jz = 0
