@@ -19,6 +19,7 @@ backprop_fast[sklearn]``.
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
@@ -76,6 +77,18 @@ def _check_real(est, name, low, high=None, low_open=False, high_open=False):
         raise ValueError(f"{name} must lie in {lo}{low}, {'inf' if high is None else high}{hi}, "
                          f"got {value!r}")
     return float(value)
+
+
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _plain(X) -> bool:
+    """Whether X is a plain, non-empty, C-contiguous 2-D float array whose
+    entries sum to a finite number (so none is NaN or infinite): one that
+    scikit-learn's validation would pass unchanged, and which takes the fast
+    path past it. Anything else (a huge sum included) takes the full path."""
+    return (type(X) is np.ndarray and X.ndim == 2 and X.dtype in _FLOATS
+            and X.flags.c_contiguous and X.size > 0 and math.isfinite(X.sum()))
 
 
 def _refuse_masked(value, name):
@@ -299,6 +312,11 @@ class _BaseMLP(BaseEstimator):
 
     def _output(self, y2d) -> Tuple[str, str]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _fast_features(self, X) -> None:
+        """What validate_data(reset=True) records about X, for the fast path."""
+        self.n_features_in_ = X.shape[1]
+        self.__dict__.pop("feature_names_in_", None)
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         self._check_params()
@@ -562,6 +580,17 @@ class _BaseMLP(BaseEstimator):
     # ------------------------------------------------------------ prediction
 
     def _forward(self, X) -> np.ndarray:
+        net = self.__dict__.get("network_")
+        if (net is not None and type(X) is np.ndarray and X.ndim == 2
+                and X.dtype in _FLOATS and X.shape[1] == self.n_features_in_
+                and "feature_names_in_" not in self.__dict__):
+            # The fast path: Network.predict checks such an array itself.
+            # For a non-finite X, the full path below gives scikit-learn's
+            # message.
+            try:
+                return net.predict(X)
+            except ValueError:
+                pass
         check_is_fitted(self, "network_")
         X = self._validate_X(X, reset=False)
         return self.network_.predict(X)
@@ -723,6 +752,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.class_weight = class_weight
 
     def _validate_input(self, X, y, incremental, reset):
+        if (reset and type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu"
+                and not incremental and _plain(X) and y.shape[0] == X.shape[0]):
+            # The fast path for integer labels: the binariser is fitted on
+            # the few distinct labels, and the targets built directly.
+            classes, codes = np.unique(y, return_inverse=True)
+            if classes.size >= 2:
+                self._fast_features(X)
+                self._label_binarizer = LabelBinarizer().fit(classes)
+                self.classes_ = self._label_binarizer.classes_
+                if classes.size == 2:
+                    return X, y, codes.reshape(-1, 1).astype(X.dtype)
+                Y = np.zeros((y.shape[0], classes.size), dtype=X.dtype)
+                Y[np.arange(y.shape[0]), codes] = 1
+                return X, y, Y
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              dtype=(np.float64, np.float32), reset=reset)
         X = self._dense(X)
@@ -811,6 +854,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ndarray of shape (n_samples,) or (n_samples, n_labels)
         """
         out = self._forward(X)
+        y_type = self._label_binarizer.y_type_
+        # LabelBinarizer.inverse_transform's rules, without its checks: the
+        # largest output's class, or the class of a sigmoid output > 0.5.
+        if y_type == "multiclass":
+            return self.classes_.take(out.argmax(axis=1), mode="clip")
+        if y_type == "binary" and self.n_outputs_ == 1 and len(self.classes_) == 2:
+            return self.classes_[(out.ravel() > 0.5).astype(np.intp)]
         if self.n_outputs_ == 1:
             out = out.ravel()
         return self._label_binarizer.inverse_transform(out)
@@ -833,6 +883,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             p = out.ravel()
             return np.vstack([1 - p, p]).T
         return out
+
+    def score(self, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None) -> float:
+        """Mean accuracy of ``predict(X)`` against y (``accuracy_score``).
+
+        Plain label arrays without weights are scored directly, without the
+        scorer's input checks; anything else goes through scikit-learn's.
+        """
+        if (sample_weight is None and type(y) is np.ndarray and y.ndim == 1
+                and type(X) is np.ndarray and X.ndim == 2 and 0 < y.shape[0] == X.shape[0]
+                and "classes_" in self.__dict__ and y.dtype.kind in "iub"
+                and y.dtype.kind == self.classes_.dtype.kind):
+            pred = self.predict(X)
+            if pred.ndim == 1:
+                return float(np.mean(pred == y))
+        return float(super().score(X, y, sample_weight=sample_weight))
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Logarithm of ``predict_proba(X)``."""
@@ -891,6 +956,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         _check_choice(self, "loss", ("squared_error", "poisson"))
 
     def _validate_input(self, X, y, incremental, reset):
+        if (reset and type(y) is np.ndarray and y.dtype in _FLOATS and _plain(X)
+                and (y.ndim == 1 or y.ndim == 2 and y.shape[1] > 1)
+                and y.shape[0] == X.shape[0] and math.isfinite(y.sum())):
+            self._fast_features(X)
+            return X, y, (y.reshape(-1, 1) if y.ndim == 1 else y)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
         X = self._dense(X)
@@ -955,6 +1025,26 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if self.out_activation_ == "exp":
             out = np.exp(out, out=out)
         return out.ravel() if out.shape[1] == 1 else out
+
+    def score(self, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None) -> float:
+        """Coefficient of determination R^2 of ``predict(X)`` (``r2_score``).
+
+        A plain float target of one output without weights is scored
+        directly, without the scorer's input checks, by r2_score's formula;
+        anything else goes through scikit-learn's.
+        """
+        if (sample_weight is None and type(y) is np.ndarray and y.ndim == 1
+                and y.dtype in _FLOATS and type(X) is np.ndarray and X.ndim == 2
+                and 2 <= y.shape[0] == X.shape[0] and self.__dict__.get("n_outputs_") == 1):
+            pred = self.predict(X)
+            y64 = y.astype(np.float64)
+            numerator = float(np.sum((y64 - pred) ** 2))
+            denominator = float(np.sum((y64 - y64.mean()) ** 2))
+            if math.isfinite(numerator):
+                if denominator == 0:
+                    return 1.0 if numerator == 0 else 0.0
+                return 1.0 - numerator / denominator
+        return float(super().score(X, y, sample_weight=sample_weight))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
