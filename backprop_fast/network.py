@@ -812,7 +812,8 @@ class Network:
         if (type(y) is np.ndarray and y.ndim == 2 and y.shape == (n, self._layer_sizes[-1])
                 and (y.dtype is self._dtype or y.dtype == self._dtype)):
             try:
-                if _kernel.finite_rows(y, self._loss == "cross_entropy"):
+                if _kernel.finite_rows(y, self._loss == "cross_entropy") and (
+                        self._loss != "poisson" or _kernel.extremes(y.reshape(-1))[0] >= 0):
                     return y
             except ValueError:  # not C-contiguous
                 pass

@@ -10,11 +10,11 @@ defaults, output layers and losses, the same stopping rule (``tol`` and
 (n_in, n_out)). They add ``dtype``, ``class_weight`` and one activation per
 hidden layer.
 
-Training runs in backprop_fast's kernel, one native call per epoch (the
-schedule and the stopping rule are applied between epochs, as scikit-learn
-does); ``solver="lbfgs"`` runs SciPy's L-BFGS-B on the kernel's cost and
-gradient. scikit-learn is an optional dependency: ``pip install
-backprop_fast[sklearn]``.
+Training runs in backprop_fast's kernel, a whole fit of the stochastic
+solvers in one native call (``Network.fit(stopping="sklearn")`` applies the
+schedule and the stopping rule inside its epoch loop); ``solver="lbfgs"`` runs
+SciPy's L-BFGS-B on the kernel's cost and gradient. scikit-learn is an
+optional dependency: ``pip install backprop_fast[sklearn]``.
 """
 from __future__ import annotations
 
@@ -344,7 +344,7 @@ class _BaseMLP(BaseEstimator):
                              f"{self.network_.layer_sizes}, but hidden_layer_sizes and the "
                              f"data now ask for {layer_units}; set warm_start=False to start "
                              "over")
-        # One conversion here, rather than one per epoch inside Network.fit.
+        # One conversion here, for every call on the data that follows.
         X = np.ascontiguousarray(X, dtype=self.network_.dtype)
         Y = np.ascontiguousarray(Y, dtype=self.network_.dtype)
         if self.solver == "lbfgs":
