@@ -18,7 +18,6 @@ optional dependency: ``pip install backprop_fast[sklearn]``.
 """
 from __future__ import annotations
 
-import copy
 import math
 import numbers
 import warnings
@@ -369,9 +368,12 @@ class _BaseMLP(BaseEstimator):
             bound = np.sqrt(factor / (fan_in + fan_out))
             start.append((rs.uniform(-bound, bound, (fan_in, fan_out)),
                           rs.uniform(-bound, bound, fan_out)))
-        # The kernel's shuffling seed, from a copy of the stream: the stream
-        # itself goes on to the validation split, as in scikit-learn.
-        seed = int(copy.deepcopy(rs).randint(np.iinfo(np.int32).max))
+        # The kernel's shuffling seed, drawn with the stream's state put back
+        # afterwards: the stream goes on to the validation split unchanged,
+        # as in scikit-learn.
+        state = rs.get_state()
+        seed = int(rs.randint(np.iinfo(np.int32).max))
+        rs.set_state(state)
         self.network_ = Network(layer_units, activations + [output], loss, dtype=dtype,
                                 seed=seed)
         for W, b, (coef, intercept) in zip(self.network_.weights, self.network_.biases, start):
@@ -754,12 +756,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _validate_input(self, X, y, incremental, reset):
         if (reset and type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu"
                 and not incremental and _plain(X) and y.shape[0] == X.shape[0]):
-            # The fast path for integer labels: the binariser is fitted on
-            # the few distinct labels, and the targets built directly.
+            # The fast path for integer labels: the binariser gets what its
+            # fit would find in them (without its checks), and the targets
+            # are built directly.
             classes, codes = np.unique(y, return_inverse=True)
             if classes.size >= 2:
                 self._fast_features(X)
-                self._label_binarizer = LabelBinarizer().fit(classes)
+                lb = self._label_binarizer = LabelBinarizer()
+                lb.y_type_ = "binary" if classes.size == 2 else "multiclass"
+                lb.sparse_input_ = False
+                lb.classes_ = classes
                 self.classes_ = self._label_binarizer.classes_
                 if classes.size == 2:
                     return X, y, codes.reshape(-1, 1).astype(X.dtype)
