@@ -480,8 +480,13 @@ class _BaseMLP(BaseEstimator):
             options["validation_data"] = (X_val, Y_val)
             options["validation_weight"] = sw_val
             options["validation_metric"] = "accuracy" if is_classifier(self) else "r2"
+        what = "Validation score" if early_stopping else "Training loss"
+        stuck = (f"{what} did not improve more than tol={self.tol:f} for "
+                 f"{self.n_iter_no_change} consecutive epochs.")
+        verbose = None
         if self.verbose:
-            options["callbacks"] = [_VerboseEpochs(scale, early_stopping)]
+            verbose = _VerboseEpochs(scale, early_stopping, schedule == "adaptive", stuck)
+            options["callbacks"] = [verbose]
         epochs = 1 if incremental else self.max_iter
         t_before = self.t_
         interrupted = False
@@ -517,10 +522,11 @@ class _BaseMLP(BaseEstimator):
         else:
             self.best_loss_ = state.best_loss * scale
         stopped = self._no_improvement_count > self.n_iter_no_change
-        if self.verbose and stopped:
-            what = "Validation score" if early_stopping else "Training loss"
-            print(f"{what} did not improve more than tol={self.tol:f} for "
-                  f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+        if verbose is not None:
+            verbose.rate_now(self._learning_rate)
+            if stopped:
+                small = " Learning rate too small." if schedule == "adaptive" else ""
+                print(f"{stuck}{small} Stopping.")
         if (not incremental and not interrupted and not stopped
                 and self.n_iter_ == self.max_iter):
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
@@ -609,13 +615,27 @@ _NONFINITE = ("Solver produced non-finite parameter weights. The input data may 
 
 
 class _VerboseEpochs:
-    """Network.fit callback printing scikit-learn's verbose lines per epoch."""
+    """Network.fit callback printing scikit-learn's verbose lines per epoch.
 
-    def __init__(self, scale: float, early_stopping: bool) -> None:
+    The "adaptive" schedule's lowered rate shows in the next epoch's figures,
+    so its message is printed then (before that epoch's lines, where
+    scikit-learn prints it too), or after the fit for the last epoch.
+    """
+
+    def __init__(self, scale: float, early_stopping: bool, adaptive: bool, stuck: str) -> None:
         self.scale = scale
         self.early_stopping = early_stopping
+        self.adaptive = adaptive
+        self.stuck = stuck
+        self.rate: Optional[float] = None
+
+    def rate_now(self, rate: float) -> None:
+        if self.adaptive and self.rate is not None and rate < self.rate:
+            print(f"{self.stuck} Setting learning rate to {rate:f}")
+        self.rate = rate
 
     def __call__(self, epoch, logs) -> bool:
+        self.rate_now(logs["learning_rate"])
         print(f"Iteration {epoch + 1}, loss = {logs['loss'] * self.scale:.8f}")
         if self.early_stopping:
             print(f"Validation score: {logs.get('val_score', np.nan):f}")

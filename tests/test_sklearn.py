@@ -521,3 +521,19 @@ def test_fast_paths_agree_with_the_full_paths():
     assert reg.score(X, yr) == pytest.approx(reg.score(Xl, list(yr)), rel=1e-12)
     with pytest.raises(ValueError, match="NaN"):
         reg.predict(np.full((2, 5), np.nan))
+
+
+def test_verbose_output_is_scikit_learns(capsys):
+    """verbose prints scikit-learn's lines, the adaptive schedule's included."""
+    X, y = make_classification(60, 5, n_informative=3, n_classes=3, random_state=0)
+    kw = dict(FULL_BATCH, solver="sgd", momentum=0.0, alpha=0.0, learning_rate="adaptive",
+              learning_rate_init=0.2, tol=1e-3, n_iter_no_change=3, activation="tanh",
+              verbose=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(**kw).fit(X, y)
+        ours = capsys.readouterr().out
+        sk_nn.MLPClassifier(**kw).fit(X, y)
+        theirs = capsys.readouterr().out
+    assert "Setting learning rate to" in theirs
+    assert ours == theirs
