@@ -1155,7 +1155,8 @@ class Network:
             ``n_iter_no_change`` epochs in a row did not improve (or the
             "adaptive" schedule lowers the rate instead). With a validation
             score the parameters of the best-scoring epoch are kept (unless
-            ``restore_best=False``), and a diverging epoch does not raise:
+            ``restore_best=False``; after Ctrl-C too), and a diverging epoch
+            does not raise:
             it and the epochs left are recorded as NaN, as scikit-learn
             records them, and the best epoch's parameters are kept.
         tol : float >= 0

@@ -1162,6 +1162,7 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     cdef double* vstats = NULL
     cdef double val_score = NAN
     cdef Py_ssize_t e2
+    cdef bint finished = False
     _init_net(&net, sizes, acts, loss)
     if (params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch)
             or bsum.shape[0] < _bsum_size(&net, batch)
@@ -1417,11 +1418,15 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                     and best_epoch >= 0 and (best_epoch != done - 1
                                              or status == STATUS_DIVERGED_KEPT_BEST)):
                 memcpy(p, &best[0], net.n_params * sizeof(floating))
+        finished = True
     finally:
         # Kept even when a callback or Ctrl-C ends the call by an exception.
         memcpy(&rng_state[0], &rng, sizeof(Rng))
         if wt_live:
             _first_layer(p, s1, s2, wt, sizes[0], sizes[1], True)
+        if not finished and sk and keep_best and best_epoch >= 0:
+            # scikit-learn restores the best epoch's parameters after Ctrl-C too.
+            memcpy(p, &best[0], net.n_params * sizeof(floating))
         _gemm_end(&net)
     return status, done, best_epoch
 

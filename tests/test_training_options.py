@@ -1026,3 +1026,25 @@ def test_sklearn_stopping_rule_state_and_penalty():
         net.fit(X, y, epochs=1, stopping="sklearn", n_iter_no_change=0)
     with pytest.raises(ValueError, match="validation_metric"):
         net.fit(X, y, epochs=1, validation_metric="f1")
+
+
+def test_sklearn_stopping_keeps_the_best_epoch_after_ctrl_c():
+    rng = np.random.RandomState(2)
+    X, Xv = rng.normal(size=(50, 3)), rng.normal(size=(20, 3))
+    y, yv = X @ [1.0, -1.0, 0.5], Xv @ [1.0, -1.0, 0.5]
+    net = Network([3, 6, 1], ["tanh", "identity"], "squared_error", seed=0)
+    scores = []
+
+    def interrupt(epoch, logs):
+        scores.append(logs["val_score"])
+        if epoch == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=50, learning_rate=1.0, batch_size=10, stopping="sklearn",
+                validation_data=(Xv, yv), validation_metric="r2", callbacks=[interrupt])
+    assert max(scores) > scores[-1]  # the best epoch is not the last
+    pred = net.predict(Xv)[:, 0]
+    r2 = 1 - np.sum((yv - pred) ** 2) / np.sum((yv - yv.mean()) ** 2)
+    assert r2 == pytest.approx(max(scores), rel=1e-9)
+    assert net.history.val_score == scores
