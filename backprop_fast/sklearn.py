@@ -1062,10 +1062,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if (sample_weight is None and type(y) is np.ndarray and y.ndim == 1
                 and y.dtype in _FLOATS and type(X) is np.ndarray and X.ndim == 2
                 and 2 <= y.shape[0] == X.shape[0] and self.__dict__.get("n_outputs_") == 1):
-            pred = self.predict(X)
             y64 = y.astype(np.float64)
-            numerator = float(np.sum((y64 - pred) ** 2))
-            denominator = float(np.sum((y64 - y64.mean()) ** 2))
+            e = y64 - self.predict(X)
+            c = y64 - y64.sum() / y64.shape[0]
+            numerator = float(e @ e)
+            denominator = float(c @ c)
             if math.isfinite(numerator):
                 if denominator == 0:
                     return 1.0 if numerator == 0 else 0.0
