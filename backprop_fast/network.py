@@ -1265,6 +1265,9 @@ class Network:
                 raise ValueError("validation_metric='accuracy' needs a cross_entropy network")
         if loss_penalty is not d["loss_penalty"]:
             settings.loss_penalty = _check_real(loss_penalty, "loss_penalty", 0)
+        if sk and settings.schedule in (SCHEDULES["cosine"], SCHEDULES["plateau"]):
+            raise ValueError(f'stopping="sklearn" takes lr_schedule "constant", "invscaling" '
+                             f'or "adaptive", got {lr_schedule!r}')
         if sk:
             settings.stopping = 1
             settings.early_stopping = True
