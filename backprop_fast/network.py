@@ -1348,6 +1348,10 @@ class Network:
         validation = X_val is not None
         if not validation:
             X_val, Y_val = no_val
+        if metric and not validation:
+            raise ValueError("validation_metric needs validation_data or validation_split")
+        if validation_weight is not None and validation_data is None:
+            raise ValueError("validation_weight weighs validation_data: give both")
         settings.val_metric = metric if validation else 0
         val_stats = None
         if settings.val_metric:

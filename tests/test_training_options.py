@@ -1026,6 +1026,8 @@ def test_sklearn_stopping_rule_state_and_penalty():
         net.fit(X, y, epochs=1, stopping="sklearn", n_iter_no_change=0)
     with pytest.raises(ValueError, match="validation_metric"):
         net.fit(X, y, epochs=1, validation_metric="f1")
+    with pytest.raises(ValueError, match="validation_data"):
+        net.fit(X, y, epochs=1, validation_metric="r2")
     with pytest.raises(ValueError, match="cosine"):
         net.fit(X, y, epochs=1, stopping="sklearn", lr_schedule="cosine")
 
