@@ -1,7 +1,8 @@
 """backprop_fast: dense networks trained by fused Cython backpropagation."""
 from ._kernels import isa as kernel_isa
-from .network import DivergenceError, History, Network
+from .network import DivergenceError, History, Network, StoppingState
 from .plot import plot_history
 
 __version__ = "0.1.0"
-__all__ = ["Network", "History", "DivergenceError", "plot_history", "kernel_isa", "__version__"]
+__all__ = ["Network", "History", "DivergenceError", "StoppingState", "plot_history",
+           "kernel_isa", "__version__"]

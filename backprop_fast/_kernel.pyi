@@ -33,6 +33,16 @@ class Settings:
     shuffle: bool
     early_stopping: bool
     restore_best: bool
+    stopping: int
+    val_metric: int
+    tol: float
+    n_iter_no_change: float
+    loss_penalty: float
+    best_loss: float
+    best_score: float
+    no_improvement: float
+    samples_seen: float
+    rate: float
 
 def cpu_supports(isa: str) -> bool: ...
 def threads(n_threads: int = 0) -> int: ...
@@ -52,7 +62,8 @@ def fit(params: Buffer, sizes: Buffer, acts: Buffer, loss: int,
         m1: Buffer, m2: Buffer, snapshot: Buffer, best: Buffer,
         history: Buffer,
         epoch_end: Optional[Callable[[int], Any]],
-        n_threads: int = 0) -> Tuple[int, int, int]: ...
+        n_threads: int = 0, val_weight: Optional[Buffer] = None,
+        val_stats: Optional[Buffer] = None) -> Tuple[int, int, int]: ...
 def gradients(params: Buffer, sizes: Buffer, acts: Buffer, loss: int,
               X: Buffer, Y: Buffer, grad: Buffer, work: Buffer,
               bsum: Buffer, n_threads: int = 0) -> float: ...

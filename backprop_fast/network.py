@@ -24,12 +24,14 @@ PathLike = Union[str, "os.PathLike[str]"]
 Callback = Callable[[int, Dict[str, float]], Any]
 
 ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2, "identity": 3, "softmax": 4}
-LOSSES = {"squared_error": 0, "cross_entropy": 1}
+LOSSES = {"squared_error": 0, "cross_entropy": 1, "poisson": 2}
 OPTIMIZERS = {"sgd": 0, "adam": 1, "adamw": 2}
 _OPTIMIZER_NAMES = {code: name for name, code in OPTIMIZERS.items()}
 # The arrays a saved file may hold.
 _FILE_ARRAYS = {"meta", "params", "rng_state", "opt_m1", "opt_m2"}
-SCHEDULES = {"constant": 0, "invscaling": 1, "cosine": 2, "plateau": 3}
+SCHEDULES = {"constant": 0, "invscaling": 1, "cosine": 2, "plateau": 3, "adaptive": 4}
+STOPPING = {"patience": 0, "sklearn": 1}
+VALIDATION_METRICS = {None: 0, "accuracy": 1, "r2": 2}
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FORMAT_VERSION = 1
 
@@ -37,8 +39,46 @@ FORMAT_VERSION = 1
 _CHUNK_ELEMENTS = 1 << 20
 
 
-class DivergenceError(FloatingPointError):
-    """Training produced a non-finite cost or parameter and was stopped."""
+class DivergenceError(FloatingPointError, ValueError):
+    """Training produced a non-finite cost or parameter and was stopped.
+
+    Also a ValueError, the class scikit-learn raises for a solver that
+    produced non-finite weights.
+    """
+
+
+class StoppingState:
+    """The state of ``stopping="sklearn"``, carried from one ``fit`` call to the next.
+
+    Pass the same object to consecutive calls (as scikit-learn's
+    ``warm_start`` and ``partial_fit`` do); ``fit`` updates it as epochs
+    finish, also when an exception ends the call.
+
+    Attributes
+    ----------
+    best_loss : float
+        Lowest training cost (L2 term included) so far; inf at first.
+    best_score : float
+        Highest validation score so far; -inf at first.
+    no_improvement_count : int
+        Epochs in a row without an improvement of more than ``tol``.
+    samples_seen : int
+        Samples trained on, from which "invscaling" computes the rate.
+    learning_rate : float or None
+        The rate the next call starts with; None for ``learning_rate``.
+    """
+
+    def __init__(self) -> None:
+        self.best_loss = math.inf
+        self.best_score = -math.inf
+        self.no_improvement_count = 0
+        self.samples_seen = 0
+        self.learning_rate: Optional[float] = None
+
+    def __repr__(self):
+        return (f"StoppingState(best_loss={self.best_loss!r}, best_score={self.best_score!r}, "
+                f"no_improvement_count={self.no_improvement_count}, "
+                f"samples_seen={self.samples_seen}, learning_rate={self.learning_rate!r})")
 
 
 class History:
@@ -65,12 +105,16 @@ class History:
         timed.
     stopped_early : bool
         Whether early stopping or a callback ended training before ``epochs``.
+    val_score : list of float
+        With ``validation_metric``: the validation score after each epoch
+        (accuracy or R^2; NaN for an epoch whose model was not finite).
     best_epoch : int or None
         Index of the epoch with the best monitored cost (validation cost if
-        there is validation data, training cost otherwise).
+        there is validation data, training cost otherwise; with
+        ``stopping="sklearn"`` the best validation score or training cost).
     """
 
-    FIGURES = ("loss", "val_loss", "val_accuracy", "learning_rate", "time")
+    FIGURES = ("loss", "val_loss", "val_accuracy", "learning_rate", "time", "val_score")
     # Each figure property returns a new list: changing it changes nothing
     # here (nor what save writes).
 
@@ -129,13 +173,14 @@ class History:
             lists: Dict[str, List[float]] = {name: [] for name in self.FIGURES}
             for block in self._blocks:
                 if isinstance(block, tuple):
-                    rows, validation, classifier = block
+                    rows, validation, classifier, scored = block
                     block = {
                         "loss": rows[:, 0],
                         "val_loss": rows[:, 1] if validation else (),
                         "val_accuracy": rows[:, 2] if validation and classifier else (),
                         "learning_rate": rows[:, 3],
                         "time": rows[:, 4],
+                        "val_score": rows[:, 5] if scored else (),
                     }
                 for name in self.FIGURES:
                     values = block[name]
@@ -164,6 +209,10 @@ class History:
     @property
     def time(self) -> List[float]:
         return list(self._figures()["time"])
+
+    @property
+    def val_score(self) -> List[float]:
+        return list(self._figures()["val_score"])
 
     def logs(self, epoch: int) -> Dict[str, float]:
         """The figures of one epoch as a dict (what callbacks receive)."""
@@ -501,9 +550,12 @@ class Network:
     activations : str or sequence of str, default "sigmoid"
         One name for every layer, or one per layer (``len(layer_sizes) - 1``):
         "sigmoid", "tanh", "relu", "identity", or "softmax" (last layer only).
-    loss : {"cross_entropy", "squared_error"}, default "cross_entropy"
+    loss : {"cross_entropy", "squared_error", "poisson"}, default "cross_entropy"
         cross_entropy needs a sigmoid output (binary cross-entropy per unit)
-        or a softmax output (categorical cross-entropy).
+        or a softmax output (categorical cross-entropy). poisson needs an
+        identity output, read as the log of the predicted mean (a log link):
+        the cost is half the Poisson deviance, exp(z) - y z + y log y - y per
+        unit, for targets y >= 0; ``predict`` returns z, the log-means.
     dtype : {"float64", "float32"} or numpy dtype, default "float64"
         Precision of the parameters and of all computation.
     seed : int or None
@@ -711,6 +763,9 @@ class Network:
             raise ValueError(f'loss="cross_entropy" needs a sigmoid or softmax output '
                              f'layer, got {output!r}; use loss="squared_error" or change '
                              f"the last activation")
+        if loss == "poisson" and output != "identity":
+            raise ValueError(f'loss="poisson" needs an identity output layer (the log of '
+                             f'the mean), got {output!r}')
         return loss
 
     @staticmethod
@@ -757,7 +812,8 @@ class Network:
         if (type(y) is np.ndarray and y.ndim == 2 and y.shape == (n, self._layer_sizes[-1])
                 and (y.dtype is self._dtype or y.dtype == self._dtype)):
             try:
-                if _kernel.finite_rows(y, self._loss == "cross_entropy"):
+                if _kernel.finite_rows(y, self._loss == "cross_entropy") and (
+                        self._loss != "poisson" or _kernel.extremes(y.reshape(-1))[0] >= 0):
                     return y
             except ValueError:  # not C-contiguous
                 pass
@@ -789,6 +845,11 @@ class Network:
             if lo < 0 or hi > 1:
                 raise ValueError("y must lie in [0, 1] for cross_entropy (targets are "
                                  f"probabilities), got values in [{lo}, {hi}]")
+        if self._loss == "poisson" and out.size:
+            lo, _ = _kernel.extremes(out.reshape(-1))
+            if lo < 0:
+                raise ValueError(f"y must be >= 0 for loss='poisson' (counts or rates), got "
+                                 f"a minimum of {lo}")
         return out
 
     def _convert(self, arr, name):
@@ -1007,7 +1068,11 @@ class Network:
             patience: int = 10, min_delta: float = 0.0, restore_best: bool = True,
             sample_weight: Optional[ArrayLike] = None,
             class_weight: Union[None, str, Dict[int, float]] = None, verbose: int = 0,
-            callbacks: Optional[Sequence[Callback]] = None) -> History:
+            callbacks: Optional[Sequence[Callback]] = None, stopping: str = "patience",
+            tol: float = 1e-4, n_iter_no_change: float = 10,
+            validation_metric: Optional[str] = None, loss_penalty: float = 0.0,
+            stopping_state: Optional[StoppingState] = None,
+            validation_weight: Optional[ArrayLike] = None) -> History:
         """Train by minibatch gradient descent, all epochs in one native call.
 
         Parameters
@@ -1038,11 +1103,16 @@ class Network:
         weight_decay : float >= 0
             L2 penalty added to the gradient ("sgd", "adam") or decoupled decay
             ("adamw"). Applies to weights and biases alike, as in PyTorch.
-        lr_schedule : {"constant", "invscaling", "cosine", "plateau"}
+        lr_schedule : {"constant", "invscaling", "cosine", "plateau", "adaptive"}
             Learning rate of epoch e (0-based) of this call: constant;
             learning_rate / (e + 1) ** power_t; learning_rate * (1 + cos(pi e /
             epochs)) / 2; or divided by 5 whenever the monitored cost has not
             improved by more than ``min_delta`` for ``patience`` epochs.
+            With ``stopping="sklearn"``, scikit-learn's schedules instead:
+            "invscaling" sets the rate to learning_rate / (t + 1) ** power_t
+            after each epoch, t the samples trained on
+            (``stopping_state.samples_seen``); "adaptive" divides the rate by
+            5 where the rule would stop, while the rate exceeds 1e-6.
         power_t : float
             Exponent of "invscaling".
         validation_data : (X_val, y_val), optional
@@ -1075,6 +1145,42 @@ class Network:
             Each is called after every epoch as ``callback(epoch, logs)``,
             ``logs`` a dict of that epoch's figures; one that returns True
             stops training after that epoch.
+        stopping : {"patience", "sklearn"}
+            "patience": ``early_stopping``, ``patience`` and ``min_delta`` as
+            above. "sklearn": the rules of scikit-learn's MLP estimators,
+            always on: after each epoch, the validation score (with
+            ``validation_metric`` and validation data) or else the training
+            cost counts as not improved when it is not better than the best
+            so far by more than ``tol``; training stops once more than
+            ``n_iter_no_change`` epochs in a row did not improve (or the
+            "adaptive" schedule lowers the rate instead). With a validation
+            score the parameters of the best-scoring epoch are kept (unless
+            ``restore_best=False``; after Ctrl-C too), and a diverging epoch
+            does not raise:
+            it and the epochs left are recorded as NaN, as scikit-learn
+            records them, and the best epoch's parameters are kept.
+        tol : float >= 0
+            For ``stopping="sklearn"``.
+        n_iter_no_change : int >= 1 or inf
+            For ``stopping="sklearn"``.
+        validation_metric : {None, "accuracy", "r2"}
+            A score of the validation data after each epoch
+            (``history.val_score``): "accuracy", the (weighted) fraction of
+            samples classified right (all units right, for several sigmoid
+            outputs), for cross-entropy networks; "r2", the coefficient of
+            determination averaged over the outputs, as
+            ``sklearn.metrics.r2_score`` computes it.
+        loss_penalty : float >= 0
+            Adds ``loss_penalty`` times the sum of the squared weights
+            (biases left out) at the epoch's end to each epoch's
+            ``history.loss``: an L2 term in the reported and monitored cost,
+            such as scikit-learn's ``alpha / (2 n)``.
+        validation_weight : array_like, shape (n_val,), optional
+            Non-negative weights of the ``validation_data`` samples in
+            ``validation_metric``.
+        stopping_state : StoppingState, optional
+            The state of ``stopping="sklearn"`` to continue from and update;
+            a new one if None.
 
         Returns
         -------
@@ -1148,6 +1254,42 @@ class Network:
                                             or isinstance(verbose, bool)):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         callbacks = () if callbacks is None else self._check_callbacks(callbacks)
+        sk = False
+        if stopping is not d["stopping"]:
+            sk = STOPPING[_check_choice(stopping, "stopping", STOPPING)] == 1
+        metric = 0
+        if validation_metric is not None:
+            metric = VALIDATION_METRICS[_check_choice(validation_metric, "validation_metric",
+                                                      ("accuracy", "r2"))]
+            if metric == 1 and self._loss != "cross_entropy":
+                raise ValueError("validation_metric='accuracy' needs a cross_entropy network")
+        if loss_penalty is not d["loss_penalty"]:
+            settings.loss_penalty = _check_real(loss_penalty, "loss_penalty", 0)
+        if sk and settings.schedule in (SCHEDULES["cosine"], SCHEDULES["plateau"]):
+            raise ValueError(f'stopping="sklearn" takes lr_schedule "constant", "invscaling" '
+                             f'or "adaptive", got {lr_schedule!r}')
+        if sk:
+            settings.stopping = 1
+            settings.early_stopping = True
+            settings.tol = tol if tol is d["tol"] else _check_real(tol, "tol", 0)
+            if not (n_iter_no_change == math.inf or _is_count(n_iter_no_change)
+                    and n_iter_no_change >= 1):
+                raise ValueError(f"n_iter_no_change must be an integer >= 1 or inf, got "
+                                 f"{n_iter_no_change!r}")
+            settings.n_iter_no_change = float(n_iter_no_change)
+            if stopping_state is None:
+                stopping_state = StoppingState()
+            elif not isinstance(stopping_state, StoppingState):
+                raise TypeError(f"stopping_state must be a StoppingState, got "
+                                f"{type(stopping_state).__name__}")
+            st = stopping_state
+            settings.best_loss = float(st.best_loss)
+            settings.best_score = float(st.best_score)
+            settings.no_improvement = float(st.no_improvement_count)
+            settings.samples_seen = float(st.samples_seen)
+            settings.rate = rate if st.learning_rate is None else float(st.learning_rate)
+        elif settings.schedule == SCHEDULES["adaptive"]:
+            raise ValueError('lr_schedule="adaptive" needs stopping="sklearn"')
 
         Xc, single = self._check_X(X)
         Y = self._check_y(y, Xc.shape[0], single)
@@ -1157,10 +1299,20 @@ class Network:
             if sw.shape != (Xc.shape[0],):
                 raise ValueError(f"sample_weight must have shape ({Xc.shape[0]},), one "
                                  f"weight per sample, got shape {sw.shape}")
+        w_val = None
         if validation_data is not None:
             if split:
                 raise ValueError("give validation_data or validation_split, not both")
             X_val, Y_val = self._check_validation(validation_data)
+            if validation_weight is not None:
+                w_val = _numeric_array(validation_weight, "validation_weight")
+                if w_val.shape != (X_val.shape[0],):
+                    raise ValueError(f"validation_weight must have shape ({X_val.shape[0]},), "
+                                     f"one weight per validation sample, got shape "
+                                     f"{w_val.shape}")
+                if not np.isfinite(w_val).all() or (w_val < 0).any():
+                    raise ValueError("validation_weight must be finite and non-negative")
+                w_val = np.ascontiguousarray(w_val, dtype=self._dtype)
         elif split:
             n_val = int(math.floor(split * Xc.shape[0]))
             if n_val == 0 or n_val == Xc.shape[0]:
@@ -1196,6 +1348,23 @@ class Network:
         validation = X_val is not None
         if not validation:
             X_val, Y_val = no_val
+        if metric and not validation:
+            raise ValueError("validation_metric needs validation_data or validation_split")
+        if validation_weight is not None and validation_data is None:
+            raise ValueError("validation_weight weighs validation_data: give both")
+        settings.val_metric = metric if validation else 0
+        val_stats = None
+        if settings.val_metric:
+            val_stats = np.zeros(2 * self._layer_sizes[-1])
+            if settings.val_metric == 2:
+                # r2_score's denominators: the weighted sum of squares of each
+                # target about its weighted mean.
+                Yv = np.asarray(Y_val, dtype=np.float64)
+                wv = None if w_val is None else w_val.astype(np.float64)
+                mean = np.average(Yv, axis=0, weights=wv)
+                sq = (Yv - mean) ** 2
+                val_stats[:Yv.shape[1]] = (sq if wv is None else sq * wv[:, None]).sum(axis=0)
+        scored = bool(settings.val_metric)
         # The kernel writes the cost of each epoch it finishes (always finite)
         # and times epochs in blocks; NaN marks what it has not written, so
         # that the epochs finished before an exception can be found.
@@ -1208,7 +1377,7 @@ class Network:
         classifier = self._loss == "cross_entropy"
         progress = _Progress(epochs, verbose) if verbose else None
 
-        pending = [out, validation, classifier, 0]
+        pending = [out, validation, classifier, 0, scored]
 
         def epoch_end(epoch):
             pending[3] = epoch + 1
@@ -1220,6 +1389,8 @@ class Network:
                     logs["val_accuracy"] = float(row[2])
             logs["learning_rate"] = float(row[3])
             logs["time"] = float(row[4])
+            if scored:
+                logs["val_score"] = float(row[5])
             if progress is not None:
                 progress.update(epoch, logs)
             stop = False
@@ -1244,6 +1415,9 @@ class Network:
                 grad, m1, m2 = self._optimizer_buffers(settings, no_weights)
                 best = (self._fit_buffer("best", self._params.size)
                         if settings.early_stopping and settings.restore_best else no_weights)
+                extra: Tuple[Any, ...] = ()
+                if scored:
+                    extra = (no_weights if w_val is None else w_val, val_stats)
                 kv = self._kview
                 try:
                     status, done, best_epoch = _kernel.fit(
@@ -1252,7 +1426,7 @@ class Network:
                         kv("step", self._opt_step), self._fit_buffer("order", n, np.intp),
                         work, bsum, grad, m1, m2,
                         self._fit_buffer("snapshot", self._params.size), best, out, hook,
-                        self._kernel_threads())
+                        self._kernel_threads(), *extra)
                 except BaseException:
                     # Ctrl-C or a callback's exception: the parameters, the
                     # optimizer and the generator have advanced by the epochs
@@ -1260,12 +1434,20 @@ class Network:
                     finished = np.isnan(out[:, 0])
                     done = int(finished.argmax()) if finished.any() else epochs
                     if done:
-                        self._history._add((out[:done], validation, classifier))
+                        self._history._add((out[:done], validation, classifier, scored))
                     raise
+                finally:
+                    if stopping_state is not None and sk:
+                        st = stopping_state
+                        st.best_loss = settings.best_loss
+                        st.best_score = settings.best_score
+                        st.no_improvement_count = int(settings.no_improvement)
+                        st.samples_seen = int(settings.samples_seen)
+                        st.learning_rate = settings.rate
                 if done:
                     # Under the lock with the parameters they produced: a
                     # reader (save, pickle) sees both or neither.
-                    self._history._add((out[:done], validation, classifier))
+                    self._history._add((out[:done], validation, classifier, scored))
                 if status != 0:
                     self._optimizer = None  # the state may hold NaN/inf
                     finite = _kernel.all_finite(self._kview("params", self._params))
@@ -1274,6 +1456,10 @@ class Network:
                 self._pending = None
                 if progress is not None:
                     progress.close()
+        if status == 3:
+            # stopping="sklearn" with a validation score: a divergence ends
+            # training as scikit-learn ends it, with the best epoch's parameters.
+            status = 0
         if status != 0:
             what = "the cost" if status == 1 else "a parameter"
             if finite:
@@ -1288,7 +1474,7 @@ class Network:
                 f"training diverged in epoch {done + 1}: {what} became NaN or infinite "
                 f"at learning_rate={rate:g}. {kept} Try a smaller learning_rate, scale the "
                 "inputs to unit range, or use a larger batch_size.")
-        history._add((out[:done], validation, classifier))
+        history._add((out[:done], validation, classifier, scored))
         history.stopped_early = done < epochs
         history.best_epoch = int(best_epoch) if best_epoch >= 0 else None
         return history
@@ -1422,8 +1608,8 @@ class Network:
         with self._lock:
             history = self._history._copy()
             if self._pending is not None and self._pending[3]:
-                out, validation, classifier, done = self._pending
-                history._add((out[:done].copy(), validation, classifier))
+                out, validation, classifier, done, scored = self._pending
+                history._add((out[:done].copy(), validation, classifier, scored))
             return history
 
     def _file_arrays(self, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:

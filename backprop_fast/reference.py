@@ -54,6 +54,10 @@ def sample_costs(loss, output, z, a, y):
     y = y.astype(np.float64)
     if loss == "squared_error":
         return 0.5 * np.sum((a.astype(np.float64) - y) ** 2, axis=1)
+    if loss == "poisson":
+        # Half the Poisson deviance of the mean exp(z).
+        ylogy = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
+        return np.sum(np.exp(z) - y * z + ylogy - y, axis=1)
     if output == "sigmoid":
         # -[y log a + (1-y) log(1-a)] with a = sigmoid(z) is softplus(z) - y z.
         return np.sum(_softplus(z) - y * z, axis=1)
@@ -66,6 +70,8 @@ def sample_costs(loss, output, z, a, y):
 def output_delta(loss, output, a, y):
     """dC/dz of the last layer for one sample per row (not yet averaged)."""
     g = a - y
+    if loss == "poisson":
+        return np.exp(a) - y
     if loss == "cross_entropy" and output == "softmax":
         # -sum y log a gives sum(y) a - y: a - y when the targets sum to 1.
         return y.sum(axis=1, keepdims=True) * a - y

@@ -10,15 +10,15 @@ defaults, output layers and losses, the same stopping rule (``tol`` and
 (n_in, n_out)). They add ``dtype``, ``class_weight`` and one activation per
 hidden layer.
 
-Training runs in backprop_fast's kernel, one native call per epoch (the
-schedule and the stopping rule are applied between epochs, as scikit-learn
-does); ``solver="lbfgs"`` runs SciPy's L-BFGS-B on the kernel's cost and
-gradient. scikit-learn is an optional dependency: ``pip install
-backprop_fast[sklearn]``.
+Training runs in backprop_fast's kernel, a whole fit of the stochastic
+solvers in one native call (``Network.fit(stopping="sklearn")`` applies the
+schedule and the stopping rule inside its epoch loop); ``solver="lbfgs"`` runs
+SciPy's L-BFGS-B on the kernel's cost and gradient. scikit-learn is an
+optional dependency: ``pip install backprop_fast[sklearn]``.
 """
 from __future__ import annotations
 
-import copy
+import math
 import numbers
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
@@ -29,7 +29,6 @@ from numpy.typing import ArrayLike
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
     from sklearn.exceptions import ConvergenceWarning, NotFittedError
-    from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state, compute_sample_weight
@@ -41,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
         "backprop_fast.sklearn needs scikit-learn >= 1.6: pip install "
         f"'backprop_fast[sklearn]' (the import failed with: {exc})") from None
 
-from .network import Network
+from .network import DivergenceError, Network, StoppingState
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -77,6 +76,18 @@ def _check_real(est, name, low, high=None, low_open=False, high_open=False):
         raise ValueError(f"{name} must lie in {lo}{low}, {'inf' if high is None else high}{hi}, "
                          f"got {value!r}")
     return float(value)
+
+
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _plain(X) -> bool:
+    """Whether X is a plain, non-empty, C-contiguous 2-D float array whose
+    entries sum to a finite number (so none is NaN or infinite): one that
+    scikit-learn's validation would pass unchanged, and which takes the fast
+    path past it. Anything else (a huge sum included) takes the full path."""
+    return (type(X) is np.ndarray and X.ndim == 2 and X.dtype in _FLOATS
+            and X.flags.c_contiguous and X.size > 0 and math.isfinite(X.sum()))
 
 
 def _refuse_masked(value, name):
@@ -301,6 +312,11 @@ class _BaseMLP(BaseEstimator):
     def _output(self, y2d) -> Tuple[str, str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _fast_features(self, X) -> None:
+        """What validate_data(reset=True) records about X, for the fast path."""
+        self.n_features_in_ = X.shape[1]
+        self.__dict__.pop("feature_names_in_", None)
+
     def _fit(self, X, y, sample_weight=None, incremental=False):
         self._check_params()
         _refuse_masked(X, "X")
@@ -327,11 +343,14 @@ class _BaseMLP(BaseEstimator):
                              f"{self.network_.layer_sizes}, but hidden_layer_sizes and the "
                              f"data now ask for {layer_units}; set warm_start=False to start "
                              "over")
-        # One conversion here, rather than one per epoch inside Network.fit.
+        # One conversion here, for every call on the data that follows.
         X = np.ascontiguousarray(X, dtype=self.network_.dtype)
         Y = np.ascontiguousarray(Y, dtype=self.network_.dtype)
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, Y, sw)
+            if not all(np.isfinite(p).all() for p in self.network_.weights
+                       + self.network_.biases):
+                raise DivergenceError(_NONFINITE)
         else:
             self._fit_stochastic(X, Y, y_raw, sw, incremental, rs)
         return self
@@ -349,9 +368,12 @@ class _BaseMLP(BaseEstimator):
             bound = np.sqrt(factor / (fan_in + fan_out))
             start.append((rs.uniform(-bound, bound, (fan_in, fan_out)),
                           rs.uniform(-bound, bound, fan_out)))
-        # The kernel's shuffling seed, from a copy of the stream: the stream
-        # itself goes on to the validation split, as in scikit-learn.
-        seed = int(copy.deepcopy(rs).randint(np.iinfo(np.int32).max))
+        # The kernel's shuffling seed, drawn with the stream's state put back
+        # afterwards: the stream goes on to the validation split unchanged,
+        # as in scikit-learn.
+        state = rs.get_state()
+        seed = int(rs.randint(np.iinfo(np.int32).max))
+        rs.set_state(state)
         self.network_ = Network(layer_units, activations + [output], loss, dtype=dtype,
                                 seed=seed)
         for W, b, (coef, intercept) in zip(self.network_.weights, self.network_.biases, start):
@@ -361,7 +383,7 @@ class _BaseMLP(BaseEstimator):
         self.t_ = 0
         self.n_outputs_ = Y.shape[1]
         self.n_layers_ = len(layer_units)
-        self.out_activation_ = _SKLEARN_NAME[output]
+        self.out_activation_ = "exp" if loss == "poisson" else _SKLEARN_NAME[output]
         self.loss_curve_ = []
         self._no_improvement_count = 0
         self._learning_rate = float(self.learning_rate_init)
@@ -400,29 +422,30 @@ class _BaseMLP(BaseEstimator):
             self._learning_rate = float(self.learning_rate_init)
         early_stopping = self.early_stopping
         # A warm start may switch early stopping on or off: keep the records valid.
-        scores: List[float] = []
         if early_stopping:
             if self.validation_scores_ is None:
-                self.validation_scores_ = scores
+                self.validation_scores_ = []
                 self.best_validation_score_ = -np.inf
                 self.best_loss_ = None
-            scores = self.validation_scores_
         elif self.best_loss_ is None:
             self.validation_scores_ = self.best_validation_score_ = None
             self.best_loss_ = np.inf
         if early_stopping:
-            stratify = y_raw if is_classifier(self) and self.n_outputs_ == 1 else None
-            arrays = [X, Y, y_raw] + ([sw] if sw is not None else [])
+            # scikit-learn stratifies on its binarised (boolean) target, so its
+            # message for a class too small to split names the class 'True'.
+            stratify = Y.astype(bool) if is_classifier(self) and self.n_outputs_ == 1 else None
+            arrays = [X, Y] + ([sw] if sw is not None else [])
             parts = train_test_split(*arrays, random_state=rs,
                                      test_size=self.validation_fraction, stratify=stratify)
-            X, X_val, Y, _, _, y_val = parts[:6]
+            X, X_val, Y, Y_val = parts[:4]
             sw_val = None
             if sw is not None:
-                sw, sw_val = parts[6], parts[7]
+                sw, sw_val = parts[4], parts[5]
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
-            best = [np.array(p) for p in net.weights + net.biases]
+        else:
+            X_val = Y_val = sw_val = None
         n_samples = X.shape[0]
         if self.batch_size == "auto":
             batch = min(200, n_samples)
@@ -439,67 +462,76 @@ class _BaseMLP(BaseEstimator):
                 sw = None
         options = self._fit_options(batch, mean_weight, sw)
         scale = self._loss_scale()
-        penalty = 0.5 * self.alpha / (n_samples * mean_weight)
-        self.n_iter_ = 0  # epochs of this call, as in scikit-learn
+        # The whole fit is one kernel call under scikit-learn's rules. Our
+        # cost is scikit-learn's divided by ``scale``: so are the L2 term, the
+        # best cost and the tolerance on it.
+        state = StoppingState()
+        state.best_loss = np.inf if self.best_loss_ is None else self.best_loss_ / scale
+        state.best_score = (-np.inf if self.best_validation_score_ is None
+                            else self.best_validation_score_)
+        state.no_improvement_count = self._no_improvement_count
+        state.samples_seen = self.t_
+        state.learning_rate = self._learning_rate
+        schedule = "constant"
+        if self.solver == "sgd" and self.learning_rate != "constant":
+            schedule = self.learning_rate
+        tol = float(self.tol) if early_stopping else self.tol / scale
+        if early_stopping:
+            options["validation_data"] = (X_val, Y_val)
+            options["validation_weight"] = sw_val
+            options["validation_metric"] = "accuracy" if is_classifier(self) else "r2"
+        what = "Validation score" if early_stopping else "Training loss"
+        stuck = (f"{what} did not improve more than tol={self.tol:f} for "
+                 f"{self.n_iter_no_change} consecutive epochs.")
+        verbose = None
+        if self.verbose:
+            verbose = _VerboseEpochs(scale, early_stopping, schedule == "adaptive", stuck)
+            options["callbacks"] = [verbose]
+        epochs = 1 if incremental else self.max_iter
+        t_before = self.t_
+        interrupted = False
         try:
-            for _ in range(self.max_iter):
-                history = net.fit(X, Y, epochs=1, batch_size=batch,
-                                  learning_rate=self._learning_rate, shuffle=self.shuffle,
-                                  **options)
-                self.n_iter_ += 1
-                # The cost as scikit-learn reports it: with the L2 penalty.
-                self.loss_ = (history.loss[-1] + penalty * _squared_norm(net.weights)) * scale
-                self.t_ += n_samples
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                if early_stopping:
-                    score = self._score_val(X_val, y_val, sw_val)
-                    scores.append(score)
-                    if self.verbose:
-                        print(f"Validation score: {score:f}")
-                    best_score = self.best_validation_score_
-                    if score < best_score + self.tol:
-                        self._no_improvement_count += 1
-                    else:
-                        self._no_improvement_count = 0
-                    if score > best_score:
-                        self.best_validation_score_ = score
-                        best = [np.array(p) for p in net.weights + net.biases]
-                else:
-                    best_loss = self.best_loss_
-                    if self.loss_ > best_loss - self.tol:
-                        self._no_improvement_count += 1
-                    else:
-                        self._no_improvement_count = 0
-                    self.best_loss_ = min(best_loss, self.loss_)
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
-                if self._no_improvement_count > self.n_iter_no_change:
-                    what = "Validation score" if early_stopping else "Training loss"
-                    message = (f"{what} did not improve more than tol={self.tol:f} for "
-                               f"{self.n_iter_no_change} consecutive epochs.")
-                    if (self.solver == "sgd" and self.learning_rate == "adaptive"
-                            and self._learning_rate > 1e-6):
-                        self._learning_rate /= 5.0
-                        self._no_improvement_count = 0
-                        if self.verbose:
-                            print(f"{message} Setting learning rate to {self._learning_rate:f}")
-                    else:
-                        if self.verbose:
-                            print(f"{message} Stopping.")
-                        break
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                                  "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning, stacklevel=4)
+            history = net.fit(X, Y, epochs=epochs, batch_size=batch,
+                              learning_rate=float(self.learning_rate_init),
+                              shuffle=self.shuffle, lr_schedule=schedule,
+                              power_t=float(self.power_t), stopping="sklearn", tol=tol,
+                              n_iter_no_change=self.n_iter_no_change,
+                              loss_penalty=0.5 * self.alpha / (n_samples * mean_weight),
+                              stopping_state=state, **options)
+            losses, scores = history.loss, history.val_score
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
+            interrupted = True
+            done = (state.samples_seen - t_before) // n_samples
+            record = net.history
+            losses = record.loss[len(record.loss) - done:] if done else []
+            scores = record.val_score[len(record.val_score) - done:] if done else []
+        except DivergenceError as exc:
+            raise DivergenceError(f"{_NONFINITE} ({exc})") from None
+        self.n_iter_ = len(losses)
+        self.t_ = int(state.samples_seen)
+        self.loss_curve_.extend(loss * scale for loss in losses)
+        if losses:
+            self.loss_ = self.loss_curve_[-1]
+        self._no_improvement_count = state.no_improvement_count
+        self._learning_rate = float(state.learning_rate)
         if early_stopping:
-            for p, q in zip(net.weights + net.biases, best):
-                p[...] = q
+            assert self.validation_scores_ is not None
+            self.validation_scores_.extend(scores)
+            self.best_validation_score_ = state.best_score
+        else:
+            self.best_loss_ = state.best_loss * scale
+        stopped = self._no_improvement_count > self.n_iter_no_change
+        if verbose is not None:
+            verbose.rate_now(self._learning_rate)
+            if stopped:
+                small = " Learning rate too small." if schedule == "adaptive" else ""
+                print(f"{stuck}{small} Stopping.")
+        if (not incremental and not interrupted and not stopped
+                and self.n_iter_ == self.max_iter):
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                          "reached and the optimization hasn't converged yet.",
+                          ConvergenceWarning, stacklevel=4)
 
     def _fit_lbfgs(self, X, Y, sw) -> None:
         from scipy.optimize import minimize
@@ -556,6 +588,17 @@ class _BaseMLP(BaseEstimator):
     # ------------------------------------------------------------ prediction
 
     def _forward(self, X) -> np.ndarray:
+        net = self.__dict__.get("network_")
+        if (net is not None and type(X) is np.ndarray and X.ndim == 2
+                and X.dtype in _FLOATS and X.shape[1] == self.n_features_in_
+                and "feature_names_in_" not in self.__dict__):
+            # The fast path: Network.predict checks such an array itself.
+            # For a non-finite X, the full path below gives scikit-learn's
+            # message.
+            try:
+                return net.predict(X)
+            except ValueError:
+                pass
         check_is_fitted(self, "network_")
         X = self._validate_X(X, reset=False)
         return self.network_.predict(X)
@@ -564,6 +607,39 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+# scikit-learn's message for a fit that produced non-finite parameters.
+_NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain "
+              "large values and need to be preprocessed.")
+
+
+class _VerboseEpochs:
+    """Network.fit callback printing scikit-learn's verbose lines per epoch.
+
+    The "adaptive" schedule's lowered rate shows in the next epoch's figures,
+    so its message is printed then (before that epoch's lines, where
+    scikit-learn prints it too), or after the fit for the last epoch.
+    """
+
+    def __init__(self, scale: float, early_stopping: bool, adaptive: bool, stuck: str) -> None:
+        self.scale = scale
+        self.early_stopping = early_stopping
+        self.adaptive = adaptive
+        self.stuck = stuck
+        self.rate: Optional[float] = None
+
+    def rate_now(self, rate: float) -> None:
+        if self.adaptive and self.rate is not None and rate < self.rate:
+            print(f"{self.stuck} Setting learning rate to {rate:f}")
+        self.rate = rate
+
+    def __call__(self, epoch, logs) -> bool:
+        self.rate_now(logs["learning_rate"])
+        print(f"Iteration {epoch + 1}, loss = {logs['loss'] * self.scale:.8f}")
+        if self.early_stopping:
+            print(f"Validation score: {logs.get('val_score', np.nan):f}")
+        return False
 
 
 def _squared_norm(arrays) -> float:
@@ -698,6 +774,24 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.class_weight = class_weight
 
     def _validate_input(self, X, y, incremental, reset):
+        if (reset and type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu"
+                and not incremental and _plain(X) and y.shape[0] == X.shape[0]):
+            # The fast path for integer labels: the binariser gets what its
+            # fit would find in them (without its checks), and the targets
+            # are built directly.
+            classes, codes = np.unique(y, return_inverse=True)
+            if classes.size >= 2:
+                self._fast_features(X)
+                lb = self._label_binarizer = LabelBinarizer()
+                lb.y_type_ = "binary" if classes.size == 2 else "multiclass"
+                lb.sparse_input_ = False
+                lb.classes_ = classes
+                self.classes_ = self._label_binarizer.classes_
+                if classes.size == 2:
+                    return X, y, codes.reshape(-1, 1).astype(X.dtype)
+                Y = np.zeros((y.shape[0], classes.size), dtype=X.dtype)
+                Y[np.arange(y.shape[0]), codes] = 1
+                return X, y, Y
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              dtype=(np.float64, np.float32), reset=reset)
         X = self._dense(X)
@@ -723,9 +817,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _output(self, Y):
         multiclass = self._label_binarizer.y_type_ == "multiclass"
         return ("softmax" if multiclass else "sigmoid"), "cross_entropy"
-
-    def _score_val(self, X, y, sample_weight):
-        return accuracy_score(y, self._predict_dense(X), sample_weight=sample_weight)
 
     def fit(self, X: ArrayLike, y: ArrayLike,
             sample_weight: Optional[ArrayLike] = None) -> "MLPClassifier":
@@ -777,12 +868,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              f"to partial_fit, which was: {self.classes_!r}")
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def _predict_dense(self, X) -> np.ndarray:
-        out = self.network_.predict(X)
-        if self.n_outputs_ == 1:
-            out = out.ravel()
-        return self._label_binarizer.inverse_transform(out)
-
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted classes (or label indicator rows for multi-label targets).
 
@@ -795,6 +880,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ndarray of shape (n_samples,) or (n_samples, n_labels)
         """
         out = self._forward(X)
+        y_type = self._label_binarizer.y_type_
+        # LabelBinarizer.inverse_transform's rules, without its checks: the
+        # largest output's class, or the class of a sigmoid output > 0.5.
+        if y_type == "multiclass":
+            return self.classes_.take(out.argmax(axis=1), mode="clip")
+        if y_type == "binary" and self.n_outputs_ == 1 and len(self.classes_) == 2:
+            return self.classes_[(out.ravel() > 0.5).astype(np.intp)]
         if self.n_outputs_ == 1:
             out = out.ravel()
         return self._label_binarizer.inverse_transform(out)
@@ -818,6 +910,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.vstack([1 - p, p]).T
         return out
 
+    def score(self, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None) -> float:
+        """Mean accuracy of ``predict(X)`` against y (``accuracy_score``).
+
+        Plain label arrays without weights are scored directly, without the
+        scorer's input checks; anything else goes through scikit-learn's.
+        """
+        if (sample_weight is None and type(y) is np.ndarray and y.ndim == 1
+                and type(X) is np.ndarray and X.ndim == 2 and 0 < y.shape[0] == X.shape[0]
+                and "classes_" in self.__dict__ and y.dtype.kind in "iub"
+                and y.dtype.kind == self.classes_.dtype.kind):
+            pred = self.predict(X)
+            if pred.ndim == 1:
+                return float(np.mean(pred == y))
+        return float(super().score(X, y, sample_weight=sample_weight))
+
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Logarithm of ``predict_proba(X)``."""
         proba = self.predict_proba(X)
@@ -834,10 +941,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by backprop_fast's kernel.
 
     An identity output layer with one unit per target and the squared error
-    cost. The parameters are scikit-learn's ``MLPRegressor``'s, plus
-    ``dtype``; see :class:`MLPClassifier` for their meaning. ``loss`` takes
-    only "squared_error" (scikit-learn's "poisson" is not offered). Early
-    stopping monitors the validation R^2.
+    cost, or with ``loss="poisson"`` an exponential output (a log link) and
+    half the Poisson deviance, for targets y >= 0, as in scikit-learn. The
+    parameters are scikit-learn's ``MLPRegressor``'s, plus ``dtype``; see
+    :class:`MLPClassifier` for their meaning. Early stopping monitors the
+    validation R^2.
 
     Attributes
     ----------
@@ -846,7 +954,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         ``0.5 * mean((y - prediction) ** 2)`` over samples and targets.
     coefs_, intercepts_, loss_, best_loss_, validation_scores_,
     best_validation_score_, t_, n_iter_, n_layers_, n_outputs_,
-    out_activation_ ("identity"), n_features_in_, feature_names_in_, network_
+    out_activation_ ("identity", or "exp" for Poisson), n_features_in_,
+    feature_names_in_, network_
         As for :class:`MLPClassifier`.
     """
 
@@ -870,9 +979,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _check_params(self) -> None:
         super()._check_params()
-        _check_choice(self, "loss", ("squared_error",))
+        _check_choice(self, "loss", ("squared_error", "poisson"))
 
     def _validate_input(self, X, y, incremental, reset):
+        if (reset and type(y) is np.ndarray and y.dtype in _FLOATS and _plain(X)
+                and (y.ndim == 1 or y.ndim == 2 and y.shape[1] > 1)
+                and y.shape[0] == X.shape[0] and math.isfinite(y.sum())):
+            self._fast_features(X)
+            return X, y, (y.reshape(-1, 1) if y.ndim == 1 else y)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
         X = self._dense(X)
@@ -881,19 +995,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return X, y, (y.reshape(-1, 1) if y.ndim == 1 else y)
 
     def _output(self, Y):
-        return "identity", "squared_error"
+        # Poisson: an identity layer holding the log of the mean, which the
+        # kernel's Poisson cost reads through exp (scikit-learn's "exp" output).
+        return "identity", ("poisson" if self.loss == "poisson" else "squared_error")
 
     def _loss_scale(self) -> float:
         # Our per-sample cost sums over the targets; scikit-learn averages them.
         return 1.0 / self.n_outputs_
-
-    def _score_val(self, X, y, sample_weight):
-        pred = self.network_.predict(X)
-        if pred.shape[1] == 1:
-            pred = pred.ravel()
-        if not np.isfinite(pred).all():
-            return np.nan
-        return r2_score(y, pred, sample_weight=sample_weight)
 
     def fit(self, X: ArrayLike, y: ArrayLike,
             sample_weight: Optional[ArrayLike] = None) -> "MLPRegressor":
@@ -940,7 +1048,30 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         out = self._forward(X)
+        if self.out_activation_ == "exp":
+            out = np.exp(out, out=out)
         return out.ravel() if out.shape[1] == 1 else out
+
+    def score(self, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None) -> float:
+        """Coefficient of determination R^2 of ``predict(X)`` (``r2_score``).
+
+        A plain float target of one output without weights is scored
+        directly, without the scorer's input checks, by r2_score's formula;
+        anything else goes through scikit-learn's.
+        """
+        if (sample_weight is None and type(y) is np.ndarray and y.ndim == 1
+                and y.dtype in _FLOATS and type(X) is np.ndarray and X.ndim == 2
+                and 2 <= y.shape[0] == X.shape[0] and self.__dict__.get("n_outputs_") == 1):
+            y64 = y.astype(np.float64)
+            e = y64 - self.predict(X)
+            c = y64 - y64.sum() / y64.shape[0]
+            numerator = float(e @ e)
+            denominator = float(c @ c)
+            if math.isfinite(numerator):
+                if denominator == 0:
+                    return 1.0 if numerator == 0 else 0.0
+                return 1.0 - numerator / denominator
+        return float(super().score(X, y, sample_weight=sample_weight))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -26,6 +26,9 @@ cdef enum:
 cdef enum:
     LOSS_SQUARED_ERROR = 0
     LOSS_CROSS_ENTROPY = 1
+    # Half the Poisson deviance on an identity output layer read as the log
+    # of the mean (a log link), as scikit-learn's MLPRegressor(loss="poisson").
+    LOSS_POISSON = 2
 
 
 cdef inline double _f64(int64_t bits) noexcept nogil:

@@ -16,7 +16,7 @@ scalars whose shapes the caller (backprop_fast.Network) has checked; they run
 with the GIL released, allocate nothing, and report trouble by a status code.
 Costs are summed over samples in double; the caller divides.
 """
-from libc.math cimport INFINITY, M_PI, NAN, cos, isfinite, pow, sqrt, sqrtf
+from libc.math cimport INFINITY, M_PI, NAN, cos, exp, isfinite, log, pow, sqrt, sqrtf
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
@@ -42,7 +42,7 @@ from cython cimport floating
 
 from _activations cimport (
     ACT_IDENTITY, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX, ACT_TANH,
-    LOSS_CROSS_ENTROPY, LOSS_SQUARED_ERROR,
+    LOSS_CROSS_ENTROPY, LOSS_POISSON, LOSS_SQUARED_ERROR,
     abs_, activate, derivative, exp_neg, expm1_neg, log1p_unit, log_ge1, relu,
     sigmoid, softplus, tanh_,
 )
@@ -56,6 +56,9 @@ cdef enum:
     STATUS_OK = 0
     STATUS_NONFINITE_COST = 1
     STATUS_NONFINITE_PARAMS = 2
+    # scikit-learn's rules with a validation score: the epoch that diverged
+    # and the rest are recorded as NaN, the best epoch's parameters are kept.
+    STATUS_DIVERGED_KEPT_BEST = 3
 
 # Codes shared with backprop_fast/network.py.
 cdef enum:
@@ -68,6 +71,17 @@ cdef enum:
     SCHED_INVSCALING = 1
     SCHED_COSINE = 2
     SCHED_PLATEAU = 3
+    SCHED_ADAPTIVE = 4
+
+# Stopping rules and validation scores (Settings.stopping, .val_metric).
+cdef enum:
+    STOP_PATIENCE = 0
+    STOP_SKLEARN = 1
+
+cdef enum:
+    METRIC_NONE = 0
+    METRIC_ACCURACY = 1
+    METRIC_R2 = 2
 
 # Columns of the history array fit fills, one row per epoch.
 cdef enum:
@@ -76,8 +90,9 @@ cdef enum:
     H_VAL_ACCURACY = 2
     H_RATE = 3
     H_TIME = 4
-    H_COLUMNS = 5
-HISTORY_COLUMNS = ("loss", "val_loss", "val_accuracy", "learning_rate", "time")
+    H_VAL_SCORE = 5
+    H_COLUMNS = 6
+HISTORY_COLUMNS = ("loss", "val_loss", "val_accuracy", "learning_rate", "time", "val_score")
 # Products of more multiply-adds than this leave the small loops for bf_gemm
 # (one chain of multiply-adds per element, k in order, on the call's threads).
 SMALL_PRODUCT_MACS = SMALL_PRODUCT
@@ -120,8 +135,9 @@ cdef int _init_net(Net* net, const Py_ssize_t[::1] sizes, const int[::1] acts,
         if not ACT_SIGMOID <= acts[m] <= ACT_SOFTMAX or (
                 acts[m] == ACT_SOFTMAX and m != acts.shape[0] - 1):
             raise ValueError("unknown activation code, or softmax before the last layer")
-    if loss != LOSS_SQUARED_ERROR and loss != LOSS_CROSS_ENTROPY:
-        raise ValueError("unknown loss code")
+    if loss != LOSS_SQUARED_ERROR and loss != LOSS_CROSS_ENTROPY and not (
+            loss == LOSS_POISSON and acts[acts.shape[0] - 1] == ACT_IDENTITY):
+        raise ValueError("unknown loss code, or poisson without an identity output")
     net.n_layers = acts.shape[0]
     net.gemm.buf = NULL
     net.gemm.bytes = 0
@@ -421,6 +437,17 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
             a = inv if z >= zero else e * inv
             D[i] = a - Y[i]
             Z[i] = ((z if z > zero else zero) - Y[i] * z) + log1p_unit(e)
+    elif net.loss == LOSS_POISSON:
+        # C = exp(z) - y z + y log y - y: half the Poisson deviance of the
+        # mean exp(z), zero where it equals y; dC/dz = exp(z) - y.
+        for i in range(rows * n):
+            z = Z[i]
+            a = <floating>exp(z)
+            D[i] = a - Y[i]
+            c = a - Y[i] * z - Y[i]
+            if Y[i] > 0:
+                c += Y[i] * log(Y[i])
+            Z[i] = <floating>c
     elif act == ACT_IDENTITY:
         for i in range(rows * n):
             g = Z[i] - Y[i]
@@ -948,6 +975,96 @@ cdef double _validate(const Net* net, const floating* params,
     return cost
 
 
+cdef double _validate_score(const Net* net, const floating* params,
+                            const floating* X, const floating* Y, const floating* w,
+                            Py_ssize_t n, Py_ssize_t batch, floating* work, double* bsum,
+                            int metric, double* stats, double* score) noexcept nogil:
+    """Sum of the per-sample costs over n rows, and the score scikit-learn's
+    estimators report, in one forward pass.
+
+    IN: w, n weights or NULL for weights of 1; for METRIC_R2, stats[j] the
+    weighted sum of squares of target j about its weighted mean.
+    SCRATCH: stats[n_out + j].
+    OUT: *score. METRIC_ACCURACY: the weighted fraction of rows predicted
+    right, a row right when its largest softmax output is the target's largest
+    entry, or (sigmoid outputs) when every unit is on the target's side of
+    0.5, as accuracy_score counts labels and label sets. METRIC_R2: r2_score
+    averaged over the targets (1 for a constant target predicted exactly, 0
+    for one predicted otherwise, as r2_score does); NaN if a prediction is
+    not finite, as scikit-learn scores such a model.
+    """
+    cdef Py_ssize_t L = net.n_layers, n_out = net.sizes[net.n_layers]
+    cdef Py_ssize_t start = 0, rows, r, j, jz, jy
+    cdef int act = net.acts[L - 1]
+    cdef floating* z = work + batch * (_total_width(net) - n_out)
+    cdef const floating* zr
+    cdef const floating* yr
+    cdef double cost = 0, wr, right = 0, wsum = 0, e, s
+    cdef bint ok
+    if metric == METRIC_R2:
+        for j in range(n_out):
+            stats[n_out + j] = 0
+    while start < n:
+        rows = min(batch, n - start)
+        _forward_chunk(net, params, X + start * net.sizes[0], z, rows, batch, work)
+        for r in range(rows):
+            zr = z + r * n_out
+            yr = Y + (start + r) * n_out
+            wr = 1 if w == NULL else w[start + r]
+            wsum += wr
+            if metric == METRIC_R2:
+                for j in range(n_out):
+                    # A Poisson network's output is the log of its prediction.
+                    e = yr[j] - (exp(zr[j]) if net.loss == LOSS_POISSON else zr[j])
+                    stats[n_out + j] += wr * e * e
+            elif act == ACT_SOFTMAX:
+                jz = 0
+                jy = 0
+                for j in range(1, n_out):
+                    if zr[j] > zr[jz]:
+                        jz = j
+                    if yr[j] > yr[jy]:
+                        jy = j
+                if jz == jy:
+                    right += wr
+            else:
+                # sigmoid(z) > 0.5 exactly when z > 0.
+                ok = True
+                for j in range(n_out):
+                    ok = ok and ((zr[j] > 0) == (yr[j] > 0.5))
+                if ok:
+                    right += wr
+        cost += _output_delta(net, z, Y + start * n_out, NULL, z + batch * n_out,
+                              bsum, rows)
+        start += rows
+    if metric == METRIC_R2:
+        s = 0
+        for j in range(n_out):
+            e = stats[n_out + j]
+            if not isfinite(e):
+                s = NAN
+            elif stats[j] != 0:
+                s += 1 - e / stats[j]
+            elif e == 0:
+                s += 1
+        score[0] = s / n_out
+    else:
+        score[0] = right / wsum if wsum > 0 else NAN
+    return cost
+
+
+cdef double _weights_sq(const Net* net, const floating* p) noexcept nogil:
+    """Sum of the squared weights of all layers (biases left out), in double."""
+    cdef Py_ssize_t m, i, k, off = 0
+    cdef double s = 0
+    for m in range(net.n_layers):
+        k = net.sizes[m + 1] * net.sizes[m]
+        for i in range(k):
+            s += <double>p[off + i] * p[off + i]
+        off += k + net.sizes[m + 1]
+    return s
+
+
 cdef class Settings:
     """Scalar options of one fit call, set by backprop_fast.Network."""
     cdef public Py_ssize_t epochs, batch, patience
@@ -955,6 +1072,15 @@ cdef class Settings:
     cdef public double weight_decay, power_t, min_delta
     cdef public int optimizer, schedule
     cdef public bint nesterov, shuffle, early_stopping, restore_best
+    # scikit-learn's rules (stopping == STOP_SKLEARN): tol, n_iter_no_change
+    # (may be inf), the validation score, and loss_penalty times the sum of
+    # the squared weights added to each epoch's training cost.
+    cdef public int stopping, val_metric
+    cdef public double tol, n_iter_no_change, loss_penalty
+    # IN/OUT state of those rules, carried from call to call: the best
+    # training cost and validation score so far, the epochs without
+    # improvement, the samples trained on (for invscaling) and the rate.
+    cdef public double best_loss, best_score, no_improvement, samples_seen, rate
 
 
 def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
@@ -964,7 +1090,8 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
         uint64_t[::1] rng_state, int64_t[::1] step, Py_ssize_t[::1] order,
         floating[::1] work, double[::1] bsum, floating[::1] grad,
         floating[::1] m1, floating[::1] m2, floating[::1] snapshot,
-        floating[::1] best, double[:, ::1] history, object epoch_end, int n_threads=0):
+        floating[::1] best, double[:, ::1] history, object epoch_end, int n_threads=0,
+        const floating[::1] val_weight=None, double[::1] val_stats=None):
     """Train over whole epochs in one call.
 
     IN: X (n x n_0), Y (n x n_L); sample_weight (n, or empty for weights of
@@ -975,8 +1102,18 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     IN/OUT: params; m1, m2 the optimizer state (momentum buffer, Adam's
     moments; empty where unused); step, Adam's step count; rng_state, the
     shuffling generator, continued across calls.
-    OUT: history[e, :] = loss, val_loss, val_accuracy, learning rate and
-    seconds of epoch e (NaN where not measured).
+    OUT: history[e, :] = loss, val_loss, val_accuracy, learning rate,
+    seconds and validation score of epoch e (NaN where not measured).
+
+    With settings.stopping == STOP_SKLEARN the epoch loop applies
+    scikit-learn's MLP rules: after each epoch the training cost (plus the
+    L2 term) or, with settings.val_metric, the validation score (val_weight,
+    n_val weights or empty; val_stats, 2 * n_L doubles, the first n_L the
+    weighted sums of squares of Y_val's columns for R^2) updates the count
+    of epochs without an improvement of more than tol; invscaling sets the
+    rate from the samples seen; past n_iter_no_change the "adaptive"
+    schedule divides the rate by 5 (while above 1e-6), the others stop. The
+    rules' state lives in settings, updated as epochs finish.
 
     ``n_threads``: see ``threads``.
 
@@ -1017,6 +1154,15 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     cdef const floating* x_next
     cdef bint z_ready = False
     cdef bint fuse
+    cdef bint sk = settings.stopping == STOP_SKLEARN
+    cdef int metric = settings.val_metric if n_val > 0 else METRIC_NONE
+    cdef bint keep_best = (settings.early_stopping and settings.restore_best
+                           and (not sk or metric != METRIC_NONE))
+    cdef const floating* vw = NULL
+    cdef double* vstats = NULL
+    cdef double val_score = NAN
+    cdef Py_ssize_t e2
+    cdef bint finished = False
     _init_net(&net, sizes, acts, loss)
     if (params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch)
             or bsum.shape[0] < _bsum_size(&net, batch)
@@ -1042,8 +1188,16 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                          and m1.shape[0] != net.n_params
                          or opt.kind != OPT_SGD and m2.shape[0] != net.n_params):
         raise ValueError("optimizer buffers do not match the network")
-    if settings.early_stopping and settings.restore_best and best.shape[0] != net.n_params:
+    if keep_best and best.shape[0] != net.n_params:
         raise ValueError("best must hold the parameters")
+    if metric != METRIC_NONE:
+        if val_weight is not None and val_weight.shape[0] > 0:
+            if val_weight.shape[0] != n_val:
+                raise ValueError("val_weight must hold one weight per validation row")
+            vw = &val_weight[0]
+        if val_stats is None or val_stats.shape[0] < 2 * sizes[net.n_layers]:
+            raise ValueError("val_stats must hold 2 * n_L numbers")
+        vstats = &val_stats[0]
     n_in = sizes[0]
     n_out = sizes[net.n_layers]
     xg = &work[0] + batch * (_total_width(&net) + 2 * net.widest)
@@ -1057,13 +1211,18 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     countdown = check_every
     memcpy(&rng, &rng_state[0], sizeof(Rng))
     rate = base_rate
+    if sk:
+        # A partial fit continues the rate where the last call left it.
+        rate = settings.rate
     _gemm_start(&net, batch, n_threads, sizeof(floating))
     try:
         with nogil:
             # One clock read an epoch: each epoch ends where the next begins.
             t0 = _now()
             for epoch in range(epochs):
-                if settings.schedule == SCHED_INVSCALING:
+                if sk:
+                    pass  # the rate changes at each epoch's end
+                elif settings.schedule == SCHED_INVSCALING:
                     rate = base_rate / pow(epoch + 1.0, settings.power_t)
                 elif settings.schedule == SCHED_COSINE:
                     rate = 0.5 * base_rate * (1 + cos(M_PI * epoch / epochs))
@@ -1151,21 +1310,80 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                 if status != STATUS_OK:
                     if not _all_finite(p, net.n_params):
                         memcpy(p, &snapshot[0], net.n_params * sizeof(floating))
+                    if sk and metric != METRIC_NONE:
+                        # scikit-learn trains on with NaN costs and scores to
+                        # max_iter (a NaN never counts as no improvement), then
+                        # takes the best epoch's parameters: the same record.
+                        status = STATUS_DIVERGED_KEPT_BEST
+                        for e2 in range(epoch, epochs):
+                            history[e2, H_LOSS] = NAN
+                            history[e2, H_VAL_LOSS] = NAN
+                            history[e2, H_VAL_ACCURACY] = NAN
+                            history[e2, H_VAL_SCORE] = NAN
+                            history[e2, H_RATE] = rate
+                            history[e2, H_TIME] = 0
+                        settings.samples_seen += n * (epochs - epoch)
+                        settings.no_improvement = 0
+                        done = epochs
                     break
-                history[epoch, H_LOSS] = total / n
+                cost = total / n
+                if settings.loss_penalty != 0:
+                    cost += settings.loss_penalty * _weights_sq(&net, p)
+                history[epoch, H_LOSS] = cost
                 history[epoch, H_RATE] = rate
-                monitor = total / n
+                monitor = cost
                 history[epoch, H_VAL_LOSS] = NAN
                 history[epoch, H_VAL_ACCURACY] = NAN
-                if n_val > 0:
+                history[epoch, H_VAL_SCORE] = NAN
+                if metric != METRIC_NONE:
+                    monitor = _validate_score(&net, p, &X_val[0, 0], &Y_val[0, 0], vw, n_val,
+                                              batch, &work[0], &bsum[0], metric, vstats,
+                                              &val_score) / n_val
+                    history[epoch, H_VAL_LOSS] = monitor
+                    history[epoch, H_VAL_SCORE] = val_score
+                    if metric == METRIC_ACCURACY:
+                        history[epoch, H_VAL_ACCURACY] = val_score
+                elif n_val > 0:
                     monitor = _validate(&net, p, &X_val[0, 0], &Y_val[0, 0], n_val,
                                         batch, &work[0], &bsum[0], &val_acc) / n_val
                     history[epoch, H_VAL_LOSS] = monitor
                     history[epoch, H_VAL_ACCURACY] = val_acc
                 done += 1
+                if sk:
+                    # scikit-learn's _update_no_improvement_count, then its
+                    # optimizer's iteration_ends and trigger_stopping, in its
+                    # order. A NaN score counts as neither better nor worse.
+                    if metric != METRIC_NONE:
+                        if val_score < settings.best_score + settings.tol:
+                            settings.no_improvement += 1
+                        else:
+                            settings.no_improvement = 0
+                        if val_score > settings.best_score:
+                            settings.best_score = val_score
+                            best_epoch = epoch
+                            if keep_best:
+                                memcpy(&best[0], p, net.n_params * sizeof(floating))
+                    else:
+                        if cost > settings.best_loss - settings.tol:
+                            settings.no_improvement += 1
+                        else:
+                            settings.no_improvement = 0
+                        if cost < settings.best_loss:
+                            settings.best_loss = cost
+                            best_epoch = epoch
+                    settings.samples_seen += n
+                    if settings.schedule == SCHED_INVSCALING:
+                        rate = base_rate / pow(settings.samples_seen + 1, settings.power_t)
+                    if settings.no_improvement > settings.n_iter_no_change:
+                        if settings.schedule == SCHED_ADAPTIVE and rate > 1e-6:
+                            rate /= 5
+                            settings.no_improvement = 0
+                        else:
+                            stop = True
+                    settings.rate = rate
                 # Early stopping and the plateau schedule watch the validation
                 # cost when there is one, the training cost otherwise.
-                if monitor < best_monitor - settings.min_delta:
+                elif monitor < best_monitor - settings.min_delta:
                     best_monitor = monitor
                     best_epoch = epoch
                     wait = 0
@@ -1196,14 +1414,19 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                         stop = bool(epoch_end(epoch)) or stop
                 if stop:
                     break
-            if (status == STATUS_OK and settings.early_stopping and settings.restore_best
-                    and best_epoch >= 0 and best_epoch != done - 1):
+            if ((status == STATUS_OK or status == STATUS_DIVERGED_KEPT_BEST) and keep_best
+                    and best_epoch >= 0 and (best_epoch != done - 1
+                                             or status == STATUS_DIVERGED_KEPT_BEST)):
                 memcpy(p, &best[0], net.n_params * sizeof(floating))
+        finished = True
     finally:
         # Kept even when a callback or Ctrl-C ends the call by an exception.
         memcpy(&rng_state[0], &rng, sizeof(Rng))
         if wt_live:
             _first_layer(p, s1, s2, wt, sizes[0], sizes[1], True)
+        if not finished and sk and keep_best and best_epoch >= 0:
+            # scikit-learn restores the best epoch's parameters after Ctrl-C too.
+            memcpy(p, &best[0], net.n_params * sizeof(floating))
         _gemm_end(&net)
     return status, done, best_epoch
 

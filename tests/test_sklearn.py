@@ -404,3 +404,136 @@ def test_impossible_hyperparameters_are_value_errors_naming_them(params, name):
     from backprop_fast.sklearn import MLPRegressor
     with pytest.raises(ValueError, match=name):
         MLPRegressor(max_iter=1, **params).fit(np.ones((4, 2)), np.arange(4.0))
+
+
+# ---------------------------------------------------------------- the one-call path
+
+def test_early_stopping_regressor_and_weights_match_scikit_learn():
+    """R^2 (weighted) on the validation split, scored in the kernel, gives
+    scikit-learn's validation_scores_ and stopping epoch."""
+    X, y = make_regression(120, 4, noise=5.0, random_state=0)
+    w = np.random.RandomState(0).uniform(0.5, 2.0, 120)
+    # One batch of the whole training split: a weighted minibatch cost is
+    # normalised differently here (weights of mean 1 over the whole set).
+    kw = dict(FULL_BATCH, batch_size=108, solver="sgd", momentum=0.0, alpha=0.0,
+              learning_rate_init=0.05, early_stopping=True, n_iter_no_change=3, tol=1e-3)
+    theirs = sk_nn.MLPRegressor(**kw)
+    ours = MLPRegressor(**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs.fit(X, y / 100, sample_weight=w)
+        ours.fit(X, y / 100, sample_weight=w)
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_, rtol=1e-9)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_, rel=1e-9)
+
+
+def test_multilabel_early_stopping_scores_label_sets():
+    """Multi-label validation accuracy counts a sample right only when all
+    its labels are, as accuracy_score does."""
+    X, Y = make_multilabel_classification(120, 6, n_classes=3, random_state=0)
+    kw = dict(FULL_BATCH, batch_size=100, solver="sgd", momentum=0.0, alpha=0.0,
+              learning_rate_init=0.3, early_stopping=True, n_iter_no_change=4)
+    ours, theirs = _both(kw, X, Y)
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_poisson_matches_scikit_learn(solver):
+    rng = np.random.RandomState(0)
+    X = rng.uniform(size=(80, 3))
+    y = rng.poisson(np.exp(X @ [0.5, -0.3, 0.8] + 0.2)).astype(float)
+    kw = dict(loss="poisson", hidden_layer_sizes=(4,), solver=solver, alpha=1e-3,
+              batch_size=80, shuffle=False, random_state=0, max_iter=30,
+              learning_rate_init=0.01, momentum=0.0, epsilon=1e-30)
+    ours, theirs = _both(kw, X, y, ("MLPRegressor", MLPRegressor))
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    assert ours.n_iter_ == theirs.n_iter_
+    if solver == "lbfgs":
+        assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+    else:  # alpha: Network.fit decays biases too, hence not to the last bit
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-5)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-3)
+    with pytest.raises(ValueError, match=">= 0"):
+        MLPRegressor(loss="poisson", solver=solver).fit(X, -y - 1)
+
+
+def test_divergence_is_scikit_learns_value_error():
+    from backprop_fast.network import DivergenceError
+
+    X = np.finfo(np.float64).max * np.random.RandomState(0).uniform(size=(10, 2))
+    y = np.random.RandomState(1).standard_normal(10)
+    with pytest.raises(DivergenceError, match="Solver produced non-finite parameter") as info:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            MLPRegressor().fit(X, y)
+    assert isinstance(info.value, ValueError)
+
+
+def test_diverging_loss_with_early_stopping_finishes_as_scikit_learn():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    kw = dict(hidden_layer_sizes=100, activation="identity", solver="sgd",
+              learning_rate_init=1, max_iter=20, early_stopping=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = MLPRegressor(**kw).fit(X, y)
+        theirs = sk_nn.MLPRegressor(**kw).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 20
+    assert np.isnan(ours.validation_scores_[-1])
+    assert all(np.isfinite(c).all() for c in ours.coefs_)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-6)
+
+
+def test_no_python_call_per_epoch_without_verbose(monkeypatch):
+    """Without verbose the whole fit is one Network.fit call with no callback."""
+    from backprop_fast.network import Network
+
+    calls = []
+    original = Network.fit
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("callbacks"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Network, "fit", spy)
+    X, y = make_classification(100, 5, random_state=0)
+    _fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=30, early_stopping=True,
+                       random_state=0), X, y)
+    assert calls == [None]
+
+
+def test_fast_paths_agree_with_the_full_paths():
+    X, y = make_classification(90, 5, n_informative=3, n_classes=3, random_state=0)
+    clf = _fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=20, random_state=0), X, y)
+    Xl = X.tolist()  # a list takes scikit-learn's validation
+    np.testing.assert_array_equal(clf.predict(X), clf.predict(Xl))
+    np.testing.assert_array_equal(clf.predict_proba(X), clf.predict_proba(Xl))
+    assert clf.score(X, y) == pytest.approx(clf.score(Xl, list(y)))
+    slow = _fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=20, random_state=0),
+                Xl, list(y))
+    np.testing.assert_array_equal(slow.coefs_[0], clf.coefs_[0])
+    yr = X @ [1.0, 2.0, 0.0, -1.0, 0.5]
+    reg = _fit(MLPRegressor(hidden_layer_sizes=(5,), max_iter=20, random_state=0), X, yr)
+    assert reg.score(X, yr) == pytest.approx(reg.score(Xl, list(yr)), rel=1e-12)
+    with pytest.raises(ValueError, match="NaN"):
+        reg.predict(np.full((2, 5), np.nan))
+
+
+def test_verbose_output_is_scikit_learns(capsys):
+    """verbose prints scikit-learn's lines, the adaptive schedule's included."""
+    X, y = make_classification(60, 5, n_informative=3, n_classes=3, random_state=0)
+    kw = dict(FULL_BATCH, solver="sgd", momentum=0.0, alpha=0.0, learning_rate="adaptive",
+              learning_rate_init=0.2, tol=1e-3, n_iter_no_change=3, activation="tanh",
+              verbose=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(**kw).fit(X, y)
+        ours = capsys.readouterr().out
+        sk_nn.MLPClassifier(**kw).fit(X, y)
+        theirs = capsys.readouterr().out
+    assert "Setting learning rate to" in theirs
+    assert ours == theirs

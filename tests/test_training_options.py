@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from backprop_fast import Network
+from backprop_fast.network import StoppingState
 from backprop_fast.reference import ReferenceNetwork
 
 DTYPES = [np.float64, np.float32]
@@ -980,3 +981,74 @@ def test_validation_data_and_split_together_raise():
     net, X, y = _softmax_problem()
     with pytest.raises(ValueError, match="validation"):
         net.fit(X, y, epochs=1, validation_data=(X[:5], y[:5]), validation_split=0.2)
+
+
+# ---------------------------------------------------------------- stopping="sklearn"
+
+def test_validation_metric_scores_as_scikit_learn():
+    sk_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.RandomState(0)
+    X, Xv = rng.normal(size=(60, 4)), rng.normal(size=(30, 4))
+    wv = rng.uniform(0.1, 2.0, 30)
+    y, yv = rng.normal(size=(60, 2)), rng.normal(size=(30, 2))
+    net = Network([4, 5, 2], ["tanh", "identity"], "squared_error", seed=0)
+    h = net.fit(X, y, epochs=1, stopping="sklearn", validation_data=(Xv, yv),
+                validation_metric="r2", validation_weight=wv)
+    assert h.val_score[0] == pytest.approx(
+        sk_metrics.r2_score(yv, net.predict(Xv), sample_weight=wv), rel=1e-12)
+    labels, labels_v = rng.randint(0, 3, 60), rng.randint(0, 3, 30)
+    clf = Network([4, 5, 3], ["tanh", "softmax"], "cross_entropy", seed=0)
+    h = clf.fit(X, labels, epochs=1, stopping="sklearn", validation_data=(Xv, labels_v),
+                validation_metric="accuracy", validation_weight=wv)
+    assert h.val_score[0] == pytest.approx(sk_metrics.accuracy_score(
+        labels_v, clf.predict(Xv).argmax(axis=1), sample_weight=wv), rel=1e-12)
+    assert h.val_accuracy == h.val_score
+
+
+def test_sklearn_stopping_rule_state_and_penalty():
+    rng = np.random.RandomState(1)
+    X, y = rng.normal(size=(40, 3)), rng.normal(size=(40, 1))
+    net = Network([3, 4, 1], ["relu", "identity"], "squared_error", seed=0)
+    state = StoppingState()
+    h = net.fit(X, y, epochs=500, learning_rate=0.01, stopping="sklearn", tol=1e-2,
+                n_iter_no_change=2, loss_penalty=0.5, stopping_state=state)
+    # Stopped once more than n_iter_no_change epochs in a row did not improve.
+    assert len(h.loss) < 500 and state.no_improvement_count == 3
+    assert state.samples_seen == 40 * len(h.loss)
+    assert state.best_loss == min(h.loss)
+    # The L2 term is in the reported cost.
+    raw = net.evaluate(X, y)
+    penalty = 0.5 * sum(float((W ** 2).sum()) for W in net.weights)
+    assert h.loss[-1] >= penalty and raw < h.loss[-1]
+    with pytest.raises(ValueError, match="adaptive"):
+        net.fit(X, y, epochs=1, lr_schedule="adaptive")
+    with pytest.raises(ValueError, match="n_iter_no_change"):
+        net.fit(X, y, epochs=1, stopping="sklearn", n_iter_no_change=0)
+    with pytest.raises(ValueError, match="validation_metric"):
+        net.fit(X, y, epochs=1, validation_metric="f1")
+    with pytest.raises(ValueError, match="validation_data"):
+        net.fit(X, y, epochs=1, validation_metric="r2")
+    with pytest.raises(ValueError, match="cosine"):
+        net.fit(X, y, epochs=1, stopping="sklearn", lr_schedule="cosine")
+
+
+def test_sklearn_stopping_keeps_the_best_epoch_after_ctrl_c():
+    rng = np.random.RandomState(2)
+    X, Xv = rng.normal(size=(50, 3)), rng.normal(size=(20, 3))
+    y, yv = X @ [1.0, -1.0, 0.5], Xv @ [1.0, -1.0, 0.5]
+    net = Network([3, 6, 1], ["tanh", "identity"], "squared_error", seed=0)
+    scores = []
+
+    def interrupt(epoch, logs):
+        scores.append(logs["val_score"])
+        if epoch == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=50, learning_rate=1.0, batch_size=10, stopping="sklearn",
+                validation_data=(Xv, yv), validation_metric="r2", callbacks=[interrupt])
+    assert max(scores) > scores[-1]  # the best epoch is not the last
+    pred = net.predict(Xv)[:, 0]
+    r2 = 1 - np.sum((yv - pred) ** 2) / np.sum((yv - yv.mean()) ** 2)
+    assert r2 == pytest.approx(max(scores), rel=1e-9)
+    assert net.history.val_score == scores
