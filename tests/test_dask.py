@@ -4,7 +4,7 @@ One LocalCluster of two single-threaded worker processes on the loopback
 interface serves the whole module. Every call that waits on the cluster is
 bounded in time, so a broken cluster fails the test rather than hanging it.
 The test that kills a worker runs last: the nanny restarts the worker, and the
-fixture waits for it before the cluster is closed.
+test waits for it to be back before the cluster is closed.
 """
 import concurrent.futures
 import logging
@@ -111,9 +111,9 @@ def test_n_threads_reaches_the_network(digits):
 
 # ---------------------------------------------------------------- joblib's dask backend
 
-def _grid(X, y, backend):
+def _grid(X, y, backend, max_iter=15):
     grid = GridSearchCV(
-        MLPClassifier((16,), max_iter=15, random_state=0),
+        MLPClassifier((16,), max_iter=max_iter, random_state=0),
         {"alpha": [1e-4, 1e-2], "learning_rate_init": [1e-3, 1e-2]}, cv=3)
     with joblib.parallel_backend(backend):
         _quiet(grid.fit)(X, y)
@@ -206,7 +206,8 @@ def test_worker_killed_mid_search_completes_or_fails_clearly(client, digits):
     lost tasks on a live (or restarted) worker and the search completes with the
     local results, or the search raises. Never a partial result."""
     X, y = digits
-    local = _grid(X, y, "sequential")
+    # Fits long enough for the killer to find a worker busy with one.
+    local = _grid(X, y, "sequential", max_iter=60)
     pids = _bounded(client.run, os.getpid)
     killed, done = [], threading.Event()
 
@@ -223,7 +224,7 @@ def test_worker_killed_mid_search_completes_or_fails_clearly(client, digits):
     killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
     killer.start()
     try:
-        remote = _bounded(_grid, X, y, "dask")
+        remote = _bounded(_grid, X, y, "dask", max_iter=60)
     except LOST_WORK as exc:
         # Failed, saying which work was lost: the search's data and tasks
         # lived on the killed worker. Nothing was returned.
