@@ -138,7 +138,7 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, max_fun=15000, dtype=None):
+                 n_iter_no_change=10, max_fun=15000, dtype=None, n_threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -163,6 +163,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.dtype = dtype
+        self.n_threads = n_threads
 
     # ------------------------------------------------------------ checks
 
@@ -204,6 +205,9 @@ class _BaseMLP(BaseEstimator):
                                  f"{self.dtype!r}")
         if self.early_stopping and self.validation_fraction == 0:
             raise ValueError("early_stopping=True needs validation_fraction > 0")
+        if self.n_threads is not None and (not _is_int(self.n_threads) or self.n_threads < 1):
+            raise ValueError(f"n_threads must be None or an integer >= 1, got "
+                             f"{self.n_threads!r}")
 
     def _hidden(self) -> Tuple[List[int], List[str]]:
         """Hidden layer widths and our activation name for each."""
@@ -343,6 +347,8 @@ class _BaseMLP(BaseEstimator):
                              f"{self.network_.layer_sizes}, but hidden_layer_sizes and the "
                              f"data now ask for {layer_units}; set warm_start=False to start "
                              "over")
+        # A runtime setting: it follows set_params between calls.
+        self.network_.n_threads = self.n_threads
         # One conversion here, for every call on the data that follows.
         X = np.ascontiguousarray(X, dtype=self.network_.dtype)
         Y = np.ascontiguousarray(Y, dtype=self.network_.dtype)
@@ -601,6 +607,7 @@ class _BaseMLP(BaseEstimator):
                 pass
         check_is_fitted(self, "network_")
         X = self._validate_X(X, reset=False)
+        self.network_.n_threads = getattr(self, "n_threads", None)
         return self.network_.predict(X)
 
     def __sklearn_tags__(self):
@@ -727,6 +734,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Precision of the network; None follows X (float32 stays float32).
     class_weight : dict, "balanced" or None, default=None
         Weights per class, multiplied into ``sample_weight``.
+    n_threads : int or None, default=None
+        The most threads the kernel may use for this estimator's network
+        (``Network(n_threads=...)``); None for as many as OpenMP allows
+        (``OMP_NUM_THREADS``, which a Dask worker sets to 1). Results are the
+        same bits for any count. A runtime setting, read at each fit and
+        predict.
 
     Attributes
     ----------
@@ -761,7 +774,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, max_fun=15000, dtype=None, class_weight=None):
+                 n_iter_no_change=10, max_fun=15000, dtype=None, class_weight=None,
+                 n_threads=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -770,7 +784,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun, dtype=dtype)
+            max_fun=max_fun, dtype=dtype, n_threads=n_threads)
         self.class_weight = class_weight
 
     def _validate_input(self, X, y, incremental, reset):
@@ -965,7 +979,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, max_fun=15000, dtype=None):
+                 n_iter_no_change=10, max_fun=15000, dtype=None, n_threads=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -974,7 +988,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun, dtype=dtype)
+            max_fun=max_fun, dtype=dtype, n_threads=n_threads)
         self.loss = loss
 
     def _check_params(self) -> None:
