@@ -601,13 +601,14 @@ class _BaseMLP(BaseEstimator):
             # The fast path: Network.predict checks such an array itself.
             # For a non-finite X, the full path below gives scikit-learn's
             # message.
+            net.n_threads = self.__dict__.get("n_threads")
             try:
                 return net.predict(X)
             except ValueError:
                 pass
         check_is_fitted(self, "network_")
         X = self._validate_X(X, reset=False)
-        self.network_.n_threads = getattr(self, "n_threads", None)
+        self.network_.n_threads = self.__dict__.get("n_threads")
         return self.network_.predict(X)
 
     def __sklearn_tags__(self):
