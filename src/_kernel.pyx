@@ -69,6 +69,14 @@ cdef extern from "bf_sparse.h" nogil:
                       Py_ssize_t rows, int beta, double* G, Py_ssize_t n_out, Py_ssize_t n_in)
     void bf_csr_atb_s(const bf_gemm_ctx* ctx, float alpha, const float* D, const bf_csr* x,
                       Py_ssize_t rows, int beta, float* G, Py_ssize_t n_out, Py_ssize_t n_in)
+    void bf_csr_adam_d(const bf_gemm_ctx* ctx, double alpha, const double* D, const bf_csr* x,
+                       Py_ssize_t rows, double* W, double* M, double* V, double* scratch,
+                       Py_ssize_t n_out, Py_ssize_t n_in, double step, double bc2_sqrt,
+                       double b1, double b2, double eps, double wd, double decay)
+    void bf_csr_adam_s(const bf_gemm_ctx* ctx, float alpha, const float* D, const bf_csr* x,
+                       Py_ssize_t rows, float* W, float* M, float* V, float* scratch,
+                       Py_ssize_t n_out, Py_ssize_t n_in, float step, float bc2_sqrt,
+                       float b1, float b2, float eps, float wd, float decay)
 
 
 cdef inline void _csr_abt_bias(const bf_gemm_ctx* ctx, const bf_csr* x, Py_ssize_t rows,
@@ -279,12 +287,15 @@ def workspace_size(const Py_ssize_t[::1] sizes, const int[::1] acts,
     return _workspace_size_csr(&net, batch) if sparse else _workspace_size(&net, batch)
 
 
-cdef int _gemm_start(Net* net, Py_ssize_t batch, int n_threads, size_t itemsize) except -1:
+cdef int _gemm_start(Net* net, Py_ssize_t batch, int n_threads, size_t itemsize,
+                     bint sparse=False) except -1:
     """Give the call's wide products their threads and, once for the whole
-    call, a workspace large enough for any of them on ``batch`` rows."""
+    call, a workspace large enough for any of them on ``batch`` rows (the
+    first layer's left out for a sparse X: bf_sparse.h's products need
+    none)."""
     cdef Py_ssize_t m, space = 0
     net.gemm.threads = bf_threads(n_threads)
-    for m in range(net.n_layers):
+    for m in range(1 if sparse else 0, net.n_layers):
         space = max(space, gemm_space(batch, net.sizes[m], net.sizes[m + 1],
                                       net.gemm.threads, itemsize == sizeof(float)))
     if space > 0:
@@ -607,6 +618,26 @@ cdef void _optimizer_step(const Optim* o, double rate, floating* p,
         p[i] = p[i] - step * m[i] / (_sqrt(v[i]) / bc2_sqrt + eps)
 
 
+cdef inline void _csr_adam(const bf_gemm_ctx* ctx, const Optim* o, double rate,
+                           const floating* D, const bf_csr* x, Py_ssize_t rows,
+                           floating* W, floating* m1, floating* m2, floating* scratch,
+                           Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+    """_optimizer_step's Adam or AdamW step of a first layer's weights W on
+    the gradient of the batch's sparse rows x, fused into the gradient's
+    product (bf_csr_adam): scratch holds n_in elements a thread."""
+    cdef floating wd = <floating>o.weight_decay, decay = 1
+    if o.kind == OPT_ADAMW:
+        decay = <floating>(1.0 - rate * o.weight_decay)
+        wd = 0
+    if floating is double:
+        bf_csr_adam_d(ctx, 1.0 / rows, D, x, rows, W, m1, m2, scratch, n_out, n_in,
+                      rate / o.bc1, sqrt(o.bc2), o.beta1, o.beta2, o.epsilon, wd, decay)
+    else:
+        bf_csr_adam_s(ctx, <float>(1.0 / rows), D, x, rows, W, m1, m2, scratch, n_out,
+                      n_in, <float>(rate / o.bc1), <float>sqrt(o.bc2), <float>o.beta1,
+                      <float>o.beta2, <float>o.epsilon, wd, decay)
+
+
 # ------------------------------------------------------------- the whole step
 
 cdef double _batch(const Net* net, floating* params, const floating* X,
@@ -697,6 +728,14 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
             if fold:
                 _csr_atb(&net.gemm, <floating>(-rate / rows), D, sp, rows, True, W,
                          n_out, n_in)
+            elif opt != NULL and opt.kind != OPT_SGD:
+                # The weights' gradient is spent row by row as it is made
+                # (in grad's rows for scratch), the biases' through grad.
+                _csr_adam(&net.gemm, opt, rate, D, sp, rows, W, m1 + w_off, m2 + w_off,
+                          grad + w_off, n_out, n_in)
+                n = n_out * n_in
+                _optimizer_step(opt, rate, W + n, grad + w_off + n, m1 + w_off + n,
+                                m2 + w_off + n, n_out)
             else:
                 _csr_atb(&net.gemm, <floating>(1.0 / rows), D, sp, rows, False,
                          grad + w_off, n_out, n_in)
@@ -1186,7 +1225,8 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     countdown = check_every
     memcpy(&rng, &rng_state[0], sizeof(Rng))
     rate = base_rate
-    _gemm_start(&net, batch, n_threads, sizeof(floating))
+    # A dense validation set of a sparse X still needs the dense first layer.
+    _gemm_start(&net, batch, n_threads, sizeof(floating), is_sp and (n_val == 0 or val_sp))
     try:
         with nogil:
             # One clock read an epoch: each epoch ends where the next begins.
@@ -1382,7 +1422,7 @@ def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
         raise ValueError("buffers do not match the network")
     _check_rows(&net, n, n if is_sp else X.shape[0], X.shape[1],
                 Y.shape[0], Y.shape[1])
-    _gemm_start(&net, n, n_threads, sizeof(floating))
+    _gemm_start(&net, n, n_threads, sizeof(floating), is_sp)
     try:
         with nogil:
             # _batch only writes params when grad is NULL.
@@ -1440,7 +1480,7 @@ def predict(const floating[::1] params, const Py_ssize_t[::1] sizes,
                 out.shape[0], out.shape[1])
     L = net.n_layers
     n_out = sizes[L]
-    _gemm_start(&net, min(batch, n), n_threads, sizeof(floating))
+    _gemm_start(&net, min(batch, n), n_threads, sizeof(floating), is_sp)
     try:
         with nogil:
             start = 0
@@ -1482,7 +1522,7 @@ def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
     L = net.n_layers
     n_out = sizes[L]
     z = &work[0] + batch * (_total_width(&net) - n_out)
-    _gemm_start(&net, min(batch, n), n_threads, sizeof(floating))
+    _gemm_start(&net, min(batch, n), n_threads, sizeof(floating), is_sp)
     try:
         with nogil:
             start = 0

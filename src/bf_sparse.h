@@ -43,6 +43,10 @@ static inline double bf_csr_nnz(const bf_csr* x, Py_ssize_t rows) {
     return nnz;
 }
 
+#include <math.h>
+static inline double bf_sqrt_d(double x) { return sqrt(x); }
+static inline float bf_sqrt_s(float x) { return sqrtf(x); }
+
 #define BF_T double
 #define BF_S d
 #include "bf_sparse_impl.h"

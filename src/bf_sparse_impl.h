@@ -59,6 +59,54 @@ static void FN(bf_csr_atb_)(const bf_gemm_ctx* ctx, T alpha, const T* BF_RESTRIC
     }
 }
 
+/* One Adam (or AdamW) step of the weights W (n_out x n_in) on the gradient
+   alpha D.T @ X_rows, fused: each row of the gradient is made in a
+   thread's scratch row (zeroed, then the batch's stored values added, as
+   bf_csr_atb_ does) and spent at once on that row of W and of the moments
+   M and V, while it is in cache: the dense gradient never goes to memory,
+   and each parameter is read and written once a step. The step's
+   arithmetic is _kernel.pyx's _optimizer_step's: step = rate / bc1,
+   bc2_sqrt = sqrt(bc2), wd the L2 weight decay (0 for AdamW) and decay
+   the decoupled one (1 for Adam). `scratch` holds n_in elements for each
+   of up to ctx->threads threads (at most n_out of them run). */
+static void FN(bf_csr_adam_)(const bf_gemm_ctx* ctx, T alpha, const T* BF_RESTRICT D,
+                             const bf_csr* x, Py_ssize_t rows, T* BF_RESTRICT W,
+                             T* BF_RESTRICT M, T* BF_RESTRICT V, T* BF_RESTRICT scratch,
+                             Py_ssize_t n_out, Py_ssize_t n_in, T step, T bc2_sqrt,
+                             T b1, T b2, T eps, T wd, T decay) {
+    const T* data = (const T*)x->data;
+    const int64_t* idx = x->indices;
+    const double work = bf_csr_nnz(x, rows) * n_out + 4.0 * n_out * n_in;
+    int threads = bf_product_threads(work, ctx ? ctx->threads : 1);
+    const T one = 1;
+    if (threads > n_out)
+        threads = (int)n_out;
+    BF_PRAGMA_OMP(parallel for num_threads(threads) if(threads > 1) schedule(static))
+    for (Py_ssize_t j = 0; j < n_out; j++) {
+        T* g = scratch + (Py_ssize_t)bf_thread_num() * n_in;
+        T* p = W + j * n_in;
+        T* m = M + j * n_in;
+        T* v = V + j * n_in;
+        for (Py_ssize_t c = 0; c < n_in; c++)
+            g[c] = 0;
+        for (Py_ssize_t r = 0; r < rows; r++) {
+            const Py_ssize_t i = bf_csr_row(x, r);
+            const T a = alpha * D[r * n_out + j];
+            for (int64_t k = x->indptr[i]; k < x->indptr[i + 1]; k++)
+                g[idx[k]] = MADD(a, data[k], g[idx[k]]);
+        }
+        if (decay != one)
+            for (Py_ssize_t c = 0; c < n_in; c++)
+                p[c] = p[c] * decay;
+        for (Py_ssize_t c = 0; c < n_in; c++) {
+            const T d = g[c] + wd * p[c];
+            m[c] = b1 * m[c] + (one - b1) * d;
+            v[c] = b2 * v[c] + (one - b2) * d * d;
+            p[c] = p[c] - step * m[c] / (BF_CAT(bf_sqrt_, BF_S)(v[c]) / bc2_sqrt + eps);
+        }
+    }
+}
+
 #undef T
 #undef FN
 #undef MADD
