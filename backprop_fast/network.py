@@ -1101,7 +1101,16 @@ class Network:
 
         Parameters
         ----------
-        X : array_like, shape (n_samples, layer_sizes[0])
+        X : array_like or scipy.sparse matrix, shape (n_samples, layer_sizes[0])
+            A sparse X (CSR, CSC or any other scipy.sparse format, matrix or
+            array) is never densified: it is converted to CSR (duplicates
+            summed and indices sorted on a copy, the values to the network's
+            dtype and checked finite), and the first layer's products read
+            its stored values only; a shuffled minibatch names its rows
+            rather than copying them. Results agree with those of the same
+            X dense to rounding (the sums skip the zeros), not always in
+            every bit. ``validation_data`` may be sparse too, and
+            ``validation_split`` takes the last rows of a sparse X.
         y : array_like, shape (n_samples, layer_sizes[-1]); 1-D for one output
             unit, or integer class labels for a softmax output.
         epochs : int

@@ -6,6 +6,7 @@ zeros included, and for small products in eight partial sums: so costs and
 parameters agree to rounding, not always in every bit.
 """
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -244,16 +245,23 @@ def test_kernel_refuses_a_bad_csr():
                        (np.array([0, 3, 2], dtype=np.int64), np.zeros(2, np.int64), data))
 
 
+def _large(n, d, per_row, seed):
+    """An n x d CSR matrix of about per_row values a row, made row by row
+    (scipy.sparse.random draws from all n d positions, which at this size
+    takes gigabytes itself)."""
+    rng = np.random.default_rng(seed)
+    indices = np.sort(rng.integers(0, d, size=(n, per_row)), axis=1)
+    X = sp.csr_matrix((rng.random(n * per_row), indices.ravel(),
+                       np.arange(0, n * per_row + 1, per_row)), shape=(n, d))
+    X.sum_duplicates()
+    return X
+
+
 def test_a_large_sparse_matrix_is_never_densified():
     # 20,000 x 200,000: dense it would take 32 GB in float64 (16 GB in float32).
     n, d = 20_000, 200_000
-    rng = np.random.default_rng(12)
-    nnz_row = 20  # density 1e-4
-    indices = np.sort(rng.choice(d, size=(n, nnz_row), replace=True), axis=1)
-    X = sp.csr_matrix((rng.random(n * nnz_row), indices.ravel(),
-                       np.arange(0, n * nnz_row + 1, nnz_row)), shape=(n, d))
-    X.sum_duplicates()
-    y = rng.integers(0, 2, n)
+    X = _large(n, d, 20, 12)  # density 1e-4
+    y = np.random.default_rng(12).integers(0, 2, n)
     net = Network([d, 4, 2], ["relu", "softmax"], "cross_entropy", seed=0)
     dense_bytes = n * d * 8
     tracemalloc.start()
@@ -271,3 +279,71 @@ def test_a_large_sparse_matrix_is_never_densified():
     # weights) and the CSR arrays dominate: a few tens of MB.
     assert peak < 200e6
     assert peak < dense_bytes / 100
+
+
+# ---------------------------------------------------------------- the estimators
+
+def _estimators():
+    return pytest.importorskip("backprop_fast.sklearn")
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_classifier_sparse_matches_dense(solver, dtype):
+    est = _estimators()
+    X, y = _data(n=90, d=40, density=0.15, seed=13, classes=3)
+    X = abs(X)
+    kw = dict(hidden_layer_sizes=(12,), solver=solver, max_iter=8, random_state=0,
+              dtype=dtype, tol=0)
+    with pytest.warns(Warning):  # not converged in 8 iterations
+        a = est.MLPClassifier(**kw).fit(X, y)
+    with pytest.warns(Warning):
+        b = est.MLPClassifier(**kw).fit(X.toarray(), y)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X.toarray()),
+                               **TOL[dtype])
+    np.testing.assert_array_equal(a.predict(X.tocsc()), b.predict(X.toarray()))
+    assert a.score(X, y) == b.score(X.toarray(), y)
+
+
+def test_estimators_sparse_options():
+    est = _estimators()
+    X, y = _data(n=120, d=40, density=0.15, seed=14, classes=2)
+    w = np.linspace(0.5, 2, 120)
+    for kw in (dict(solver="lbfgs"), dict(early_stopping=True, validation_fraction=0.2)):
+        a = est.MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=1, **kw)
+        b = est.MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=1, **kw)
+        sw = w if kw.get("solver") == "lbfgs" else None
+        with pytest.warns(Warning):  # not converged in 5 iterations
+            a.fit(X, y, sample_weight=sw)
+        with pytest.warns(Warning):
+            b.fit(X.toarray(), y, sample_weight=sw)
+        np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X.toarray()),
+                                   rtol=1e-7, atol=1e-9)
+    reg_a = est.MLPRegressor(hidden_layer_sizes=(6,), random_state=2)
+    reg_b = est.MLPRegressor(hidden_layer_sizes=(6,), random_state=2)
+    target = np.asarray(X.sum(axis=1)).ravel()
+    for lo in range(0, 120, 40):
+        reg_a.partial_fit(X[lo:lo + 40], target[lo:lo + 40])
+        reg_b.partial_fit(X[lo:lo + 40].toarray(), target[lo:lo + 40])
+    np.testing.assert_allclose(reg_a.predict(X), reg_b.predict(X.toarray()), rtol=1e-9,
+                               atol=1e-12)
+    np.testing.assert_allclose(reg_a.score(X, target), reg_b.score(X.toarray(), target),
+                               rtol=1e-9)
+
+
+def test_estimator_never_densifies():
+    est = _estimators()
+    n, d = 5_000, 200_000
+    X = _large(n, d, 20, 15)  # density 1e-4
+    y = np.random.default_rng(15).integers(0, 3, n)
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # not converged after one epoch
+            clf = est.MLPClassifier(hidden_layer_sizes=(4,), max_iter=1,
+                                    random_state=0).fit(X, y)
+        clf.predict_proba(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 200e6 < n * d * 8
