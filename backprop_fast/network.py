@@ -347,6 +347,51 @@ def _numeric_array(data, name):
     return arr
 
 
+def _is_sparse(X) -> bool:
+    """Whether X is a scipy.sparse matrix or array (scipy imported only if
+    it is already loaded: nothing else can have made X)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(X)
+
+
+class _Csr:
+    """A sparse X as the kernel takes it: CSR with int64 offsets and column
+    indices, sorted within each row, no duplicates, finite values of the
+    network's dtype. Rows are sliced (for validation_split) without
+    densifying."""
+
+    __slots__ = ("shape", "indptr", "indices", "data", "empty")
+
+    def __init__(self, m, dtype, empty):
+        self.shape = m.shape
+        self.indptr = np.ascontiguousarray(m.indptr, dtype=np.int64)
+        self.indices = np.ascontiguousarray(m.indices, dtype=np.int64)
+        self.data = np.ascontiguousarray(m.data, dtype=dtype)
+        # The dense X the kernel is given alongside: no rows.
+        self.empty = empty
+
+    def arrays(self):
+        return (self.indptr, self.indices, self.data)
+
+    def __getitem__(self, rows: slice) -> "_Csr":
+        start, stop, _ = rows.indices(self.shape[0])
+        a, b = self.indptr[start], self.indptr[stop]
+        out = _Csr.__new__(_Csr)
+        out.shape = (stop - start, self.shape[1])
+        out.indptr = self.indptr[start:stop + 1] - a
+        out.indices = self.indices[a:b]
+        out.data = self.data[a:b]
+        out.empty = self.empty
+        return out
+
+
+def _kernel_X(Xc):
+    """(the dense X argument, the x_sparse argument) of a kernel call."""
+    if isinstance(Xc, _Csr):
+        return Xc.empty, Xc.arrays()
+    return Xc, None
+
+
 class ParameterList(collections.abc.Sequence):
     """The weights (or biases) of a network, one array per layer.
 
@@ -778,8 +823,45 @@ class Network:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dt}")
         return dt
 
+    def _check_sparse_X(self, X, name):
+        """A scipy.sparse X as a _Csr: converted to CSR (CSC and the other
+        formats by tocsr, never toarray), its indices sorted and duplicates
+        summed on a copy, its values converted and checked finite."""
+        import scipy.sparse as sp
+
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (n_samples, {self._layer_sizes[0]}), "
+                             f"got a sparse array of shape {X.shape}")
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got a sparse matrix of "
+                            f"dtype {X.dtype}")
+        if X.shape[0] == 0:
+            raise ValueError(f"{name} is empty: shape {X.shape}; at least one sample "
+                             "is needed")
+        if X.shape[1] != self._layer_sizes[0]:
+            raise ValueError(f"{name} has {X.shape[1]} features per sample, but the "
+                             f"network expects {self._layer_sizes[0]} (layer_sizes[0]); "
+                             f"got shape {X.shape}")
+        m = X.tocsr() if X.format != "csr" else X
+        if not m.has_canonical_format:
+            # On a copy: the caller's matrix is left as it was.
+            m = sp.csr_matrix(m, copy=True)
+            m.sum_duplicates()
+        with np.errstate(over="ignore"):
+            Xc = _Csr(m, self._dtype, np.empty((0, self._layer_sizes[0]), dtype=self._dtype))
+        if not _kernel.all_finite(Xc.data):
+            if not np.isfinite(m.data).all():
+                raise ValueError(f"{name} contains NaN or infinity among its stored "
+                                 "values; remove or impute them first")
+            raise ValueError(f"{name} has values too large for {self._dtype} "
+                             f"(largest magnitude {np.max(np.abs(m.data)):g})")
+        return Xc
+
     def _check_X(self, X, name="X"):
-        """X as a C-contiguous (n, n_features) array of the network's dtype."""
+        """X as a C-contiguous (n, n_features) array of the network's dtype,
+        or, for a scipy.sparse X, as a _Csr (never densified)."""
+        if _is_sparse(X):
+            return self._check_sparse_X(X, name), False
         # Already so: only its values need checking (any other X, or one that
         # fails, goes the long way, which says what is wrong with it).
         if (type(X) is np.ndarray and X.ndim == 2 and X.shape[0]
@@ -908,9 +990,9 @@ class Network:
 
     # ------------------------------------------------------------ kernel calls
 
-    def _workspace(self, rows):
+    def _workspace(self, rows, sparse=False):
         _, sizes, acts = self._net_views()
-        return (np.empty(_kernel.workspace_size(sizes, acts, rows), dtype=self._dtype),
+        return (np.empty(_kernel.workspace_size(sizes, acts, rows, sparse), dtype=self._dtype),
                 np.empty(_kernel.bsum_size(sizes, acts, rows)))
 
     def _net_views(self):
@@ -918,14 +1000,15 @@ class Network:
         kv = self._kview
         return kv("params", self._params), kv("sizes", self._sizes), kv("acts", self._acts)
 
-    def _fit_layout(self, batch):
+    def _fit_layout(self, batch, sparse=False):
         """(workspace length, bsum length, the kernel view of an empty array,
         and the kernel views of an empty validation set) for fit with batches
-        of ``batch`` rows, kept for the next call."""
-        layout = self._scratch.get(("layout", batch))
+        of ``batch`` rows (of a sparse X where ``sparse``), kept for the next
+        call."""
+        layout = self._scratch.get(("layout", batch, sparse))
         if layout is None:
-            layout = self._scratch[("layout", batch)] = (
-                _kernel.workspace_size(self._sizes, self._acts, batch),
+            layout = self._scratch[("layout", batch, sparse)] = (
+                _kernel.workspace_size(self._sizes, self._acts, batch, sparse),
                 _kernel.bsum_size(self._sizes, self._acts, batch),
                 _kernel.view(np.empty(0, dtype=self._dtype)),
                 (_kernel.view2(np.empty((0, self._layer_sizes[0]), dtype=self._dtype)),
@@ -961,8 +1044,10 @@ class Network:
             buf = self._scratch[name] = np.empty(size, self._dtype if dtype is None else dtype)
         return self._kview(name, buf, size)
 
-    def _chunk_rows(self, n):
-        return max(1, min(n, _CHUNK_ELEMENTS // sum(self._layer_sizes)))
+    def _chunk_rows(self, n, sparse=False):
+        # A sparse X's rows take no room in the workspace.
+        width = sum(self._layer_sizes[1:] if sparse else self._layer_sizes)
+        return max(1, min(n, _CHUNK_ELEMENTS // width))
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Output activations for the samples in X.
@@ -977,10 +1062,12 @@ class Network:
         """
         Xc, single = self._check_X(X)
         out = np.empty((Xc.shape[0], self._layer_sizes[-1]), dtype=self._dtype)
-        rows = self._chunk_rows(Xc.shape[0])
-        work, _ = self._workspace(rows)
+        Xd, xs = _kernel_X(Xc)
+        rows = self._chunk_rows(Xc.shape[0], xs is not None)
+        work, _ = self._workspace(rows, xs is not None)
         with self._lock:
-            _kernel.predict(*self._net_views(), Xc, out, work, rows, self._kernel_threads())
+            _kernel.predict(*self._net_views(), Xd, out, work, rows, self._kernel_threads(),
+                            xs)
         return out[0] if single else out
 
     def evaluate(self, X: ArrayLike, y: ArrayLike) -> float:
@@ -998,11 +1085,12 @@ class Network:
         """
         Xc, single = self._check_X(X)
         Y = self._check_y(y, Xc.shape[0], single)
-        rows = self._chunk_rows(Xc.shape[0])
-        work, bsum = self._workspace(rows)
+        Xd, xs = _kernel_X(Xc)
+        rows = self._chunk_rows(Xc.shape[0], xs is not None)
+        work, bsum = self._workspace(rows, xs is not None)
         with self._lock:
-            total = _kernel.evaluate(*self._net_views(), LOSSES[self._loss], Xc, Y, work,
-                                     bsum, rows, self._kernel_threads())
+            total = _kernel.evaluate(*self._net_views(), LOSSES[self._loss], Xd, Y, work,
+                                     bsum, rows, self._kernel_threads(), xs)
         return total / Xc.shape[0]
 
     def gradients(self, X: ArrayLike, y: ArrayLike) -> Tuple[List[np.ndarray], List[np.ndarray]]:
@@ -1015,10 +1103,11 @@ class Network:
         Xc, single = self._check_X(X)
         Y = self._check_y(y, Xc.shape[0], single)
         grad = np.empty_like(self._params)
-        work, bsum = self._workspace(Xc.shape[0])
+        Xd, xs = _kernel_X(Xc)
+        work, bsum = self._workspace(Xc.shape[0], xs is not None)
         with self._lock:
-            _kernel.gradients(*self._net_views(), LOSSES[self._loss], Xc, Y, grad, work, bsum,
-                              self._kernel_threads())
+            _kernel.gradients(*self._net_views(), LOSSES[self._loss], Xd, Y, grad, work, bsum,
+                              self._kernel_threads(), xs)
         dW, db, off = [], [], 0
         for W in self._weights:
             n_out, n_in = W.shape
@@ -1077,7 +1166,16 @@ class Network:
 
         Parameters
         ----------
-        X : array_like, shape (n_samples, layer_sizes[0])
+        X : array_like or scipy.sparse matrix, shape (n_samples, layer_sizes[0])
+            A sparse X (CSR, CSC or any other scipy.sparse format, matrix or
+            array) is never densified: it is converted to CSR (duplicates
+            summed and indices sorted on a copy, the values to the network's
+            dtype and checked finite), and the first layer's products read
+            its stored values only; a shuffled minibatch names its rows
+            rather than copying them. Results agree with those of the same
+            X dense to rounding (the sums skip the zeros), not always in
+            every bit. ``validation_data`` may be sparse too, and
+            ``validation_split`` takes the last rows of a sparse X.
         y : array_like, shape (n_samples, layer_sizes[-1]); 1-D for one output
             unit, or integer class labels for a softmax output.
         epochs : int
@@ -1340,7 +1438,9 @@ class Network:
         n = Xc.shape[0]
         settings.batch = n if batch_size is None else min(batch_size, n)
         settings.epochs = epochs
-        work_size, bsum_size, no_weights, no_val = self._fit_layout(settings.batch)
+        Xd, xs = _kernel_X(Xc)
+        work_size, bsum_size, no_weights, no_val = self._fit_layout(settings.batch,
+                                                                    xs is not None)
         work = self._fit_buffer("work", work_size)
         bsum = self._fit_buffer("bsum", bsum_size, np.float64)
         if weights is None:
@@ -1365,6 +1465,7 @@ class Network:
                 sq = (Yv - mean) ** 2
                 val_stats[:Yv.shape[1]] = (sq if wv is None else sq * wv[:, None]).sum(axis=0)
         scored = bool(settings.val_metric)
+        X_val, val_sparse = _kernel_X(X_val)
         # The kernel writes the cost of each epoch it finishes (always finite)
         # and times epochs in blocks; NaN marks what it has not written, so
         # that the epochs finished before an exception can be found.
@@ -1421,12 +1522,13 @@ class Network:
                 kv = self._kview
                 try:
                     status, done, best_epoch = _kernel.fit(
-                        *self._net_views(), LOSSES[self._loss], Xc, Y, weights, X_val,
+                        *self._net_views(), LOSSES[self._loss], Xd, Y, weights, X_val,
                         Y_val, settings, kv("rng_state", self._rng_state),
                         kv("step", self._opt_step), self._fit_buffer("order", n, np.intp),
                         work, bsum, grad, m1, m2,
                         self._fit_buffer("snapshot", self._params.size), best, out, hook,
-                        self._kernel_threads(), *extra)
+                        self._kernel_threads(), *extra, x_sparse=xs,
+                        val_sparse=val_sparse)
                 except BaseException:
                     # Ctrl-C or a callback's exception: the parameters, the
                     # optimizer and the generator have advanced by the epochs

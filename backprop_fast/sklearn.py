@@ -24,6 +24,7 @@ import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 try:
@@ -236,11 +237,20 @@ class _BaseMLP(BaseEstimator):
         _refuse_masked(X, "X")
         X = validate_data(self, X, accept_sparse=["csr", "csc"],
                           dtype=(np.float64, np.float32), reset=reset)
-        return self._dense(X)
+        return X
 
     @staticmethod
-    def _dense(X):
-        return X.toarray() if hasattr(X, "toarray") else X
+    def _as_kernel_X(X, dtype):
+        """X in the network's dtype, converted once for all the epochs: a
+        dense X C-contiguous, a sparse one CSR, its indices sorted (never
+        densified), as Network takes them without another copy."""
+        if not sp.issparse(X):
+            return np.ascontiguousarray(X, dtype=dtype)
+        X = X.tocsr().astype(dtype, copy=False)
+        if not X.has_canonical_format:
+            X = X.copy()  # the caller's matrix stays as it was
+            X.sum_duplicates()
+        return X
 
     def _net_dtype(self, X) -> np.dtype:
         if self.dtype is not None:
@@ -350,7 +360,7 @@ class _BaseMLP(BaseEstimator):
         # A runtime setting: it follows set_params between calls.
         self.network_.n_threads = self.n_threads
         # One conversion here, for every call on the data that follows.
-        X = np.ascontiguousarray(X, dtype=self.network_.dtype)
+        X = self._as_kernel_X(X, self.network_.dtype)
         Y = np.ascontiguousarray(Y, dtype=self.network_.dtype)
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, Y, sw)
@@ -662,7 +672,7 @@ def _weighted_loss_grad(net: Network, X, Y, sw):
     """
     from .reference import activate, derivative, output_delta, sample_costs
 
-    acts, zs = [np.asarray(X, dtype=net.dtype)], []
+    acts, zs = [X if sp.issparse(X) else np.asarray(X, dtype=net.dtype)], []
     for W, b, name in zip(net.weights, net.biases, net.activations):
         zs.append(acts[-1] @ W.T + b)
         acts.append(activate(name, zs[-1]))
@@ -673,7 +683,10 @@ def _weighted_loss_grad(net: Network, X, Y, sw):
     delta = output_delta(net.loss, output, acts[-1], Y) * sw[:, None].astype(net.dtype)
     dW, db = [None] * len(net.weights), [None] * len(net.weights)
     for m in range(len(net.weights) - 1, -1, -1):
-        dW[m] = delta.T @ acts[m] / n
+        # For a sparse X, (X.T @ delta).T: scipy's product of a sparse and
+        # a dense matrix, which never densifies X.
+        dW[m] = (np.asarray(acts[m].T @ delta).T if m == 0 and sp.issparse(acts[m])
+                 else delta.T @ acts[m]) / n
         db[m] = delta.sum(axis=0) / n
         if m > 0:
             delta = (delta @ net.weights[m]) * derivative(net.activations[m - 1], acts[m])
@@ -809,7 +822,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 return X, y, Y
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              dtype=(np.float64, np.float32), reset=reset)
-        X = self._dense(X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
@@ -1004,7 +1016,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return X, y, (y.reshape(-1, 1) if y.ndim == 1 else y)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
-        X = self._dense(X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y, (y.reshape(-1, 1) if y.ndim == 1 else y)

@@ -51,6 +51,88 @@ from _blas cimport (
     matmul_abt_bias, matmul_atb_acc, update_forward,
 )
 
+# The first layer's products on the CSR rows of a sparse X (bf_sparse.h).
+cdef extern from "bf_sparse.h" nogil:
+    ctypedef struct bf_csr:
+        const int64_t* indptr
+        const int64_t* indices
+        const void* data
+        const Py_ssize_t* rows
+        Py_ssize_t first
+    void bf_csr_abt_bias_d(const bf_gemm_ctx* ctx, const bf_csr* x, Py_ssize_t rows,
+                           const double* W, const double* b, double* Z, Py_ssize_t n_out,
+                           Py_ssize_t n_in)
+    void bf_csr_abt_bias_s(const bf_gemm_ctx* ctx, const bf_csr* x, Py_ssize_t rows,
+                           const float* W, const float* b, float* Z, Py_ssize_t n_out,
+                           Py_ssize_t n_in)
+    void bf_csr_atb_d(const bf_gemm_ctx* ctx, double alpha, const double* D, const bf_csr* x,
+                      Py_ssize_t rows, int beta, double* G, Py_ssize_t n_out, Py_ssize_t n_in)
+    void bf_csr_atb_s(const bf_gemm_ctx* ctx, float alpha, const float* D, const bf_csr* x,
+                      Py_ssize_t rows, int beta, float* G, Py_ssize_t n_out, Py_ssize_t n_in)
+    void bf_csr_adam_d(const bf_gemm_ctx* ctx, double alpha, const double* D, const bf_csr* x,
+                       Py_ssize_t rows, double* W, double* M, double* V, double* scratch,
+                       Py_ssize_t n_out, Py_ssize_t n_in, double step, double bc2_sqrt,
+                       double b1, double b2, double eps, double wd, double decay)
+    void bf_csr_adam_s(const bf_gemm_ctx* ctx, float alpha, const float* D, const bf_csr* x,
+                       Py_ssize_t rows, float* W, float* M, float* V, float* scratch,
+                       Py_ssize_t n_out, Py_ssize_t n_in, float step, float bc2_sqrt,
+                       float b1, float b2, float eps, float wd, float decay)
+
+
+cdef inline void _csr_abt_bias(const bf_gemm_ctx* ctx, const bf_csr* x, Py_ssize_t rows,
+                               const floating* W, const floating* b, floating* Z,
+                               Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+    """Z (rows x n_out) = X_rows @ W.T + b for the batch's sparse rows x."""
+    if floating is double:
+        bf_csr_abt_bias_d(ctx, x, rows, W, b, Z, n_out, n_in)
+    else:
+        bf_csr_abt_bias_s(ctx, x, rows, W, b, Z, n_out, n_in)
+
+
+cdef inline void _csr_atb(const bf_gemm_ctx* ctx, floating alpha, const floating* D,
+                          const bf_csr* x, Py_ssize_t rows, bint beta, floating* G,
+                          Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+    """G = alpha D.T @ X_rows + beta G (beta 0 or 1) for the batch's sparse rows x."""
+    if floating is double:
+        bf_csr_atb_d(ctx, alpha, D, x, rows, beta, G, n_out, n_in)
+    else:
+        bf_csr_atb_s(ctx, alpha, D, x, rows, beta, G, n_out, n_in)
+
+
+cdef Py_ssize_t _csr_open(object arrays, Py_ssize_t n_in, bf_csr* x,
+                          const floating* like) except -1:
+    """Check a CSR matrix given as (indptr, indices, data), int64, int64 and
+    the network's type, and describe it in x; returns its number of rows.
+
+    The kernel's own check, as _check_rows is: every offset and column the
+    products read must lie inside the arrays and the layer."""
+    cdef const int64_t[::1] indptr
+    cdef const int64_t[::1] indices
+    cdef const floating[::1] data
+    cdef Py_ssize_t n, i, nnz
+    cdef bint ok = True
+    indptr, indices, data = arrays
+    n = indptr.shape[0] - 1
+    nnz = indices.shape[0]
+    if n < 1 or data.shape[0] != nnz or indptr[0] != 0 or indptr[n] != nnz:
+        raise ValueError("the sparse X's arrays do not describe a CSR matrix")
+    with nogil:
+        for i in range(n):
+            if indptr[i + 1] < indptr[i]:
+                ok = False
+        for i in range(nnz):
+            if indices[i] < 0 or indices[i] >= n_in:
+                ok = False
+    if not ok:
+        raise ValueError("the sparse X's offsets or column indices are out of range")
+    x.indptr = &indptr[0]
+    x.indices = &indices[0] if nnz > 0 else NULL
+    x.data = &data[0] if nnz > 0 else NULL
+    x.rows = NULL
+    x.first = 0
+    return n
+
+
 # Status codes returned by fit; backprop_fast/network.py turns them into errors.
 cdef enum:
     STATUS_OK = 0
@@ -206,20 +288,30 @@ cdef Py_ssize_t _workspace_size(const Net* net, Py_ssize_t batch) noexcept nogil
             + (4 * net.sizes[0] * net.sizes[1] if _transposed_first(net, batch) else 0))
 
 
+cdef Py_ssize_t _workspace_size_csr(const Net* net, Py_ssize_t batch) noexcept nogil:
+    # A sparse X's rows are named, not gathered, and its first layer is not
+    # transposed: no room for either.
+    return batch * (_total_width(net) + 2 * net.widest + net.sizes[net.n_layers] + 1)
+
+
 def workspace_size(const Py_ssize_t[::1] sizes, const int[::1] acts,
-                   Py_ssize_t batch):
-    """Length of the floating workspace for batches of ``batch`` rows."""
+                   Py_ssize_t batch, bint sparse=False):
+    """Length of the floating workspace for batches of ``batch`` rows (of a
+    sparse X where ``sparse``)."""
     cdef Net net
     _init_net(&net, sizes, acts, 0)
-    return _workspace_size(&net, batch)
+    return _workspace_size_csr(&net, batch) if sparse else _workspace_size(&net, batch)
 
 
-cdef int _gemm_start(Net* net, Py_ssize_t batch, int n_threads, size_t itemsize) except -1:
+cdef int _gemm_start(Net* net, Py_ssize_t batch, int n_threads, size_t itemsize,
+                     bint sparse=False) except -1:
     """Give the call's wide products their threads and, once for the whole
-    call, a workspace large enough for any of them on ``batch`` rows."""
+    call, a workspace large enough for any of them on ``batch`` rows (the
+    first layer's left out for a sparse X: bf_sparse.h's products need
+    none)."""
     cdef Py_ssize_t m, space = 0
     net.gemm.threads = bf_threads(n_threads)
-    for m in range(net.n_layers):
+    for m in range(1 if sparse else 0, net.n_layers):
         space = max(space, gemm_space(batch, net.sizes[m], net.sizes[m + 1],
                                       net.gemm.threads, itemsize == sizeof(float)))
     if space > 0:
@@ -553,6 +645,26 @@ cdef void _optimizer_step(const Optim* o, double rate, floating* p,
         p[i] = p[i] - step * m[i] / (_sqrt(v[i]) / bc2_sqrt + eps)
 
 
+cdef inline void _csr_adam(const bf_gemm_ctx* ctx, const Optim* o, double rate,
+                           const floating* D, const bf_csr* x, Py_ssize_t rows,
+                           floating* W, floating* m1, floating* m2, floating* scratch,
+                           Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+    """_optimizer_step's Adam or AdamW step of a first layer's weights W on
+    the gradient of the batch's sparse rows x, fused into the gradient's
+    product (bf_csr_adam): scratch holds n_in elements a thread."""
+    cdef floating wd = <floating>o.weight_decay, decay = 1
+    if o.kind == OPT_ADAMW:
+        decay = <floating>(1.0 - rate * o.weight_decay)
+        wd = 0
+    if floating is double:
+        bf_csr_adam_d(ctx, 1.0 / rows, D, x, rows, W, m1, m2, scratch, n_out, n_in,
+                      rate / o.bc1, sqrt(o.bc2), o.beta1, o.beta2, o.epsilon, wd, decay)
+    else:
+        bf_csr_adam_s(ctx, <float>(1.0 / rows), D, x, rows, W, m1, m2, scratch, n_out,
+                      n_in, <float>(rate / o.bc1), <float>sqrt(o.bc2), <float>o.beta1,
+                      <float>o.beta2, <float>o.epsilon, wd, decay)
+
+
 # ------------------------------------------------------------- the whole step
 
 cdef double _batch(const Net* net, floating* params, const floating* X,
@@ -560,7 +672,8 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
                    Py_ssize_t batch, floating* work, double* bsum,
                    const Optim* opt, double rate, floating* grad,
                    floating* m1, floating* m2, floating* wt,
-                   const floating* x_next, bint z_ready) noexcept nogil:
+                   const floating* x_next, bint z_ready,
+                   const bf_csr* sp) noexcept nogil:
     """Forward and backward pass over ``rows`` samples; returns the cost sum.
 
     With opt NULL the mean gradient is written to grad (laid out like params)
@@ -576,6 +689,8 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
     _blas.pxd's loops with n_0 >= 8 (see _fuses_first), the next sample; its
     first-layer pre-activations are computed with the first layer's update,
     into the workspace, and the next call, with z_ready, starts from them.
+    sp, or NULL: the batch's rows of a sparse X, used in place of X (then
+    NULL) by the first layer's products; wt and x_next are then NULL.
     """
     cdef Py_ssize_t L = net.n_layers
     cdef Py_ssize_t m, j, n, n_in, n_out, w_off, a_off
@@ -598,7 +713,9 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
         n_out = net.sizes[m + 1]
         W = params + w_off
         b = W + n_out * n_in
-        if m == 0 and z_ready:
+        if m == 0 and sp != NULL:
+            _csr_abt_bias(&net.gemm, sp, rows, W, b, work + batch * a_off, n_out, n_in)
+        elif m == 0 and z_ready:
             pass
         elif m == 0 and wt != NULL:
             matmul_ab(&net.gemm, a_in, wt, b, work + batch * a_off, rows, n_in, n_out)
@@ -632,7 +749,27 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
         if m > 0:
             matmul_ab(&net.gemm, D, W, NULL, P, rows, n_out, n_in)
             _hidden_delta(net.acts[m - 1], P, a_in, bsum, rows, n_in)
-        if fold and m == 0 and x_next != NULL:
+        if m == 0 and sp != NULL:
+            # Plain SGD writes only the weights of the columns the batch
+            # stores; the other optimizers step every parameter.
+            if fold:
+                _csr_atb(&net.gemm, <floating>(-rate / rows), D, sp, rows, True, W,
+                         n_out, n_in)
+            elif opt != NULL and opt.kind != OPT_SGD:
+                # The weights' gradient is spent row by row as it is made
+                # (in grad's rows for scratch), the biases' through grad.
+                _csr_adam(&net.gemm, opt, rate, D, sp, rows, W, m1 + w_off, m2 + w_off,
+                          grad + w_off, n_out, n_in)
+                n = n_out * n_in
+                _optimizer_step(opt, rate, W + n, grad + w_off + n, m1 + w_off + n,
+                                m2 + w_off + n, n_out)
+            else:
+                _csr_atb(&net.gemm, <floating>(1.0 / rows), D, sp, rows, False,
+                         grad + w_off, n_out, n_in)
+                if opt != NULL:
+                    _optimizer_step(opt, rate, W, grad + w_off, m1 + w_off,
+                                    m2 + w_off, n_out * (n_in + 1))
+        elif fold and m == 0 and x_next != NULL:
             update_forward(<floating>(-rate / rows), D, a_in, W, b, x_next, work,
                            n_out, n_in)
         elif fold and m == 0 and wt != NULL:
@@ -934,8 +1071,9 @@ cdef inline floating* _ptr(floating[::1] a) noexcept:
 cdef double _validate(const Net* net, const floating* params,
                       const floating* X, const floating* Y, Py_ssize_t n,
                       Py_ssize_t batch, floating* work, double* bsum,
-                      double* accuracy) noexcept nogil:
-    """Sum of the per-sample costs over n rows, ``batch`` rows at a time.
+                      double* accuracy, const bf_csr* sp) noexcept nogil:
+    """Sum of the per-sample costs over n rows, ``batch`` rows at a time
+    (the rows of the sparse sp in place of X, where sp is not NULL).
 
     OUT: *accuracy, for classifiers, the fraction of rows whose largest
     softmax output is the target's largest entry, or for sigmoid outputs the
@@ -949,9 +1087,14 @@ cdef double _validate(const Net* net, const floating* params,
     cdef const floating* yr
     cdef double cost = 0
     cdef Py_ssize_t correct = 0
+    cdef bf_csr chunk
+    if sp != NULL:
+        chunk = sp[0]
     while start < n:
         rows = min(batch, n - start)
-        _forward_chunk(net, params, X + start * net.sizes[0], z, rows, batch, work)
+        chunk.first = start
+        _forward_chunk(net, params, X + start * net.sizes[0] if sp == NULL else NULL, z,
+                       rows, batch, work, &chunk if sp != NULL else NULL)
         for r in range(rows):
             zr = z + r * n_out
             yr = Y + (start + r) * n_out
@@ -978,7 +1121,8 @@ cdef double _validate(const Net* net, const floating* params,
 cdef double _validate_score(const Net* net, const floating* params,
                             const floating* X, const floating* Y, const floating* w,
                             Py_ssize_t n, Py_ssize_t batch, floating* work, double* bsum,
-                            int metric, double* stats, double* score) noexcept nogil:
+                            int metric, double* stats, double* score,
+                            const bf_csr* sp) noexcept nogil:
     """Sum of the per-sample costs over n rows, and the score scikit-learn's
     estimators report, in one forward pass.
 
@@ -1001,12 +1145,17 @@ cdef double _validate_score(const Net* net, const floating* params,
     cdef const floating* yr
     cdef double cost = 0, wr, right = 0, wsum = 0, e, s
     cdef bint ok
+    cdef bf_csr chunk
+    if sp != NULL:
+        chunk = sp[0]
     if metric == METRIC_R2:
         for j in range(n_out):
             stats[n_out + j] = 0
     while start < n:
         rows = min(batch, n - start)
-        _forward_chunk(net, params, X + start * net.sizes[0], z, rows, batch, work)
+        chunk.first = start
+        _forward_chunk(net, params, X + start * net.sizes[0] if sp == NULL else NULL, z,
+                       rows, batch, work, &chunk if sp != NULL else NULL)
         for r in range(rows):
             zr = z + r * n_out
             yr = Y + (start + r) * n_out
@@ -1091,7 +1240,8 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
         floating[::1] work, double[::1] bsum, floating[::1] grad,
         floating[::1] m1, floating[::1] m2, floating[::1] snapshot,
         floating[::1] best, double[:, ::1] history, object epoch_end, int n_threads=0,
-        const floating[::1] val_weight=None, double[::1] val_stats=None):
+        const floating[::1] val_weight=None, double[::1] val_stats=None,
+        object x_sparse=None, object val_sparse=None):
     """Train over whole epochs in one call.
 
     IN: X (n x n_0), Y (n x n_L); sample_weight (n, or empty for weights of
@@ -1116,6 +1266,12 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     rules' state lives in settings, updated as epochs finish.
 
     ``n_threads``: see ``threads``.
+
+    ``x_sparse``, ``val_sparse``: None, or X (X_val) as a CSR matrix in a
+    tuple (indptr, indices, data) of int64, int64 and the network's type,
+    its indices sorted within each row; X (X_val) is then an empty
+    (0, n_0) array. Minibatches of a sparse X name their rows in the
+    shuffled order rather than copy them.
 
     ``epoch_end``, None or a callable, is called with the GIL after each
     epoch as epoch_end(e); a true result stops training. Signals are checked
@@ -1155,25 +1311,42 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     cdef bint z_ready = False
     cdef bint fuse
     cdef bint sk = settings.stopping == STOP_SKLEARN
-    cdef int metric = settings.val_metric if n_val > 0 else METRIC_NONE
-    cdef bint keep_best = (settings.early_stopping and settings.restore_best
-                           and (not sk or metric != METRIC_NONE))
+    cdef int metric
+    cdef bint keep_best
     cdef const floating* vw = NULL
     cdef double* vstats = NULL
     cdef double val_score = NAN
     cdef Py_ssize_t e2
     cdef bint finished = False
+    cdef bf_csr xs, vs
+    cdef bint is_sp = x_sparse is not None, val_sp = val_sparse is not None
+    cdef const floating* xv = NULL
     _init_net(&net, sizes, acts, loss)
-    if (params.shape[0] != net.n_params or work.shape[0] < _workspace_size(&net, batch)
+    if x_sparse is not None:
+        n = _csr_open(x_sparse, sizes[0], &xs, p)
+        gather = settings.shuffle and batch < n
+    if val_sparse is not None:
+        n_val = _csr_open(val_sparse, sizes[0], &vs, p)
+    elif n_val > 0:
+        xv = &X_val[0, 0]
+    # Set once the validation rows are counted, dense or sparse.
+    metric = settings.val_metric if n_val > 0 else METRIC_NONE
+    keep_best = (settings.early_stopping and settings.restore_best
+                 and (not sk or metric != METRIC_NONE))
+    if (params.shape[0] != net.n_params
+            or work.shape[0] < (_workspace_size(&net, batch) if not is_sp
+                                else _workspace_size_csr(&net, batch))
             or bsum.shape[0] < _bsum_size(&net, batch)
             or snapshot.shape[0] != net.n_params or history.shape[0] < epochs
             or history.shape[1] != H_COLUMNS or rng_state.shape[0] != 4
             or (weighted and sample_weight.shape[0] != n)
             or batch < 1 or epochs < 0 or order.shape[0] < n or step.shape[0] < 1):
         raise ValueError("buffers do not match the network")
-    _check_rows(&net, n, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1])
+    _check_rows(&net, n, n if is_sp else X.shape[0], X.shape[1],
+                Y.shape[0], Y.shape[1])
     if n_val > 0:
-        _check_rows(&net, n_val, X_val.shape[0], X_val.shape[1], Y_val.shape[0], Y_val.shape[1])
+        _check_rows(&net, n_val, n_val if val_sp else X_val.shape[0],
+                    X_val.shape[1], Y_val.shape[0], Y_val.shape[1])
     opt.kind = settings.optimizer
     opt.momentum = settings.momentum
     opt.nesterov = settings.nesterov
@@ -1201,11 +1374,15 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     n_in = sizes[0]
     n_out = sizes[net.n_layers]
     xg = &work[0] + batch * (_total_width(&net) + 2 * net.widest)
-    yg = xg + batch * n_in
+    yg = xg + batch * n_in if not is_sp else xg
     wg = yg + batch * n_out
-    if _transposed_first(&net, batch):
+    if _transposed_first(&net, batch) and not is_sp:
         wt = wg + batch
-    fuse = opt.fold and _fuses_first(&net, batch)
+    fuse = opt.fold and _fuses_first(&net, batch) and not is_sp
+    if is_sp:
+        # Unshuffled batches of a sparse X run from their first row on.
+        for i in range(n):
+            order[i] = i
     # Check for Ctrl-C about every 2**20 multiply-adds (well under a ms).
     check_every = max(1, (1 << 20) // (batch * net.n_params))
     countdown = check_every
@@ -1214,7 +1391,8 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     if sk:
         # A partial fit continues the rate where the last call left it.
         rate = settings.rate
-    _gemm_start(&net, batch, n_threads, sizeof(floating))
+    # A dense validation set of a sparse X still needs the dense first layer.
+    _gemm_start(&net, batch, n_threads, sizeof(floating), is_sp and (n_val == 0 or val_sp))
     try:
         with nogil:
             # One clock read an epoch: each epoch ends where the next begins.
@@ -1243,7 +1421,25 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                 while start < n:
                     rows = min(batch, n - start)
                     wb = NULL
-                    if gather and rows == 1:
+                    if is_sp:
+                        # The rows' numbers stand for the rows; Y and the
+                        # weights are gathered as for a dense X.
+                        xb = NULL
+                        xs.rows = &order[start] if gather else NULL
+                        xs.first = start
+                        if gather:
+                            for r in range(rows):
+                                _copy(yg + r * n_out, &Y[order[start + r], 0], n_out)
+                                if weighted:
+                                    wg[r] = sample_weight[order[start + r]]
+                            yb = yg
+                            if weighted:
+                                wb = wg
+                        else:
+                            yb = &Y[start, 0]
+                            if weighted:
+                                wb = &sample_weight[start]
+                    elif gather and rows == 1:
                         # One row is contiguous where it lies.
                         xb = &X[order[start], 0]
                         yb = &Y[order[start], 0]
@@ -1285,7 +1481,8 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                     if fuse and start + 1 < n:
                         x_next = &X[order[start + 1], 0] if gather else &X[start + 1, 0]
                     cost = _batch(&net, p, xb, yb, wb, rows, batch, &work[0],
-                                  &bsum[0], &opt, rate, g, s1, s2, wt, x_next, z_ready)
+                                  &bsum[0], &opt, rate, g, s1, s2, wt, x_next, z_ready,
+                                  &xs if is_sp else NULL)
                     z_ready = x_next != NULL
                     if not isfinite(cost):
                         status = STATUS_NONFINITE_COST
@@ -1336,16 +1533,17 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
                 history[epoch, H_VAL_ACCURACY] = NAN
                 history[epoch, H_VAL_SCORE] = NAN
                 if metric != METRIC_NONE:
-                    monitor = _validate_score(&net, p, &X_val[0, 0], &Y_val[0, 0], vw, n_val,
+                    monitor = _validate_score(&net, p, xv, &Y_val[0, 0], vw, n_val,
                                               batch, &work[0], &bsum[0], metric, vstats,
-                                              &val_score) / n_val
+                                              &val_score, &vs if val_sp else NULL) / n_val
                     history[epoch, H_VAL_LOSS] = monitor
                     history[epoch, H_VAL_SCORE] = val_score
                     if metric == METRIC_ACCURACY:
                         history[epoch, H_VAL_ACCURACY] = val_score
                 elif n_val > 0:
-                    monitor = _validate(&net, p, &X_val[0, 0], &Y_val[0, 0], n_val,
-                                        batch, &work[0], &bsum[0], &val_acc) / n_val
+                    monitor = _validate(&net, p, xv, &Y_val[0, 0], n_val, batch,
+                                        &work[0], &bsum[0], &val_acc,
+                                        &vs if val_sp else NULL) / n_val
                     history[epoch, H_VAL_LOSS] = monitor
                     history[epoch, H_VAL_ACCURACY] = val_acc
                 done += 1
@@ -1434,24 +1632,35 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
 def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
               const int[::1] acts, int loss, const floating[:, ::1] X,
               const floating[:, ::1] Y, floating[::1] grad,
-              floating[::1] work, double[::1] bsum, int n_threads=0):
-    """Mean gradient over all rows of X into grad; returns the cost sum."""
+              floating[::1] work, double[::1] bsum, int n_threads=0,
+              object x_sparse=None):
+    """Mean gradient over all rows of X into grad; returns the cost sum.
+    ``x_sparse``: as for fit (X is then an empty (0, n_0) array)."""
     cdef Net net
     cdef double cost
     cdef Py_ssize_t n = X.shape[0]
+    cdef bf_csr xs
+    cdef bint is_sp = x_sparse is not None
+    cdef const floating* xp = NULL
     _init_net(&net, sizes, acts, loss)
+    if x_sparse is not None:
+        n = _csr_open(x_sparse, sizes[0], &xs, &params[0])
+    elif n > 0:
+        xp = &X[0, 0]
     if (params.shape[0] != net.n_params or grad.shape[0] != net.n_params
-            or work.shape[0] < _workspace_size(&net, n) or bsum.shape[0] < _bsum_size(&net, n)
-            or n < 1):
+            or work.shape[0] < (_workspace_size(&net, n) if not is_sp
+                                else _workspace_size_csr(&net, n))
+            or bsum.shape[0] < _bsum_size(&net, n) or n < 1):
         raise ValueError("buffers do not match the network")
-    _check_rows(&net, n, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1])
-    _gemm_start(&net, n, n_threads, sizeof(floating))
+    _check_rows(&net, n, n if is_sp else X.shape[0], X.shape[1],
+                Y.shape[0], Y.shape[1])
+    _gemm_start(&net, n, n_threads, sizeof(floating), is_sp)
     try:
         with nogil:
             # _batch only writes params when grad is NULL.
-            cost = _batch(&net, <floating*>&params[0], &X[0, 0], &Y[0, 0], NULL, n,
+            cost = _batch(&net, <floating*>&params[0], xp, &Y[0, 0], NULL, n,
                           n, &work[0], &bsum[0], NULL, 0.0, &grad[0], NULL, NULL, NULL,
-                          NULL, False)
+                          NULL, False, &xs if is_sp else NULL)
     finally:
         _gemm_end(&net)
     return cost
@@ -1459,8 +1668,10 @@ def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
 
 cdef void _forward_chunk(const Net* net, const floating* params,
                          const floating* X, floating* out, Py_ssize_t rows,
-                         Py_ssize_t batch, floating* work) noexcept nogil:
-    """Forward pass; the last layer's pre-activations go to ``out``."""
+                         Py_ssize_t batch, floating* work,
+                         const bf_csr* sp) noexcept nogil:
+    """Forward pass; the last layer's pre-activations go to ``out``.
+    sp, or NULL: the chunk's rows of a sparse X, read in place of X."""
     cdef Py_ssize_t m, n_in, n_out, w_off = 0, a_off = 0
     cdef const floating* a_in = X
     cdef floating* z
@@ -1468,8 +1679,11 @@ cdef void _forward_chunk(const Net* net, const floating* params,
         n_in = net.sizes[m]
         n_out = net.sizes[m + 1]
         z = out if m == net.n_layers - 1 else work + batch * a_off
-        matmul_abt_bias(&net.gemm, a_in, params + w_off, params + w_off + n_out * n_in, z,
-                        rows, n_out, n_in)
+        if m == 0 and sp != NULL:
+            _csr_abt_bias(&net.gemm, sp, rows, params, params + n_out * n_in, z, n_out, n_in)
+        else:
+            matmul_abt_bias(&net.gemm, a_in, params + w_off, params + w_off + n_out * n_in,
+                            z, rows, n_out, n_in)
         if m < net.n_layers - 1:
             _activate(net.acts[m], z, rows * n_out)
             a_in = z
@@ -1479,25 +1693,36 @@ cdef void _forward_chunk(const Net* net, const floating* params,
 
 def predict(const floating[::1] params, const Py_ssize_t[::1] sizes,
             const int[::1] acts, const floating[:, ::1] X,
-            floating[:, ::1] out, floating[::1] work, Py_ssize_t batch, int n_threads=0):
-    """Output activations of all rows of X, ``batch`` rows at a time."""
+            floating[:, ::1] out, floating[::1] work, Py_ssize_t batch, int n_threads=0,
+            object x_sparse=None):
+    """Output activations of all rows of X, ``batch`` rows at a time.
+    ``x_sparse``: as for fit (X is then an empty (0, n_0) array)."""
     cdef Net net
     cdef Py_ssize_t n = X.shape[0], start, rows, n_out, L
+    cdef bf_csr xs
+    cdef bint is_sp = x_sparse is not None
     _init_net(&net, sizes, acts, 0)
+    if x_sparse is not None:
+        n = _csr_open(x_sparse, sizes[0], &xs, &params[0])
     if (params.shape[0] != net.n_params or batch < 1
-            or work.shape[0] < _workspace_size(&net, batch)):
+            or work.shape[0] < (_workspace_size(&net, batch) if not is_sp
+                                else _workspace_size_csr(&net, batch))):
         raise ValueError("buffers do not match the network")
-    _check_rows(&net, n, X.shape[0], X.shape[1], out.shape[0], out.shape[1])
+    _check_rows(&net, n, n if is_sp else X.shape[0], X.shape[1],
+                out.shape[0], out.shape[1])
     L = net.n_layers
     n_out = sizes[L]
-    _gemm_start(&net, min(batch, n), n_threads, sizeof(floating))
+    _gemm_start(&net, min(batch, n), n_threads, sizeof(floating), is_sp)
     try:
         with nogil:
             start = 0
             while start < n:
                 rows = min(batch, n - start)
-                _forward_chunk(&net, &params[0], &X[start, 0], &out[start, 0],
-                               rows, batch, &work[0])
+                xs.first = start
+                _forward_chunk(&net, &params[0],
+                               &X[start, 0] if not is_sp else NULL,
+                               &out[start, 0], rows, batch, &work[0],
+                               &xs if is_sp else NULL)
                 _output_forward(acts[L - 1], &out[start, 0], rows, n_out)
                 start += rows
     finally:
@@ -1507,29 +1732,38 @@ def predict(const floating[::1] params, const Py_ssize_t[::1] sizes,
 def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
              const int[::1] acts, int loss, const floating[:, ::1] X,
              const floating[:, ::1] Y, floating[::1] work, double[::1] bsum,
-             Py_ssize_t batch, int n_threads=0):
-    """Sum over the rows of X of the per-sample cost, ``batch`` rows at a time."""
+             Py_ssize_t batch, int n_threads=0, object x_sparse=None):
+    """Sum over the rows of X of the per-sample cost, ``batch`` rows at a time.
+    ``x_sparse``: as for fit (X is then an empty (0, n_0) array)."""
     cdef Net net
     cdef Py_ssize_t n = X.shape[0], start, rows, n_out, L
     cdef double cost = 0
     cdef floating* z
+    cdef bf_csr xs
+    cdef bint is_sp = x_sparse is not None
     _init_net(&net, sizes, acts, loss)
+    if x_sparse is not None:
+        n = _csr_open(x_sparse, sizes[0], &xs, &params[0])
     if (params.shape[0] != net.n_params or batch < 1
-            or work.shape[0] < _workspace_size(&net, batch)
+            or work.shape[0] < (_workspace_size(&net, batch) if not is_sp
+                                else _workspace_size_csr(&net, batch))
             or bsum.shape[0] < _bsum_size(&net, batch)):
         raise ValueError("buffers do not match the network")
-    _check_rows(&net, n, X.shape[0], X.shape[1], Y.shape[0], Y.shape[1])
+    _check_rows(&net, n, n if is_sp else X.shape[0], X.shape[1],
+                Y.shape[0], Y.shape[1])
     L = net.n_layers
     n_out = sizes[L]
     z = &work[0] + batch * (_total_width(&net) - n_out)
-    _gemm_start(&net, min(batch, n), n_threads, sizeof(floating))
+    _gemm_start(&net, min(batch, n), n_threads, sizeof(floating), is_sp)
     try:
         with nogil:
             start = 0
             while start < n:
                 rows = min(batch, n - start)
-                _forward_chunk(&net, &params[0], &X[start, 0], z, rows, batch,
-                               &work[0])
+                xs.first = start
+                _forward_chunk(&net, &params[0],
+                               &X[start, 0] if not is_sp else NULL, z, rows, batch,
+                               &work[0], &xs if is_sp else NULL)
                 cost += _output_delta(&net, z, &Y[start, 0], NULL, z + batch * n_out,
                                       &bsum[0], rows)
                 start += rows
