@@ -10,6 +10,7 @@ import concurrent.futures
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -23,6 +24,7 @@ distributed = pytest.importorskip("distributed")
 dask_ml_wrappers = pytest.importorskip("dask_ml.wrappers")
 dask_ml_model_selection = pytest.importorskip("dask_ml.model_selection")
 
+import cloudpickle  # noqa: E402
 import dask.array as da  # noqa: E402
 import joblib  # noqa: E402
 from distributed import CancelledError, KilledWorker  # noqa: E402
@@ -83,6 +85,11 @@ def _quiet(fn):
 def _kernel_threads():
     from backprop_fast._kernels import kernel
     return kernel.threads()
+
+
+# The functions above run on the workers, which cannot import this test
+# module: cloudpickle sends them by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def test_worker_kernel_uses_threads_per_worker(client):

@@ -757,9 +757,11 @@ def test_hostile_description_in_the_command_line(tmp_path, case):
     _edit_meta_text(path, HOSTILE_META[case])
     data = tmp_path / "d.csv"
     data.write_text("a,b,c\n1,2,3\n4,5,6\n")
+    # From an empty folder: a source tree in the working directory must not
+    # shadow the installed package.
     proc = subprocess.run([sys.executable, "-m", "backprop_fast", "predict", str(data),
                            "--model", str(path)], capture_output=True, text=True,
-                          env=_child_env(), timeout=300)
+                          env=_child_env(), timeout=300, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "error:" in proc.stderr, proc.stderr
 
