@@ -1235,7 +1235,7 @@ cdef class Settings:
 def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
         int loss, const floating[:, ::1] X, const floating[:, ::1] Y,
         const floating[::1] sample_weight, const floating[:, ::1] X_val,
-        const floating[:, ::1] Y_val, Settings settings,
+        const floating[:, ::1] Y_val, Settings settings not None,
         uint64_t[::1] rng_state, int64_t[::1] step, Py_ssize_t[::1] order,
         floating[::1] work, double[::1] bsum, floating[::1] grad,
         floating[::1] m1, floating[::1] m2, floating[::1] snapshot,
