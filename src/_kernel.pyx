@@ -1783,6 +1783,12 @@ def cpu_supports(str isa):
 
 # ------------------------------------------------ shims for the test suite
 
+def _test_element(const floating[::1] x, Py_ssize_t i):
+    """x[i], indexed as the kernel indexes: in a checked build an index out
+    of range raises IndexError (tests/test_checked_build.py's probe)."""
+    return x[i]
+
+
 def _test_elementwise(str name, floating[::1] x):
     """Apply one of the kernel's scalar functions to x in place."""
     cdef Py_ssize_t i, n = x.shape[0]
