@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import json
 import math
 import numbers
@@ -112,6 +113,11 @@ class History:
         Index of the epoch with the best monitored cost (validation cost if
         there is validation data, training cost otherwise; with
         ``stopping="sklearn"`` the best validation score or training cost).
+    diverged : bool
+        Whether training stopped because the cost or a parameter became NaN
+        or infinite. ``Network.fit`` raises DivergenceError then; in
+        ``fit_many`` the network stops with its last finite parameters, the
+        others go on, and its History says so here.
     """
 
     FIGURES = ("loss", "val_loss", "val_accuracy", "learning_rate", "time", "val_score")
@@ -129,6 +135,7 @@ class History:
         self._lock = threading.Lock()
         self.stopped_early = False
         self.best_epoch: Optional[int] = None
+        self.diverged = False
 
     def _add(self, block):
         """Add a block of epochs: a dict, figure -> sequence of its values,
@@ -145,12 +152,14 @@ class History:
         other._add({name: list(values) for name, values in lists.items()})
         other.stopped_early = self.stopped_early
         other.best_epoch = self.best_epoch
+        other.diverged = self.diverged
         return other
 
     def __getstate__(self):
         lists = self._figures()
         return {"figures": {name: list(values) for name, values in lists.items()},
-                "stopped_early": self.stopped_early, "best_epoch": self.best_epoch}
+                "stopped_early": self.stopped_early, "best_epoch": self.best_epoch,
+                "diverged": self.diverged}
 
     def __setstate__(self, state):
         self.__init__()
@@ -158,6 +167,7 @@ class History:
             self._add(state["figures"])
             self.stopped_early = state["stopped_early"]
             self.best_epoch = state["best_epoch"]
+            self.diverged = state.get("diverged", False)
         else:  # pickled before History had a lock: its plain attributes
             self.__dict__.update(state)
             self._lock = threading.Lock()
@@ -1299,6 +1309,28 @@ class Network:
         finished are recorded in ``net.history``, so that it agrees with the
         parameters, the optimizer state and the shuffling generator.
         """
+        run = self._prepare_fit(X, y, epochs, batch_size, learning_rate, shuffle, optimizer,
+                                momentum, nesterov, beta1, beta2, epsilon, weight_decay,
+                                lr_schedule, power_t, validation_data, validation_split,
+                                early_stopping, patience, min_delta, restore_best,
+                                sample_weight, class_weight, verbose, callbacks, stopping, tol,
+                                n_iter_no_change, validation_metric, loss_penalty,
+                                stopping_state, validation_weight)
+        if run is None:
+            return History()
+        _run_fits([run], self._kernel_threads())
+        history, error = run.history()
+        if error is not None:
+            raise error
+        return history
+
+    def _prepare_fit(self, X, y, epochs, batch_size, learning_rate, shuffle, optimizer,
+                     momentum, nesterov, beta1, beta2, epsilon, weight_decay, lr_schedule,
+                     power_t, validation_data, validation_split, early_stopping, patience,
+                     min_delta, restore_best, sample_weight, class_weight, verbose, callbacks,
+                     stopping, tol, n_iter_no_change, validation_metric, loss_penalty,
+                     stopping_state, validation_weight) -> Optional["_FitRun"]:
+        """fit's checks: the _FitRun of these arguments (None for no epochs)."""
         # Plain values pass on their type tests alone, without the checking
         # functions' calls: with its caches cold (a call between other work),
         # every call and look-up on the way to the kernel costs microseconds.
@@ -1428,9 +1460,8 @@ class Network:
                    else _normalise_weights(self._sample_weights(sw, class_weight, Y),
                                            self._dtype))
 
-        history = History()
         if epochs == 0:
-            return history
+            return None
         if patience > epochs:
             # Equivalent for training (it never runs out), and the kernel's
             # count of waiting epochs stays far from overflowing.
@@ -1438,16 +1469,7 @@ class Network:
         n = Xc.shape[0]
         settings.batch = n if batch_size is None else min(batch_size, n)
         settings.epochs = epochs
-        Xd, xs = _kernel_X(Xc)
-        work_size, bsum_size, no_weights, no_val = self._fit_layout(settings.batch,
-                                                                    xs is not None)
-        work = self._fit_buffer("work", work_size)
-        bsum = self._fit_buffer("bsum", bsum_size, np.float64)
-        if weights is None:
-            weights = no_weights
         validation = X_val is not None
-        if not validation:
-            X_val, Y_val = no_val
         if metric and not validation:
             raise ValueError("validation_metric needs validation_data or validation_split")
         if validation_weight is not None and validation_data is None:
@@ -1464,8 +1486,6 @@ class Network:
                 mean = np.average(Yv, axis=0, weights=wv)
                 sq = (Yv - mean) ** 2
                 val_stats[:Yv.shape[1]] = (sq if wv is None else sq * wv[:, None]).sum(axis=0)
-        scored = bool(settings.val_metric)
-        X_val, val_sparse = _kernel_X(X_val)
         # The kernel writes the cost of each epoch it finishes (always finite)
         # and times epochs in blocks; NaN marks what it has not written, so
         # that the epochs finished before an exception can be found.
@@ -1475,111 +1495,8 @@ class Network:
             raise MemoryError(f"epochs={epochs}: recording the history of that many "
                               f"epochs needs {epochs * len(History.FIGURES) * 8:.3g} "
                               "bytes; train in several shorter fit calls") from None
-        classifier = self._loss == "cross_entropy"
-        progress = _Progress(epochs, verbose) if verbose else None
-
-        pending = [out, validation, classifier, 0, scored]
-
-        def epoch_end(epoch):
-            pending[3] = epoch + 1
-            row = out[epoch]
-            logs = {"loss": float(row[0])}
-            if validation:
-                logs["val_loss"] = float(row[1])
-                if classifier:
-                    logs["val_accuracy"] = float(row[2])
-            logs["learning_rate"] = float(row[3])
-            logs["time"] = float(row[4])
-            if scored:
-                logs["val_score"] = float(row[5])
-            if progress is not None:
-                progress.update(epoch, logs)
-            stop = False
-            for callback in callbacks:
-                stop = bool(callback(epoch, logs)) or stop
-            return stop
-
-        # Without callbacks or progress the kernel never calls back: the
-        # history is read from its array afterwards.
-        hook = epoch_end if (callbacks or progress is not None) else None
-
-        with self._lock:
-            if self._in_fit:
-                raise RuntimeError("fit was called from a callback of fit on the same "
-                                   "network; train it after the outer fit returns")
-            self._check_params_finite()
-            # Everything from here on runs inside the try, so that no failure
-            # (a MemoryError while allocating, say) leaves _in_fit set.
-            self._in_fit = True
-            self._pending = pending
-            try:
-                grad, m1, m2 = self._optimizer_buffers(settings, no_weights)
-                best = (self._fit_buffer("best", self._params.size)
-                        if settings.early_stopping and settings.restore_best else no_weights)
-                extra: Tuple[Any, ...] = ()
-                if scored:
-                    extra = (no_weights if w_val is None else w_val, val_stats)
-                kv = self._kview
-                try:
-                    status, done, best_epoch = _kernel.fit(
-                        *self._net_views(), LOSSES[self._loss], Xd, Y, weights, X_val,
-                        Y_val, settings, kv("rng_state", self._rng_state),
-                        kv("step", self._opt_step), self._fit_buffer("order", n, np.intp),
-                        work, bsum, grad, m1, m2,
-                        self._fit_buffer("snapshot", self._params.size), best, out, hook,
-                        self._kernel_threads(), *extra, x_sparse=xs,
-                        val_sparse=val_sparse)
-                except BaseException:
-                    # Ctrl-C or a callback's exception: the parameters, the
-                    # optimizer and the generator have advanced by the epochs
-                    # that finished, so the history records them too.
-                    finished = np.isnan(out[:, 0])
-                    done = int(finished.argmax()) if finished.any() else epochs
-                    if done:
-                        self._history._add((out[:done], validation, classifier, scored))
-                    raise
-                finally:
-                    if stopping_state is not None and sk:
-                        st = stopping_state
-                        st.best_loss = settings.best_loss
-                        st.best_score = settings.best_score
-                        st.no_improvement_count = int(settings.no_improvement)
-                        st.samples_seen = int(settings.samples_seen)
-                        st.learning_rate = settings.rate
-                if done:
-                    # Under the lock with the parameters they produced: a
-                    # reader (save, pickle) sees both or neither.
-                    self._history._add((out[:done], validation, classifier, scored))
-                if status != 0:
-                    self._optimizer = None  # the state may hold NaN/inf
-                    finite = _kernel.all_finite(self._kview("params", self._params))
-            finally:
-                self._in_fit = False
-                self._pending = None
-                if progress is not None:
-                    progress.close()
-        if status == 3:
-            # stopping="sklearn" with a validation score: a divergence ends
-            # training as scikit-learn ends it, with the best epoch's parameters.
-            status = 0
-        if status != 0:
-            what = "the cost" if status == 1 else "a parameter"
-            if finite:
-                kept = "The network keeps its last finite parameters."
-            else:
-                # Only a change from outside the kernel (a callback, another
-                # thread writing into the weights) can leave them so.
-                kept = ("The network's parameters were already NaN or infinite when the "
-                        "epoch began (were they changed by a callback?), so they are "
-                        "not finite now: set them to finite values before training on.")
-            raise DivergenceError(
-                f"training diverged in epoch {done + 1}: {what} became NaN or infinite "
-                f"at learning_rate={rate:g}. {kept} Try a smaller learning_rate, scale the "
-                "inputs to unit range, or use a larger batch_size.")
-        history._add((out[:done], validation, classifier, scored))
-        history.stopped_early = done < epochs
-        history.best_epoch = int(best_epoch) if best_epoch >= 0 else None
-        return history
+        return _FitRun(self, settings, Xc, Y, weights, X_val, Y_val, w_val, val_stats, out,
+                       verbose, callbacks, stopping_state if sk else None, rate)
 
     # ------------------------------------------------------------ fit helpers
 
@@ -1827,6 +1744,195 @@ class Network:
     def __repr__(self):
         return (f"Network({list(self._layer_sizes)}, activations={list(self._activations)}, "
                 f"loss={self._loss!r}, dtype={self._dtype.name!r})")
+
+
+class _FitRun:
+    """One network's fit, checked (``Network._prepare_fit``) and then run by
+    ``_run_fits``, alone (``Network.fit``) or with others (``fit_many``)."""
+
+    def __init__(self, net, settings, X, Y, weights, X_val, Y_val, w_val, val_stats, out,
+                 verbose, callbacks, stopping_state, rate):
+        self.net = net
+        self.settings = settings
+        self.data = (X, Y, weights, X_val, Y_val, w_val, val_stats)
+        self.out = out
+        self.epochs = out.shape[0]
+        self.validation = X_val is not None
+        self.classifier = net._loss == "cross_entropy"
+        self.scored = bool(settings.val_metric)
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.stopping_state = stopping_state
+        self.rate = rate
+        self.progress: Optional[_Progress] = None
+        self.outcome: Optional[Tuple[int, int, int]] = None
+
+    def _epoch_end(self, epoch):
+        self.pending[3] = epoch + 1
+        row = self.out[epoch]
+        logs = {"loss": float(row[0])}
+        if self.validation:
+            logs["val_loss"] = float(row[1])
+            if self.classifier:
+                logs["val_accuracy"] = float(row[2])
+        logs["learning_rate"] = float(row[3])
+        logs["time"] = float(row[4])
+        if self.scored:
+            logs["val_score"] = float(row[5])
+        if self.progress is not None:
+            self.progress.update(epoch, logs)
+        stop = False
+        for callback in self.callbacks:
+            stop = bool(callback(epoch, logs)) or stop
+        return stop
+
+    def start(self):
+        """The kernel's FitCall, with the network's lock held: from here on
+        the network is in fit until ``end``."""
+        net = self.net
+        if net._in_fit:
+            raise RuntimeError("fit was called from a callback of fit on the same "
+                               "network; train it after the outer fit returns")
+        net._check_params_finite()
+        net._in_fit = True
+        net._pending = self.pending = [self.out, self.validation, self.classifier, 0,
+                                       self.scored]
+        settings = self.settings
+        X, Y, weights, X_val, Y_val, w_val, val_stats = self.data
+        Xd, xs = _kernel_X(X)
+        work_size, bsum_size, no_weights, no_val = net._fit_layout(settings.batch,
+                                                                   xs is not None)
+        if weights is None:
+            weights = no_weights
+        if X_val is None:
+            X_val, Y_val = no_val
+        X_val, val_sparse = _kernel_X(X_val)
+        extra: Tuple[Any, ...] = ()
+        if self.scored:
+            extra = (no_weights if w_val is None else w_val, val_stats)
+        grad, m1, m2 = net._optimizer_buffers(settings, no_weights)
+        best = (net._fit_buffer("best", net._params.size)
+                if settings.early_stopping and settings.restore_best else no_weights)
+        if self.verbose:
+            self.progress = _Progress(self.epochs, self.verbose)
+        # Without callbacks or progress the kernel never calls back: the
+        # history is read from its array afterwards.
+        hook = self._epoch_end if (self.callbacks or self.progress is not None) else None
+        kv = net._kview
+        return _kernel.fit_call(
+            *net._net_views(), LOSSES[net._loss], Xd, Y, weights, X_val, Y_val, settings,
+            kv("rng_state", net._rng_state), kv("step", net._opt_step),
+            net._fit_buffer("order", Xd.shape[0] if xs is None else X.shape[0], np.intp),
+            net._fit_buffer("work", work_size), net._fit_buffer("bsum", bsum_size, np.float64),
+            grad, m1, m2, net._fit_buffer("snapshot", net._params.size), best, self.out,
+            hook, *extra, x_sparse=xs, val_sparse=val_sparse)
+
+    def record_finished(self):
+        """After an exception: the epochs that finished go into the network's
+        history, as the parameters, optimizer and generator have advanced by
+        them."""
+        finished = np.isnan(self.out[:, 0])
+        done = int(finished.argmax()) if finished.any() else self.epochs
+        if done:
+            self.net._history._add((self.out[:done], self.validation, self.classifier,
+                                    self.scored))
+
+    def save_state(self):
+        st = self.stopping_state
+        if st is not None:
+            s = self.settings
+            st.best_loss = s.best_loss
+            st.best_score = s.best_score
+            st.no_improvement_count = int(s.no_improvement)
+            st.samples_seen = int(s.samples_seen)
+            st.learning_rate = s.rate
+
+    def finish(self, outcome):
+        """With the lock held, the kernel's outcome into the network."""
+        self.outcome = outcome
+        status, done, _ = outcome
+        net = self.net
+        if done:
+            # Under the lock with the parameters they produced: a reader
+            # (save, pickle) sees both or neither.
+            net._history._add((self.out[:done], self.validation, self.classifier,
+                               self.scored))
+        if status not in (0, 3):
+            net._optimizer = None  # the state may hold NaN/inf
+            self.finite = _kernel.all_finite(net._kview("params", net._params))
+
+    def end(self):
+        self.net._in_fit = False
+        self.net._pending = None
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+
+    def history(self) -> Tuple[History, Optional["DivergenceError"]]:
+        """This fit's History, and the DivergenceError where it diverged."""
+        assert self.outcome is not None
+        status, done, best_epoch = self.outcome
+        error = None
+        # stopping="sklearn" with a validation score (status 3): a divergence
+        # ends training as scikit-learn ends it, with the best epoch's
+        # parameters, and raises nothing.
+        if status not in (0, 3):
+            what = "the cost" if status == 1 else "a parameter"
+            if self.finite:
+                kept = "The network keeps its last finite parameters."
+            else:
+                # Only a change from outside the kernel (a callback, another
+                # thread writing into the weights) can leave them so.
+                kept = ("The network's parameters were already NaN or infinite when the "
+                        "epoch began (were they changed by a callback?), so they are "
+                        "not finite now: set them to finite values before training on.")
+            error = DivergenceError(
+                f"training diverged in epoch {done + 1}: {what} became NaN or infinite "
+                f"at learning_rate={self.rate:g}. {kept} Try a smaller learning_rate, scale "
+                "the inputs to unit range, or use a larger batch_size.")
+        history = History()
+        history._add((self.out[:done], self.validation, self.classifier, self.scored))
+        history.stopped_early = done < self.epochs
+        history.best_epoch = int(best_epoch) if best_epoch >= 0 else None
+        history.diverged = error is not None
+        return history, error
+
+
+def _run_fits(runs: List[_FitRun], n_threads: int) -> None:
+    """Run fits in one kernel call, each network's lock held (taken in one
+    global order, so that two calls over the same networks cannot
+    deadlock); each run's ``outcome`` is set on return."""
+    nets = [run.net for run in runs]
+    if len({id(net) for net in nets}) != len(nets):
+        raise ValueError("a network appears more than once in one call")
+    with contextlib.ExitStack() as stack:
+        for net in sorted(nets, key=id):
+            stack.enter_context(net._lock)
+        started: List[_FitRun] = []
+        try:
+            calls = []
+            for run in runs:
+                started.append(run)
+                calls.append(run.start())
+            # Callbacks run on this thread (which holds the networks' locks,
+            # so that they may save or read them), one network at a time.
+            hooks = any(run.callbacks or run.verbose for run in runs)
+            try:
+                outcomes = _kernel.run_fits(calls, n_threads, not hooks)
+            except BaseException:
+                # Ctrl-C or a callback's exception: every network keeps what
+                # it finished.
+                for run in runs:
+                    run.record_finished()
+                raise
+            finally:
+                for run in runs:
+                    run.save_state()
+            for run, outcome in zip(runs, outcomes):
+                run.finish(outcome)
+        finally:
+            for run in started:
+                run.end()
 
 
 _FIT_DEFAULTS: Dict[str, Any] = Network.fit.__kwdefaults__  # type: ignore[assignment]

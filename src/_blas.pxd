@@ -79,6 +79,11 @@ cdef extern from "bf_gemm.h" nogil:
     int BF_GEMM_VB
     int bf_watch_forks()
     int bf_threads(int requested)
+    int bf_thread_num()
+    void bf_run_tasks(Py_ssize_t n, int threads,
+                      void (*task)(void*, Py_ssize_t) noexcept nogil, void* arg)
+    int bf_flag_get(const int* f)
+    void bf_flag_set(int* f)
     Py_ssize_t bf_gemm_space_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, int most)
     Py_ssize_t bf_gemm_space_s(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, int most)
     void bf_gemm_d(const bf_gemm_ctx* ctx, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,

@@ -20,6 +20,7 @@ from libc.math cimport INFINITY, M_PI, NAN, cos, exp, isfinite, log, pow, sqrt, 
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 
 cdef extern from "Python.h":
     int PyErr_CheckSignals() except -1
@@ -47,8 +48,9 @@ from _activations cimport (
     sigmoid, softplus, tanh_,
 )
 from _blas cimport (
-    SMALL_PRODUCT, bf_fetch, bf_gemm_ctx, bf_threads, bf_watch_forks, gemm_space, matmul_ab,
-    matmul_abt_bias, matmul_atb_acc, update_forward,
+    SMALL_PRODUCT, bf_fetch, bf_flag_get, bf_flag_set, bf_gemm_ctx, bf_run_tasks,
+    bf_thread_num, bf_threads, bf_watch_forks, gemm_space, matmul_ab, matmul_abt_bias,
+    matmul_atb_acc, update_forward,
 )
 
 # The first layer's products on the CSR rows of a sparse X (bf_sparse.h).
@@ -1232,17 +1234,123 @@ cdef class Settings:
     cdef public double best_loss, best_score, no_improvement, samples_seen, rate
 
 
-def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
-        int loss, const floating[:, ::1] X, const floating[:, ::1] Y,
-        const floating[::1] sample_weight, const floating[:, ::1] X_val,
-        const floating[:, ::1] Y_val, Settings settings not None,
-        uint64_t[::1] rng_state, int64_t[::1] step, Py_ssize_t[::1] order,
-        floating[::1] work, double[::1] bsum, floating[::1] grad,
-        floating[::1] m1, floating[::1] m2, floating[::1] snapshot,
-        floating[::1] best, double[:, ::1] history, object epoch_end, int n_threads=0,
-        const floating[::1] val_weight=None, double[::1] val_stats=None,
-        object x_sparse=None, object val_sparse=None):
-    """Train over whole epochs in one call.
+# Settings as a C struct, for the training loop without the GIL.
+cdef struct Opts:
+    Py_ssize_t epochs, batch, patience
+    double learning_rate, momentum, beta1, beta2, epsilon
+    double weight_decay, power_t, min_delta
+    int optimizer, schedule
+    bint nesterov, shuffle, early_stopping, restore_best
+    int stopping, val_metric
+    double tol, n_iter_no_change, loss_penalty
+    double best_loss, best_score, no_improvement, samples_seen, rate
+
+
+cdef void _read_settings(Settings s, Opts* o) noexcept:
+    o.epochs = s.epochs
+    o.batch = s.batch
+    o.patience = s.patience
+    o.learning_rate = s.learning_rate
+    o.momentum = s.momentum
+    o.beta1 = s.beta1
+    o.beta2 = s.beta2
+    o.epsilon = s.epsilon
+    o.weight_decay = s.weight_decay
+    o.power_t = s.power_t
+    o.min_delta = s.min_delta
+    o.optimizer = s.optimizer
+    o.schedule = s.schedule
+    o.nesterov = s.nesterov
+    o.shuffle = s.shuffle
+    o.early_stopping = s.early_stopping
+    o.restore_best = s.restore_best
+    o.stopping = s.stopping
+    o.val_metric = s.val_metric
+    o.tol = s.tol
+    o.n_iter_no_change = s.n_iter_no_change
+    o.loss_penalty = s.loss_penalty
+    o.best_loss = s.best_loss
+    o.best_score = s.best_score
+    o.no_improvement = s.no_improvement
+    o.samples_seen = s.samples_seen
+    o.rate = s.rate
+
+
+cdef void _write_state(const Opts* o, Settings s) noexcept:
+    """The stopping rules' state back into the caller's Settings."""
+    s.best_loss = o.best_loss
+    s.best_score = o.best_score
+    s.no_improvement = o.no_improvement
+    s.samples_seen = o.samples_seen
+    s.rate = o.rate
+
+
+# One network's fit: its arrays (as pointers into the buffers its FitCall
+# keeps alive), options and, once run, its outcome. The floating arrays are
+# of the network's type, which ``dbl`` tells.
+cdef struct Run:
+    Net net
+    Opts s
+    bint dbl
+    void* params
+    const void* X
+    const void* Y
+    const void* sw            # NULL: weights of 1
+    const void* Xv
+    const void* Yv
+    const void* vw            # NULL: validation weights of 1
+    double* vstats
+    Py_ssize_t n, n_val
+    bint is_sp, val_sp
+    bf_csr xs, vs
+    uint64_t* rng_state
+    int64_t* step
+    Py_ssize_t* order
+    void* work
+    double* bsum
+    void* grad
+    void* m1
+    void* m2
+    void* snapshot
+    void* best
+    double* history
+    PyObject* hook            # borrowed from the FitCall, or NULL
+    int* abort                # shared by the runs of one run_fits call
+    PyObject* error           # owned: what ended this run, or NULL
+    bint busy
+    int status
+    Py_ssize_t done, best_epoch
+
+
+cdef inline const floating* _cptr(const floating[::1] a) noexcept:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef class FitCall:
+    """One network's fit, checked against its network by ``fit_call`` and
+    run by ``run_fits``. It keeps alive every buffer it points into."""
+    cdef Run r
+    cdef object keep
+    cdef Settings settings
+    cdef object hook
+
+    def __dealloc__(self):
+        Py_XDECREF(self.r.error)
+        self.r.error = NULL
+
+
+def fit_call(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
+             int loss, const floating[:, ::1] X, const floating[:, ::1] Y,
+             const floating[::1] sample_weight, const floating[:, ::1] X_val,
+             const floating[:, ::1] Y_val, Settings settings not None,
+             uint64_t[::1] rng_state, int64_t[::1] step, Py_ssize_t[::1] order,
+             floating[::1] work, double[::1] bsum, floating[::1] grad,
+             floating[::1] m1, floating[::1] m2, floating[::1] snapshot,
+             floating[::1] best, double[:, ::1] history, object epoch_end,
+             const floating[::1] val_weight=None, double[::1] val_stats=None,
+             object x_sparse=None, object val_sparse=None):
+    """Check one fit's arguments against its network; returns the FitCall
+    that ``run_fits`` runs.
 
     IN: X (n x n_0), Y (n x n_L); sample_weight (n, or empty for weights of
     1); X_val, Y_val (empty for no validation); settings.
@@ -1263,9 +1371,7 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     of epochs without an improvement of more than tol; invscaling sets the
     rate from the samples seen; past n_iter_no_change the "adaptive"
     schedule divides the rate by 5 (while above 1e-6), the others stop. The
-    rules' state lives in settings, updated as epochs finish.
-
-    ``n_threads``: see ``threads``.
+    rules' state lives in settings, written back when the run ends.
 
     ``x_sparse``, ``val_sparse``: None, or X (X_val) as a CSR matrix in a
     tuple (indptr, indices, data) of int64, int64 and the network's type,
@@ -1274,359 +1380,527 @@ def fit(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
     shuffled order rather than copy them.
 
     ``epoch_end``, None or a callable, is called with the GIL after each
-    epoch as epoch_end(e); a true result stops training. Signals are checked
-    million or so multiply-adds, so Ctrl-C stops at a minibatch boundary.
-
-    Returns (status, epochs_done, best_epoch). On a non-finite cost the
-    parameters of the last finished step are kept if finite, otherwise those
-    at the start of the epoch (checked finite) are restored.
+    epoch as epoch_end(e); a true result stops training.
     """
-    cdef Net net
+    cdef FitCall c = FitCall.__new__(FitCall)
+    cdef Run* r = &c.r
+    cdef Net* net = &r.net
+    cdef Py_ssize_t n = X.shape[0], n_val = X_val.shape[0], batch = settings.batch
+    cdef bint is_sp = x_sparse is not None, val_sp = val_sparse is not None
+    cdef bint weighted = sample_weight.shape[0] > 0
+    cdef floating* p = &params[0]
+    cdef bint keep_best, fold
+    cdef int metric
+    _init_net(net, sizes, acts, loss)
+    if is_sp:
+        n = _csr_open(x_sparse, sizes[0], &r.xs, p)
+    if val_sp:
+        n_val = _csr_open(val_sparse, sizes[0], &r.vs, p)
+    # Set once the validation rows are counted, dense or sparse.
+    metric = settings.val_metric if n_val > 0 else METRIC_NONE
+    keep_best = (settings.early_stopping and settings.restore_best
+                 and (settings.stopping != STOP_SKLEARN or metric != METRIC_NONE))
+    if (params.shape[0] != net.n_params
+            or work.shape[0] < (_workspace_size(net, batch) if not is_sp
+                                else _workspace_size_csr(net, batch))
+            or bsum.shape[0] < _bsum_size(net, batch)
+            or snapshot.shape[0] != net.n_params or history.shape[0] < settings.epochs
+            or history.shape[1] != H_COLUMNS or rng_state.shape[0] != 4
+            or (weighted and sample_weight.shape[0] != n)
+            or batch < 1 or settings.epochs < 0 or order.shape[0] < n
+            or step.shape[0] < 1):
+        raise ValueError("buffers do not match the network")
+    _check_rows(net, n, n if is_sp else X.shape[0], X.shape[1], Y.shape[0], Y.shape[1])
+    if n_val > 0:
+        _check_rows(net, n_val, n_val if val_sp else X_val.shape[0],
+                    X_val.shape[1], Y_val.shape[0], Y_val.shape[1])
+    fold = (settings.optimizer == OPT_SGD and settings.momentum == 0
+            and settings.weight_decay == 0)
+    if not fold and (grad.shape[0] != net.n_params
+                     or (settings.optimizer != OPT_SGD or settings.momentum != 0)
+                     and m1.shape[0] != net.n_params
+                     or settings.optimizer != OPT_SGD and m2.shape[0] != net.n_params):
+        raise ValueError("optimizer buffers do not match the network")
+    if keep_best and best.shape[0] != net.n_params:
+        raise ValueError("best must hold the parameters")
+    r.vw = NULL
+    r.vstats = NULL
+    if metric != METRIC_NONE:
+        if val_weight is not None and val_weight.shape[0] > 0:
+            if val_weight.shape[0] != n_val:
+                raise ValueError("val_weight must hold one weight per validation row")
+            r.vw = &val_weight[0]
+        if val_stats is None or val_stats.shape[0] < 2 * sizes[net.n_layers]:
+            raise ValueError("val_stats must hold 2 * n_L numbers")
+        r.vstats = &val_stats[0]
+    _read_settings(settings, &r.s)
+    r.s.val_metric = metric
+    r.dbl = floating is double
+    r.params = p
+    r.X = &X[0, 0] if X.shape[0] > 0 else NULL
+    r.Y = &Y[0, 0] if Y.shape[0] > 0 else NULL
+    r.sw = _cptr(sample_weight)
+    r.Xv = &X_val[0, 0] if n_val > 0 and not val_sp else NULL
+    r.Yv = &Y_val[0, 0] if n_val > 0 else NULL
+    r.n = n
+    r.n_val = n_val
+    r.is_sp = is_sp
+    r.val_sp = val_sp
+    r.rng_state = &rng_state[0]
+    r.step = &step[0]
+    r.order = &order[0] if order.shape[0] > 0 else NULL
+    r.work = &work[0]
+    r.bsum = &bsum[0]
+    r.grad = _ptr(grad)
+    r.m1 = _ptr(m1)
+    r.m2 = _ptr(m2)
+    r.snapshot = &snapshot[0]
+    r.best = _ptr(best)
+    r.history = &history[0, 0] if history.shape[0] > 0 else NULL
+    r.hook = NULL if epoch_end is None else <PyObject*>epoch_end
+    r.abort = NULL
+    r.error = NULL
+    r.busy = False
+    c.hook = epoch_end
+    c.settings = settings
+    # The buffers the pointers above lead into.
+    c.keep = (params, sizes, acts, X, Y, sample_weight, X_val, Y_val, rng_state, step,
+              order, work, bsum, grad, m1, m2, snapshot, best, history, val_weight,
+              val_stats, x_sparse, val_sparse)
+    return c
+
+
+def run_fits(list calls, int n_threads=0, bint spread=True):
+    """Run the FitCalls of ``calls`` in one native call, the GIL released.
+
+    With ``spread``, several calls spread over ``n_threads`` threads (see
+    ``threads``), one network per thread at a time and each network's
+    products on its own thread; otherwise (or for a single call) the calls
+    run one after another on the calling thread, their products on all of
+    them. Every network's
+    arithmetic is that of a call on its own, so results do not depend on
+    how the calls are grouped.
+
+    Signals are checked every million or so multiply-adds, so Ctrl-C stops
+    every network at a minibatch boundary. An exception (Ctrl-C, or one
+    raised by an epoch_end callback) stops all the calls so, and is raised
+    once each has stopped and kept what it finished.
+
+    Returns one (status, epochs_done, best_epoch) per call. On a non-finite
+    cost the parameters of the last finished step are kept if finite,
+    otherwise those at the start of the epoch (checked finite) are restored.
+    """
+    cdef Py_ssize_t m = len(calls), k
+    cdef int most = bf_threads(n_threads)
+    spread = spread and m > 1 and most > 1
+    cdef int abort = 0
+    cdef Run** runs
+    cdef FitCall c
+    cdef object error = None
+    for k in range(m):
+        if not isinstance(calls[k], FitCall):
+            raise TypeError("run_fits takes a list of FitCall objects")
+        if (<FitCall>calls[k]).r.busy:
+            raise ValueError("a FitCall is already running, or given twice")
+    if m == 0:
+        return []
+    runs = <Run**>malloc(m * sizeof(Run*))
+    if runs == NULL:
+        raise MemoryError()
+    try:
+        for k in range(m):
+            c = calls[k]
+            runs[k] = &c.r
+            c.r.busy = True
+            c.r.abort = &abort
+            Py_XDECREF(c.r.error)
+            c.r.error = NULL
+            c.r.status = STATUS_OK
+            c.r.done = 0
+            c.r.best_epoch = -1
+            # A dense validation set of a sparse X still needs the dense
+            # first layer.
+            _gemm_start(&c.r.net, c.r.s.batch, 1 if spread else most,
+                        sizeof(double) if c.r.dbl else sizeof(float),
+                        c.r.is_sp and (c.r.n_val == 0 or c.r.val_sp))
+        with nogil:
+            bf_run_tasks(m, most if spread else 1, _run_task, runs)
+    finally:
+        for k in range(m):
+            c = calls[k]
+            if c.r.busy:
+                _gemm_end(&c.r.net)
+                _write_state(&c.r.s, c.settings)
+                c.r.abort = NULL
+                c.r.busy = False
+        free(runs)
+    for k in range(m):
+        c = calls[k]
+        if c.r.error != NULL:
+            # Ctrl-C before any callback's exception: the user asked to stop.
+            if error is None or (isinstance(<object>c.r.error, KeyboardInterrupt)
+                                 and not isinstance(error, KeyboardInterrupt)):
+                error = <object>c.r.error
+            Py_XDECREF(c.r.error)
+            c.r.error = NULL
+    if error is not None:
+        raise error
+    return [((<FitCall>c).r.status, (<FitCall>c).r.done, (<FitCall>c).r.best_epoch)
+            for c in calls]
+
+
+cdef void _run_task(void* runs, Py_ssize_t k) noexcept nogil:
+    cdef Run* r = (<Run**>runs)[k]
+    # A run not yet started when another stopped them all is left untouched.
+    if bf_flag_get(r.abort):
+        return
+    if r.dbl:
+        _fit_run(r, <double*>r.params)
+    else:
+        _fit_run(r, <float*>r.params)
+
+
+cdef void _keep_error(Run* r, object error) noexcept:
+    """Record what ends the run (the first thing only) and stop the others."""
+    if r.error == NULL:
+        Py_INCREF(error)
+        r.error = <PyObject*>error
+    bf_flag_set(r.abort)
+
+
+cdef bint _interrupted(Run* r) noexcept nogil:
+    """Whether the run must stop: Ctrl-C, which the main thread (the first of
+    the team) sees, or another run's exception."""
+    if bf_thread_num() == 0:
+        with gil:
+            try:
+                PyErr_CheckSignals()
+            except BaseException as error:
+                _keep_error(r, error)
+    return bf_flag_get(r.abort) != 0
+
+
+cdef bint _call_hook(Run* r, Py_ssize_t epoch) noexcept nogil:
+    """epoch_end(epoch): whether it asks to stop (an exception stops all)."""
+    cdef bint stop = False
+    with gil:
+        try:
+            stop = bool((<object>r.hook)(epoch))
+        except BaseException as error:
+            _keep_error(r, error)
+            stop = True
+    return stop
+
+
+cdef void _fit_run(Run* r, floating* p) noexcept nogil:
+    """Train one network over whole epochs: fit_call's contract, the
+    outcome in r.status, r.done and r.best_epoch."""
+    cdef Net* net = &r.net
+    cdef Opts* s = &r.s
     cdef Rng rng
     cdef Optim opt
-    cdef Py_ssize_t n = X.shape[0], n_val = X_val.shape[0]
-    cdef Py_ssize_t batch = settings.batch, epochs = settings.epochs
-    cdef Py_ssize_t n_in, n_out, epoch, start, rows, r, i, done = 0
+    cdef Py_ssize_t n = r.n, n_val = r.n_val
+    cdef Py_ssize_t batch = s.batch, epochs = s.epochs
+    cdef Py_ssize_t n_in, n_out, epoch, start, rows, i, done = 0
     cdef Py_ssize_t wait = 0, best_epoch = -1, countdown, check_every
     cdef Py_ssize_t timed = 0, stride = 1
     cdef int status = STATUS_OK
-    cdef double total, cost, rate, base_rate = settings.learning_rate
+    cdef double total, cost, rate, base_rate = s.learning_rate
     cdef double monitor, best_monitor = INFINITY, val_acc, t0, t1
-    cdef bint gather = settings.shuffle and batch < n
-    cdef bint weighted = sample_weight.shape[0] > 0
-    cdef bint stop = False
-    cdef floating* p = &params[0]
+    cdef bint gather = s.shuffle and batch < n
+    cdef bint weighted = r.sw != NULL
+    cdef bint stop = False, aborted = False
+    cdef const floating* X = <const floating*>r.X
+    cdef const floating* Y = <const floating*>r.Y
+    cdef const floating* sw = <const floating*>r.sw
+    cdef Py_ssize_t* order = r.order
+    cdef floating* work = <floating*>r.work
+    cdef floating* snapshot = <floating*>r.snapshot
+    cdef floating* best = <floating*>r.best
+    cdef double* history = r.history
     cdef floating* xg
     cdef floating* yg
     cdef floating* wg
     cdef const floating* xb
     cdef const floating* yb
     cdef const floating* wb
-    cdef floating* g = _ptr(grad)
-    cdef floating* s1 = _ptr(m1)
-    cdef floating* s2 = _ptr(m2)
+    cdef floating* g = <floating*>r.grad
+    cdef floating* s1 = <floating*>r.m1
+    cdef floating* s2 = <floating*>r.m2
     cdef floating* wt = NULL
     cdef bint wt_live = False   # wt holds the first layer's weights, params not
     cdef const floating* x_next
     cdef bint z_ready = False
     cdef bint fuse
-    cdef bint sk = settings.stopping == STOP_SKLEARN
-    cdef int metric
-    cdef bint keep_best
-    cdef const floating* vw = NULL
-    cdef double* vstats = NULL
+    cdef bint sk = s.stopping == STOP_SKLEARN
+    cdef int metric = s.val_metric
+    cdef bint keep_best = (s.early_stopping and s.restore_best
+                           and (not sk or metric != METRIC_NONE))
     cdef double val_score = NAN
     cdef Py_ssize_t e2
-    cdef bint finished = False
-    cdef bf_csr xs, vs
-    cdef bint is_sp = x_sparse is not None, val_sp = val_sparse is not None
-    cdef const floating* xv = NULL
-    _init_net(&net, sizes, acts, loss)
-    if x_sparse is not None:
-        n = _csr_open(x_sparse, sizes[0], &xs, p)
-        gather = settings.shuffle and batch < n
-    if val_sparse is not None:
-        n_val = _csr_open(val_sparse, sizes[0], &vs, p)
-    elif n_val > 0:
-        xv = &X_val[0, 0]
-    # Set once the validation rows are counted, dense or sparse.
-    metric = settings.val_metric if n_val > 0 else METRIC_NONE
-    keep_best = (settings.early_stopping and settings.restore_best
-                 and (not sk or metric != METRIC_NONE))
-    if (params.shape[0] != net.n_params
-            or work.shape[0] < (_workspace_size(&net, batch) if not is_sp
-                                else _workspace_size_csr(&net, batch))
-            or bsum.shape[0] < _bsum_size(&net, batch)
-            or snapshot.shape[0] != net.n_params or history.shape[0] < epochs
-            or history.shape[1] != H_COLUMNS or rng_state.shape[0] != 4
-            or (weighted and sample_weight.shape[0] != n)
-            or batch < 1 or epochs < 0 or order.shape[0] < n or step.shape[0] < 1):
-        raise ValueError("buffers do not match the network")
-    _check_rows(&net, n, n if is_sp else X.shape[0], X.shape[1],
-                Y.shape[0], Y.shape[1])
-    if n_val > 0:
-        _check_rows(&net, n_val, n_val if val_sp else X_val.shape[0],
-                    X_val.shape[1], Y_val.shape[0], Y_val.shape[1])
-    opt.kind = settings.optimizer
-    opt.momentum = settings.momentum
-    opt.nesterov = settings.nesterov
-    opt.beta1 = settings.beta1
-    opt.beta2 = settings.beta2
-    opt.epsilon = settings.epsilon
-    opt.weight_decay = settings.weight_decay
-    opt.fold = (opt.kind == OPT_SGD and opt.momentum == 0
-                and opt.weight_decay == 0)
-    if not opt.fold and (grad.shape[0] != net.n_params
-                         or (opt.kind != OPT_SGD or opt.momentum != 0)
-                         and m1.shape[0] != net.n_params
-                         or opt.kind != OPT_SGD and m2.shape[0] != net.n_params):
-        raise ValueError("optimizer buffers do not match the network")
-    if keep_best and best.shape[0] != net.n_params:
-        raise ValueError("best must hold the parameters")
-    if metric != METRIC_NONE:
-        if val_weight is not None and val_weight.shape[0] > 0:
-            if val_weight.shape[0] != n_val:
-                raise ValueError("val_weight must hold one weight per validation row")
-            vw = &val_weight[0]
-        if val_stats is None or val_stats.shape[0] < 2 * sizes[net.n_layers]:
-            raise ValueError("val_stats must hold 2 * n_L numbers")
-        vstats = &val_stats[0]
-    n_in = sizes[0]
-    n_out = sizes[net.n_layers]
-    xg = &work[0] + batch * (_total_width(&net) + 2 * net.widest)
-    yg = xg + batch * n_in if not is_sp else xg
+    cdef Py_ssize_t n_params = net.n_params
+    cdef const bf_csr* xsp = &r.xs if r.is_sp else NULL
+    cdef const bf_csr* vsp = &r.vs if r.val_sp else NULL
+    opt.kind = s.optimizer
+    opt.momentum = s.momentum
+    opt.nesterov = s.nesterov
+    opt.beta1 = s.beta1
+    opt.beta2 = s.beta2
+    opt.epsilon = s.epsilon
+    opt.weight_decay = s.weight_decay
+    opt.fold = (opt.kind == OPT_SGD and opt.momentum == 0 and opt.weight_decay == 0)
+    n_in = net.sizes[0]
+    n_out = net.sizes[net.n_layers]
+    xg = work + batch * (_total_width(net) + 2 * net.widest)
+    yg = xg + batch * n_in if not r.is_sp else xg
     wg = yg + batch * n_out
-    if _transposed_first(&net, batch) and not is_sp:
+    if _transposed_first(net, batch) and not r.is_sp:
         wt = wg + batch
-    fuse = opt.fold and _fuses_first(&net, batch) and not is_sp
-    if is_sp:
+    fuse = opt.fold and _fuses_first(net, batch) and not r.is_sp
+    if r.is_sp:
         # Unshuffled batches of a sparse X run from their first row on.
         for i in range(n):
             order[i] = i
     # Check for Ctrl-C about every 2**20 multiply-adds (well under a ms).
-    check_every = max(1, (1 << 20) // (batch * net.n_params))
+    check_every = max(1, (1 << 20) // (batch * n_params))
     countdown = check_every
-    memcpy(&rng, &rng_state[0], sizeof(Rng))
+    memcpy(&rng, r.rng_state, sizeof(Rng))
     rate = base_rate
     if sk:
         # A partial fit continues the rate where the last call left it.
-        rate = settings.rate
-    # A dense validation set of a sparse X still needs the dense first layer.
-    _gemm_start(&net, batch, n_threads, sizeof(floating), is_sp and (n_val == 0 or val_sp))
-    try:
-        with nogil:
-            # One clock read an epoch: each epoch ends where the next begins.
-            t0 = _now()
-            for epoch in range(epochs):
-                if sk:
-                    pass  # the rate changes at each epoch's end
-                elif settings.schedule == SCHED_INVSCALING:
-                    rate = base_rate / pow(epoch + 1.0, settings.power_t)
-                elif settings.schedule == SCHED_COSINE:
-                    rate = 0.5 * base_rate * (1 + cos(M_PI * epoch / epochs))
-                memcpy(&snapshot[0], p, net.n_params * sizeof(floating))
-                if wt != NULL:
-                    # Taken afresh each epoch: a callback may change weights.
-                    _first_layer(p, s1, s2, wt, sizes[0], sizes[1], False)
-                    wt_live = True
+        rate = s.rate
+    # One clock read an epoch: each epoch ends where the next begins.
+    t0 = _now()
+    for epoch in range(epochs):
+        if sk:
+            pass  # the rate changes at each epoch's end
+        elif s.schedule == SCHED_INVSCALING:
+            rate = base_rate / pow(epoch + 1.0, s.power_t)
+        elif s.schedule == SCHED_COSINE:
+            rate = 0.5 * base_rate * (1 + cos(M_PI * epoch / epochs))
+        memcpy(snapshot, p, n_params * sizeof(floating))
+        if wt != NULL:
+            # Taken afresh each epoch: a callback may change weights.
+            _first_layer(p, s1, s2, wt, n_in, net.sizes[1], False)
+            wt_live = True
+        if gather:
+            # Each epoch's order depends only on the generator's state, so
+            # training continued over several calls repeats a single call.
+            for i in range(n):
+                order[i] = i
+            _shuffle(&rng, order, n)
+        total = 0
+        start = 0
+        z_ready = False
+        while start < n:
+            rows = min(batch, n - start)
+            wb = NULL
+            if r.is_sp:
+                # The rows' numbers stand for the rows; Y and the weights are
+                # gathered as for a dense X.
+                xb = NULL
+                r.xs.rows = &order[start] if gather else NULL
+                r.xs.first = start
                 if gather:
-                    # Each epoch's order depends only on the generator's state, so
-                    # training continued over several calls repeats a single call.
-                    for i in range(n):
-                        order[i] = i
-                    _shuffle(&rng, &order[0], n)
-                total = 0
-                start = 0
-                z_ready = False
-                while start < n:
-                    rows = min(batch, n - start)
-                    wb = NULL
-                    if is_sp:
-                        # The rows' numbers stand for the rows; Y and the
-                        # weights are gathered as for a dense X.
-                        xb = NULL
-                        xs.rows = &order[start] if gather else NULL
-                        xs.first = start
-                        if gather:
-                            for r in range(rows):
-                                _copy(yg + r * n_out, &Y[order[start + r], 0], n_out)
-                                if weighted:
-                                    wg[r] = sample_weight[order[start + r]]
-                            yb = yg
-                            if weighted:
-                                wb = wg
-                        else:
-                            yb = &Y[start, 0]
-                            if weighted:
-                                wb = &sample_weight[start]
-                    elif gather and rows == 1:
-                        # One row is contiguous where it lies.
-                        xb = &X[order[start], 0]
-                        yb = &Y[order[start], 0]
+                    for i in range(rows):
+                        _copy(yg + i * n_out, Y + order[start + i] * n_out, n_out)
                         if weighted:
-                            wb = &sample_weight[order[start]]
-                        # The next step's rows, as for minibatches below (with
-                        # fuse this step reads the next x, so the one after).
-                        r = start + 2 if fuse else start + 1
-                        if r < n:
-                            bf_fetch(&X[order[r], 0], n_in * sizeof(floating))
-                        if start + 1 < n:
-                            bf_fetch(&Y[order[start + 1], 0], n_out * sizeof(floating))
-                    elif gather:
-                        for r in range(rows):
-                            _copy(xg + r * n_in, &X[order[start + r], 0], n_in)
-                            _copy(yg + r * n_out, &Y[order[start + r], 0], n_out)
-                            if weighted:
-                                wg[r] = sample_weight[order[start + r]]
-                        xb = xg
-                        yb = yg
-                        if weighted:
-                            wb = wg
-                        # The next batch's rows arrive while this one trains
-                        # (where they are few: W2's 8 KiB paid, W4's 400 did
-                        # not, and they would crowd out the step's own data).
-                        if rows * n_in * sizeof(floating) <= 65536:
-                            for r in range(start + rows, min(start + 2 * rows, n)):
-                                bf_fetch(&X[order[r], 0], n_in * sizeof(floating))
-                    else:
-                        xb = &X[start, 0]
-                        yb = &Y[start, 0]
-                        if weighted:
-                            wb = &sample_weight[start]
-                    if opt.kind != OPT_SGD:
-                        step[0] += 1
-                        opt.bc1 = 1 - pow(opt.beta1, <double>step[0])
-                        opt.bc2 = 1 - pow(opt.beta2, <double>step[0])
-                    x_next = NULL
-                    if fuse and start + 1 < n:
-                        x_next = &X[order[start + 1], 0] if gather else &X[start + 1, 0]
-                    cost = _batch(&net, p, xb, yb, wb, rows, batch, &work[0],
-                                  &bsum[0], &opt, rate, g, s1, s2, wt, x_next, z_ready,
-                                  &xs if is_sp else NULL)
-                    z_ready = x_next != NULL
-                    if not isfinite(cost):
-                        status = STATUS_NONFINITE_COST
-                        break
-                    total += cost
-                    start += rows
-                    # A countdown, not steps % check_every: no division a step.
-                    countdown -= 1
-                    if countdown == 0:
-                        countdown = check_every
-                        with gil:
-                            PyErr_CheckSignals()
-                if wt_live:
-                    _first_layer(p, s1, s2, wt, sizes[0], sizes[1], True)
-                    wt_live = False
-                if status == STATUS_OK and not isfinite(total):
-                    # Every batch's cost was finite, their sum is not: the
-                    # costs are near the largest double, as good as diverged.
-                    status = STATUS_NONFINITE_COST
-                if status == STATUS_OK and not _all_finite(p, net.n_params):
-                    status = STATUS_NONFINITE_PARAMS
-                if status != STATUS_OK:
-                    if not _all_finite(p, net.n_params):
-                        memcpy(p, &snapshot[0], net.n_params * sizeof(floating))
-                    if sk and metric != METRIC_NONE:
-                        # scikit-learn trains on with NaN costs and scores to
-                        # max_iter (a NaN never counts as no improvement), then
-                        # takes the best epoch's parameters: the same record.
-                        status = STATUS_DIVERGED_KEPT_BEST
-                        for e2 in range(epoch, epochs):
-                            history[e2, H_LOSS] = NAN
-                            history[e2, H_VAL_LOSS] = NAN
-                            history[e2, H_VAL_ACCURACY] = NAN
-                            history[e2, H_VAL_SCORE] = NAN
-                            history[e2, H_RATE] = rate
-                            history[e2, H_TIME] = 0
-                        settings.samples_seen += n * (epochs - epoch)
-                        settings.no_improvement = 0
-                        done = epochs
-                    break
-                cost = total / n
-                if settings.loss_penalty != 0:
-                    cost += settings.loss_penalty * _weights_sq(&net, p)
-                history[epoch, H_LOSS] = cost
-                history[epoch, H_RATE] = rate
-                monitor = cost
-                history[epoch, H_VAL_LOSS] = NAN
-                history[epoch, H_VAL_ACCURACY] = NAN
-                history[epoch, H_VAL_SCORE] = NAN
-                if metric != METRIC_NONE:
-                    monitor = _validate_score(&net, p, xv, &Y_val[0, 0], vw, n_val,
-                                              batch, &work[0], &bsum[0], metric, vstats,
-                                              &val_score, &vs if val_sp else NULL) / n_val
-                    history[epoch, H_VAL_LOSS] = monitor
-                    history[epoch, H_VAL_SCORE] = val_score
-                    if metric == METRIC_ACCURACY:
-                        history[epoch, H_VAL_ACCURACY] = val_score
-                elif n_val > 0:
-                    monitor = _validate(&net, p, xv, &Y_val[0, 0], n_val, batch,
-                                        &work[0], &bsum[0], &val_acc,
-                                        &vs if val_sp else NULL) / n_val
-                    history[epoch, H_VAL_LOSS] = monitor
-                    history[epoch, H_VAL_ACCURACY] = val_acc
-                done += 1
-                if sk:
-                    # scikit-learn's _update_no_improvement_count, then its
-                    # optimizer's iteration_ends and trigger_stopping, in its
-                    # order. A NaN score counts as neither better nor worse.
-                    if metric != METRIC_NONE:
-                        if val_score < settings.best_score + settings.tol:
-                            settings.no_improvement += 1
-                        else:
-                            settings.no_improvement = 0
-                        if val_score > settings.best_score:
-                            settings.best_score = val_score
-                            best_epoch = epoch
-                            if keep_best:
-                                memcpy(&best[0], p, net.n_params * sizeof(floating))
-                    else:
-                        if cost > settings.best_loss - settings.tol:
-                            settings.no_improvement += 1
-                        else:
-                            settings.no_improvement = 0
-                        if cost < settings.best_loss:
-                            settings.best_loss = cost
-                            best_epoch = epoch
-                    settings.samples_seen += n
-                    if settings.schedule == SCHED_INVSCALING:
-                        rate = base_rate / pow(settings.samples_seen + 1, settings.power_t)
-                    if settings.no_improvement > settings.n_iter_no_change:
-                        if settings.schedule == SCHED_ADAPTIVE and rate > 1e-6:
-                            rate /= 5
-                            settings.no_improvement = 0
-                        else:
-                            stop = True
-                    settings.rate = rate
-                # Early stopping and the plateau schedule watch the validation
-                # cost when there is one, the training cost otherwise.
-                elif monitor < best_monitor - settings.min_delta:
-                    best_monitor = monitor
-                    best_epoch = epoch
-                    wait = 0
-                    if settings.early_stopping and settings.restore_best:
-                        memcpy(&best[0], p, net.n_params * sizeof(floating))
+                            wg[i] = sw[order[start + i]]
+                    yb = yg
+                    if weighted:
+                        wb = wg
                 else:
-                    wait += 1
-                    if settings.schedule == SCHED_PLATEAU and wait % settings.patience == 0:
-                        rate /= 5
-                    # With the plateau schedule each reduced rate gets its own
-                    # patience before training stops.
-                    if settings.early_stopping and wait >= settings.patience * (
-                            2 if settings.schedule == SCHED_PLATEAU else 1):
-                        stop = True
-                # Epochs shorter than ~20 us are timed in blocks (each gets the
-                # block's mean) so that reading the clock costs under 1 %.
-                if (epoch + 1 - timed >= stride or epoch + 1 == epochs or stop
-                        or epoch_end is not None):
-                    t1 = _now()
-                    for i in range(timed, epoch + 1):
-                        history[i, H_TIME] = (t1 - t0) / (epoch + 1 - timed)
-                    if (t1 - t0) / (epoch + 1 - timed) < 20e-6 and stride < 4096:
-                        stride *= 2
-                    t0 = t1
-                    timed = epoch + 1
-                if epoch_end is not None:
-                    with gil:
-                        stop = bool(epoch_end(epoch)) or stop
-                if stop:
+                    yb = Y + start * n_out
+                    if weighted:
+                        wb = sw + start
+            elif gather and rows == 1:
+                # One row is contiguous where it lies.
+                xb = X + order[start] * n_in
+                yb = Y + order[start] * n_out
+                if weighted:
+                    wb = sw + order[start]
+                # The next step's rows, as for minibatches below (with fuse
+                # this step reads the next x, so the one after).
+                i = start + 2 if fuse else start + 1
+                if i < n:
+                    bf_fetch(X + order[i] * n_in, n_in * sizeof(floating))
+                if start + 1 < n:
+                    bf_fetch(Y + order[start + 1] * n_out, n_out * sizeof(floating))
+            elif gather:
+                for i in range(rows):
+                    _copy(xg + i * n_in, X + order[start + i] * n_in, n_in)
+                    _copy(yg + i * n_out, Y + order[start + i] * n_out, n_out)
+                    if weighted:
+                        wg[i] = sw[order[start + i]]
+                xb = xg
+                yb = yg
+                if weighted:
+                    wb = wg
+                # The next batch's rows arrive while this one trains (where
+                # they are few: W2's 8 KiB paid, W4's 400 did not, and they
+                # would crowd out the step's own data).
+                if rows * n_in * sizeof(floating) <= 65536:
+                    for i in range(start + rows, min(start + 2 * rows, n)):
+                        bf_fetch(X + order[i] * n_in, n_in * sizeof(floating))
+            else:
+                xb = X + start * n_in
+                yb = Y + start * n_out
+                if weighted:
+                    wb = sw + start
+            if opt.kind != OPT_SGD:
+                r.step[0] += 1
+                opt.bc1 = 1 - pow(opt.beta1, <double>r.step[0])
+                opt.bc2 = 1 - pow(opt.beta2, <double>r.step[0])
+            x_next = NULL
+            if fuse and start + 1 < n:
+                x_next = X + (order[start + 1] if gather else start + 1) * n_in
+            cost = _batch(net, p, xb, yb, wb, rows, batch, work, r.bsum, &opt, rate,
+                          g, s1, s2, wt, x_next, z_ready, xsp)
+            z_ready = x_next != NULL
+            if not isfinite(cost):
+                status = STATUS_NONFINITE_COST
+                break
+            total += cost
+            start += rows
+            # A countdown, not steps % check_every: no division a step.
+            countdown -= 1
+            if countdown == 0:
+                countdown = check_every
+                if _interrupted(r):
+                    aborted = True
                     break
-            if ((status == STATUS_OK or status == STATUS_DIVERGED_KEPT_BEST) and keep_best
-                    and best_epoch >= 0 and (best_epoch != done - 1
-                                             or status == STATUS_DIVERGED_KEPT_BEST)):
-                memcpy(p, &best[0], net.n_params * sizeof(floating))
-        finished = True
-    finally:
-        # Kept even when a callback or Ctrl-C ends the call by an exception.
-        memcpy(&rng_state[0], &rng, sizeof(Rng))
         if wt_live:
-            _first_layer(p, s1, s2, wt, sizes[0], sizes[1], True)
-        if not finished and sk and keep_best and best_epoch >= 0:
+            _first_layer(p, s1, s2, wt, n_in, net.sizes[1], True)
+            wt_live = False
+        if aborted:
+            break
+        if status == STATUS_OK and not isfinite(total):
+            # Every batch's cost was finite, their sum is not: the costs are
+            # near the largest double, as good as diverged.
+            status = STATUS_NONFINITE_COST
+        if status == STATUS_OK and not _all_finite(p, n_params):
+            status = STATUS_NONFINITE_PARAMS
+        if status != STATUS_OK:
+            if not _all_finite(p, n_params):
+                memcpy(p, snapshot, n_params * sizeof(floating))
+            if sk and metric != METRIC_NONE:
+                # scikit-learn trains on with NaN costs and scores to max_iter
+                # (a NaN never counts as no improvement), then takes the best
+                # epoch's parameters: the same record.
+                status = STATUS_DIVERGED_KEPT_BEST
+                for e2 in range(epoch, epochs):
+                    history[e2 * H_COLUMNS + H_LOSS] = NAN
+                    history[e2 * H_COLUMNS + H_VAL_LOSS] = NAN
+                    history[e2 * H_COLUMNS + H_VAL_ACCURACY] = NAN
+                    history[e2 * H_COLUMNS + H_VAL_SCORE] = NAN
+                    history[e2 * H_COLUMNS + H_RATE] = rate
+                    history[e2 * H_COLUMNS + H_TIME] = 0
+                s.samples_seen += n * (epochs - epoch)
+                s.no_improvement = 0
+                done = epochs
+            break
+        cost = total / n
+        if s.loss_penalty != 0:
+            cost += s.loss_penalty * _weights_sq(net, p)
+        history[epoch * H_COLUMNS + H_LOSS] = cost
+        history[epoch * H_COLUMNS + H_RATE] = rate
+        monitor = cost
+        history[epoch * H_COLUMNS + H_VAL_LOSS] = NAN
+        history[epoch * H_COLUMNS + H_VAL_ACCURACY] = NAN
+        history[epoch * H_COLUMNS + H_VAL_SCORE] = NAN
+        if metric != METRIC_NONE:
+            monitor = _validate_score(net, p, <const floating*>r.Xv, <const floating*>r.Yv,
+                                      <const floating*>r.vw, n_val, batch, work, r.bsum,
+                                      metric, r.vstats, &val_score, vsp) / n_val
+            history[epoch * H_COLUMNS + H_VAL_LOSS] = monitor
+            history[epoch * H_COLUMNS + H_VAL_SCORE] = val_score
+            if metric == METRIC_ACCURACY:
+                history[epoch * H_COLUMNS + H_VAL_ACCURACY] = val_score
+        elif n_val > 0:
+            monitor = _validate(net, p, <const floating*>r.Xv, <const floating*>r.Yv, n_val,
+                                batch, work, r.bsum, &val_acc, vsp) / n_val
+            history[epoch * H_COLUMNS + H_VAL_LOSS] = monitor
+            history[epoch * H_COLUMNS + H_VAL_ACCURACY] = val_acc
+        done += 1
+        if sk:
+            # scikit-learn's _update_no_improvement_count, then its
+            # optimizer's iteration_ends and trigger_stopping, in its order.
+            # A NaN score counts as neither better nor worse.
+            if metric != METRIC_NONE:
+                if val_score < s.best_score + s.tol:
+                    s.no_improvement += 1
+                else:
+                    s.no_improvement = 0
+                if val_score > s.best_score:
+                    s.best_score = val_score
+                    best_epoch = epoch
+                    if keep_best:
+                        memcpy(best, p, n_params * sizeof(floating))
+            else:
+                if cost > s.best_loss - s.tol:
+                    s.no_improvement += 1
+                else:
+                    s.no_improvement = 0
+                if cost < s.best_loss:
+                    s.best_loss = cost
+                    best_epoch = epoch
+            s.samples_seen += n
+            if s.schedule == SCHED_INVSCALING:
+                rate = base_rate / pow(s.samples_seen + 1, s.power_t)
+            if s.no_improvement > s.n_iter_no_change:
+                if s.schedule == SCHED_ADAPTIVE and rate > 1e-6:
+                    rate /= 5
+                    s.no_improvement = 0
+                else:
+                    stop = True
+            s.rate = rate
+        # Early stopping and the plateau schedule watch the validation cost
+        # when there is one, the training cost otherwise.
+        elif monitor < best_monitor - s.min_delta:
+            best_monitor = monitor
+            best_epoch = epoch
+            wait = 0
+            if s.early_stopping and s.restore_best:
+                memcpy(best, p, n_params * sizeof(floating))
+        else:
+            wait += 1
+            if s.schedule == SCHED_PLATEAU and wait % s.patience == 0:
+                rate /= 5
+            # With the plateau schedule each reduced rate gets its own
+            # patience before training stops.
+            if s.early_stopping and wait >= s.patience * (
+                    2 if s.schedule == SCHED_PLATEAU else 1):
+                stop = True
+        # Epochs shorter than ~20 us are timed in blocks (each gets the
+        # block's mean) so that reading the clock costs under 1 %.
+        if (epoch + 1 - timed >= stride or epoch + 1 == epochs or stop
+                or r.hook != NULL):
+            t1 = _now()
+            for i in range(timed, epoch + 1):
+                history[i * H_COLUMNS + H_TIME] = (t1 - t0) / (epoch + 1 - timed)
+            if (t1 - t0) / (epoch + 1 - timed) < 20e-6 and stride < 4096:
+                stride *= 2
+            t0 = t1
+            timed = epoch + 1
+        if r.hook != NULL:
+            stop = _call_hook(r, epoch) or stop
+            if r.error != NULL:
+                aborted = True
+        if stop:
+            break
+    if aborted:
+        if sk and keep_best and best_epoch >= 0:
             # scikit-learn restores the best epoch's parameters after Ctrl-C too.
-            memcpy(p, &best[0], net.n_params * sizeof(floating))
-        _gemm_end(&net)
-    return status, done, best_epoch
+            memcpy(p, best, n_params * sizeof(floating))
+    elif ((status == STATUS_OK or status == STATUS_DIVERGED_KEPT_BEST) and keep_best
+            and best_epoch >= 0 and (best_epoch != done - 1
+                                     or status == STATUS_DIVERGED_KEPT_BEST)):
+        memcpy(p, best, n_params * sizeof(floating))
+    # Kept whatever ended the run.
+    memcpy(r.rng_state, &rng, sizeof(Rng))
+    r.status = status
+    r.done = done
+    r.best_epoch = best_epoch
 
 
 def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,

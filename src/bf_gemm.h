@@ -102,6 +102,26 @@ static int bf_watch_forks(void) { return 0; }
 static int bf_threads(int requested) { (void)requested; return 1; }
 #endif
 
+/* Runs task(arg, i) once for each i in [0, n) on `threads` threads, the
+   i handed out one at a time: tasks (one network's fit each) differ widely
+   in length. */
+static void bf_run_tasks(Py_ssize_t n, int threads, void (*task)(void*, Py_ssize_t),
+                         void* arg) {
+    Py_ssize_t i;
+    BF_PRAGMA_OMP(parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
+    for (i = 0; i < n; i++)
+        task(arg, i);
+}
+
+/* A flag one thread raises and the others poll between minibatches. */
+#if defined(__GNUC__)
+static inline int bf_flag_get(const int* f) { return __atomic_load_n(f, __ATOMIC_RELAXED); }
+static inline void bf_flag_set(int* f) { __atomic_store_n(f, 1, __ATOMIC_RELAXED); }
+#else
+static inline int bf_flag_get(const int* f) { return *(const volatile int*)f; }
+static inline void bf_flag_set(int* f) { *(volatile int*)f = 1; }
+#endif
+
 /* Threads for one product of `macs` multiply-adds when `most` may run:
    one per 2**19 multiply-adds at most, none below BF_THREAD_PRODUCT. */
 static inline int bf_product_threads(double macs, int most) {
