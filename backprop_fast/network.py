@@ -1080,7 +1080,8 @@ class Network:
                             xs)
         return out[0] if single else out
 
-    def evaluate(self, X: ArrayLike, y: ArrayLike) -> float:
+    def evaluate(self, X: ArrayLike, y: ArrayLike,
+                 sample_weight: Optional[ArrayLike] = None) -> float:
         """Mean over the samples of the per-sample cost.
 
         Parameters
@@ -1088,6 +1089,9 @@ class Network:
         X : array_like, shape (n_samples, layer_sizes[0])
         y : array_like, shape (n_samples, layer_sizes[-1]); 1-D for one output
             unit, or integer class labels for a softmax output.
+        sample_weight : array_like, shape (n_samples,), optional
+            Non-negative weights, not all zero: the weighted mean of the
+            costs (the weights scaled to mean 1, as in ``fit``).
 
         Returns
         -------
@@ -1095,16 +1099,19 @@ class Network:
         """
         Xc, single = self._check_X(X)
         Y = self._check_y(y, Xc.shape[0], single)
+        w = self._weights_for(sample_weight, Y)
         Xd, xs = _kernel_X(Xc)
         rows = self._chunk_rows(Xc.shape[0], xs is not None)
         work, bsum = self._workspace(rows, xs is not None)
         with self._lock:
             total = _kernel.evaluate(*self._net_views(), LOSSES[self._loss], Xd, Y, work,
-                                     bsum, rows, self._kernel_threads(), xs)
+                                     bsum, rows, self._kernel_threads(), xs, w)
         return total / Xc.shape[0]
 
-    def gradients(self, X: ArrayLike, y: ArrayLike) -> Tuple[List[np.ndarray], List[np.ndarray]]:
-        """Gradient of ``evaluate(X, y)`` with respect to every parameter.
+    def gradients(self, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None
+                  ) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+        """Gradient of ``evaluate(X, y, sample_weight)`` with respect to every
+        parameter.
 
         Returns
         -------
@@ -1112,12 +1119,13 @@ class Network:
         """
         Xc, single = self._check_X(X)
         Y = self._check_y(y, Xc.shape[0], single)
+        w = self._weights_for(sample_weight, Y)
         grad = np.empty_like(self._params)
         Xd, xs = _kernel_X(Xc)
         work, bsum = self._workspace(Xc.shape[0], xs is not None)
         with self._lock:
             _kernel.gradients(*self._net_views(), LOSSES[self._loss], Xd, Y, grad, work, bsum,
-                              self._kernel_threads(), xs)
+                              self._kernel_threads(), xs, w)
         dW, db, off = [], [], 0
         for W in self._weights:
             n_out, n_in = W.shape
@@ -1526,6 +1534,17 @@ class Network:
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"validation_data[1] (y_val): {exc}") from None
         return X_val, Y_val
+
+    def _weights_for(self, sample_weight, Y):
+        """``sample_weight`` checked, scaled to mean 1, in the network's
+        dtype; None for None."""
+        if sample_weight is None:
+            return None
+        sw = _numeric_array(sample_weight, "sample_weight")
+        if sw.shape != (Y.shape[0],):
+            raise ValueError(f"sample_weight must have shape ({Y.shape[0]},), one "
+                             f"weight per sample, got shape {sw.shape}")
+        return _normalise_weights(self._sample_weights(sw, None, Y), self._dtype)
 
     def _sample_weights(self, sw, class_weight, Y):
         """Per-sample weights (sample_weight times class_weight), or None.

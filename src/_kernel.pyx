@@ -166,6 +166,10 @@ cdef enum:
     METRIC_NONE = 0
     METRIC_ACCURACY = 1
     METRIC_R2 = 2
+    # History.val_accuracy, kernel-internal: the fraction of rows whose
+    # largest softmax output is the target's largest entry, or of sigmoid
+    # units whose rounded output equals the rounded target.
+    METRIC_UNITS = 3
 
 # Columns of the history array fit fills, one row per epoch.
 cdef enum:
@@ -1070,63 +1074,14 @@ cdef inline floating* _ptr(floating[::1] a) noexcept:
     return &a[0] if a.shape[0] > 0 else NULL
 
 
-cdef double _validate(const Net* net, const floating* params,
-                      const floating* X, const floating* Y, Py_ssize_t n,
-                      Py_ssize_t batch, floating* work, double* bsum,
-                      double* accuracy, const bf_csr* sp) noexcept nogil:
-    """Sum of the per-sample costs over n rows, ``batch`` rows at a time
-    (the rows of the sparse sp in place of X, where sp is not NULL).
-
-    OUT: *accuracy, for classifiers, the fraction of rows whose largest
-    softmax output is the target's largest entry, or for sigmoid outputs the
-    fraction of units whose rounded output equals the rounded target.
-    """
-    cdef Py_ssize_t L = net.n_layers, n_out = net.sizes[net.n_layers]
-    cdef Py_ssize_t start = 0, rows, r, j, jz, jy
-    cdef int act = net.acts[L - 1]
-    cdef floating* z = work + batch * (_total_width(net) - n_out)
-    cdef const floating* zr
-    cdef const floating* yr
-    cdef double cost = 0
-    cdef Py_ssize_t correct = 0
-    cdef bf_csr chunk
-    if sp != NULL:
-        chunk = sp[0]
-    while start < n:
-        rows = min(batch, n - start)
-        chunk.first = start
-        _forward_chunk(net, params, X + start * net.sizes[0] if sp == NULL else NULL, z,
-                       rows, batch, work, &chunk if sp != NULL else NULL)
-        for r in range(rows):
-            zr = z + r * n_out
-            yr = Y + (start + r) * n_out
-            if act == ACT_SOFTMAX:
-                jz = 0
-                jy = 0
-                for j in range(1, n_out):
-                    if zr[j] > zr[jz]:
-                        jz = j
-                    if yr[j] > yr[jy]:
-                        jy = j
-                correct += jz == jy
-            elif act == ACT_SIGMOID:
-                # sigmoid(z) > 0.5 exactly when z > 0.
-                for j in range(n_out):
-                    correct += (zr[j] > 0) == (yr[j] > 0.5)
-        cost += _output_delta(net, z, Y + start * n_out, NULL, z + batch * n_out,
-                              bsum, rows)
-        start += rows
-    accuracy[0] = correct / <double>(n if act == ACT_SOFTMAX else n * n_out)
-    return cost
-
-
 cdef double _validate_score(const Net* net, const floating* params,
                             const floating* X, const floating* Y, const floating* w,
                             Py_ssize_t n, Py_ssize_t batch, floating* work, double* bsum,
                             int metric, double* stats, double* score,
                             const bf_csr* sp) noexcept nogil:
-    """Sum of the per-sample costs over n rows, and the score scikit-learn's
-    estimators report, in one forward pass.
+    """Sum of the per-sample costs over n rows, ``batch`` rows at a time
+    (the rows of the sparse sp in place of X, where sp is not NULL), and the
+    score scikit-learn's estimators report, in one forward pass.
 
     IN: w, n weights or NULL for weights of 1; for METRIC_R2, stats[j] the
     weighted sum of squares of target j about its weighted mean.
@@ -1134,7 +1089,8 @@ cdef double _validate_score(const Net* net, const floating* params,
     OUT: *score. METRIC_ACCURACY: the weighted fraction of rows predicted
     right, a row right when its largest softmax output is the target's largest
     entry, or (sigmoid outputs) when every unit is on the target's side of
-    0.5, as accuracy_score counts labels and label sets. METRIC_R2: r2_score
+    0.5, as accuracy_score counts labels and label sets. METRIC_UNITS: that
+    of History.val_accuracy, unweighted (w NULL). METRIC_R2: r2_score
     averaged over the targets (1 for a constant target predicted exactly, 0
     for one predicted otherwise, as r2_score does); NaN if a prediction is
     not finite, as scikit-learn scores such a model.
@@ -1178,8 +1134,13 @@ cdef double _validate_score(const Net* net, const floating* params,
                         jy = j
                 if jz == jy:
                     right += wr
+            elif metric == METRIC_UNITS:
+                if act == ACT_SIGMOID:
+                    # sigmoid(z) > 0.5 exactly when z > 0.
+                    wsum += n_out - 1
+                    for j in range(n_out):
+                        right += (zr[j] > 0) == (yr[j] > 0.5)
             else:
-                # sigmoid(z) > 0.5 exactly when z > 0.
                 ok = True
                 for j in range(n_out):
                     ok = ok and ((zr[j] > 0) == (yr[j] > 0.5))
@@ -1817,8 +1778,9 @@ cdef void _fit_run(Run* r, floating* p) noexcept nogil:
             if metric == METRIC_ACCURACY:
                 history[epoch * H_COLUMNS + H_VAL_ACCURACY] = val_score
         elif n_val > 0:
-            monitor = _validate(net, p, <const floating*>r.Xv, <const floating*>r.Yv, n_val,
-                                batch, work, r.bsum, &val_acc, vsp) / n_val
+            monitor = _validate_score(net, p, <const floating*>r.Xv, <const floating*>r.Yv,
+                                      NULL, n_val, batch, work, r.bsum, METRIC_UNITS, NULL,
+                                      &val_acc, vsp) / n_val
             history[epoch * H_COLUMNS + H_VAL_LOSS] = monitor
             history[epoch * H_COLUMNS + H_VAL_ACCURACY] = val_acc
         done += 1
@@ -1903,19 +1865,30 @@ cdef void _fit_run(Run* r, floating* p) noexcept nogil:
     r.best_epoch = best_epoch
 
 
+cdef const floating* _weights(const floating[::1] w, Py_ssize_t n) except? NULL:
+    """The weights' data, NULL for None; one per row or a ValueError."""
+    if w is None:
+        return NULL
+    if w.shape[0] != n:
+        raise ValueError("sample_weight must hold one weight per row")
+    return &w[0] if n > 0 else NULL
+
+
 def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
               const int[::1] acts, int loss, const floating[:, ::1] X,
               const floating[:, ::1] Y, floating[::1] grad,
               floating[::1] work, double[::1] bsum, int n_threads=0,
-              object x_sparse=None):
+              object x_sparse=None, const floating[::1] sample_weight=None):
     """Mean gradient over all rows of X into grad; returns the cost sum.
-    ``x_sparse``: as for fit (X is then an empty (0, n_0) array)."""
+    ``x_sparse``: as for fit (X is then an empty (0, n_0) array).
+    ``sample_weight``: None, or one weight per row multiplying its cost."""
     cdef Net net
     cdef double cost
     cdef Py_ssize_t n = X.shape[0]
     cdef bf_csr xs
     cdef bint is_sp = x_sparse is not None
     cdef const floating* xp = NULL
+    cdef const floating* sw
     _init_net(&net, sizes, acts, loss)
     if x_sparse is not None:
         n = _csr_open(x_sparse, sizes[0], &xs, &params[0])
@@ -1928,11 +1901,12 @@ def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
         raise ValueError("buffers do not match the network")
     _check_rows(&net, n, n if is_sp else X.shape[0], X.shape[1],
                 Y.shape[0], Y.shape[1])
+    sw = _weights(sample_weight, n)
     _gemm_start(&net, n, n_threads, sizeof(floating), is_sp)
     try:
         with nogil:
             # _batch only writes params when grad is NULL.
-            cost = _batch(&net, <floating*>&params[0], xp, &Y[0, 0], NULL, n,
+            cost = _batch(&net, <floating*>&params[0], xp, &Y[0, 0], sw, n,
                           n, &work[0], &bsum[0], NULL, 0.0, &grad[0], NULL, NULL, NULL,
                           NULL, False, &xs if is_sp else NULL)
     finally:
@@ -2006,10 +1980,13 @@ def predict(const floating[::1] params, const Py_ssize_t[::1] sizes,
 def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
              const int[::1] acts, int loss, const floating[:, ::1] X,
              const floating[:, ::1] Y, floating[::1] work, double[::1] bsum,
-             Py_ssize_t batch, int n_threads=0, object x_sparse=None):
+             Py_ssize_t batch, int n_threads=0, object x_sparse=None,
+             const floating[::1] sample_weight=None):
     """Sum over the rows of X of the per-sample cost, ``batch`` rows at a time.
-    ``x_sparse``: as for fit (X is then an empty (0, n_0) array)."""
+    ``x_sparse``: as for fit (X is then an empty (0, n_0) array).
+    ``sample_weight``: None, or one weight per row multiplying its cost."""
     cdef Net net
+    cdef const floating* sw
     cdef Py_ssize_t n = X.shape[0], start, rows, n_out, L
     cdef double cost = 0
     cdef floating* z
@@ -2025,6 +2002,7 @@ def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
         raise ValueError("buffers do not match the network")
     _check_rows(&net, n, n if is_sp else X.shape[0], X.shape[1],
                 Y.shape[0], Y.shape[1])
+    sw = _weights(sample_weight, n)
     L = net.n_layers
     n_out = sizes[L]
     z = &work[0] + batch * (_total_width(&net) - n_out)
@@ -2038,8 +2016,8 @@ def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
                 _forward_chunk(&net, &params[0],
                                &X[start, 0] if not is_sp else NULL, z, rows, batch,
                                &work[0], &xs if is_sp else NULL)
-                cost += _output_delta(&net, z, &Y[start, 0], NULL, z + batch * n_out,
-                                      &bsum[0], rows)
+                cost += _output_delta(&net, z, &Y[start, 0], sw + start if sw != NULL else NULL,
+                                      z + batch * n_out, &bsum[0], rows)
                 start += rows
     finally:
         _gemm_end(&net)

@@ -150,3 +150,41 @@ def test_softmax_cross_entropy_targets_that_are_not_distributions(y):
         b[j] = saved
         numeric.append((c_plus - c_minus) / 2e-6)
     np.testing.assert_allclose(db[0], numeric, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sample_weight_in_evaluate_and_gradients(dtype):
+    """Weighted cost and gradient: integer weights equal repeating the rows,
+    and any weights give the weighted mean of the per-sample figures."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(30, 5))
+    y = rng.integers(0, 3, size=30)
+    net = Network([5, 7, 3], ["tanh", "softmax"], "cross_entropy", dtype=dtype, seed=2)
+    counts = rng.integers(0, 4, size=30)
+    counts[0] = 1
+    rep = np.repeat(np.arange(30), counts)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    assert net.evaluate(X, y, sample_weight=counts) == pytest.approx(
+        net.evaluate(X[rep], y[rep]), rel=tol)
+    for a, b in zip(sum(net.gradients(X, y, sample_weight=counts), []),
+                    sum(net.gradients(X[rep], y[rep]), [])):
+        np.testing.assert_allclose(a, b, rtol=tol * 100, atol=tol)
+    w = rng.random(30) + 0.05
+    per = np.array([net.evaluate(X[i:i + 1], y[i:i + 1]) for i in range(30)])
+    assert net.evaluate(X, y, sample_weight=w) == pytest.approx(
+        np.dot(w, per) / w.sum(), rel=tol)
+    grads = [net.gradients(X[i:i + 1], y[i:i + 1]) for i in range(30)]
+    dW, db = net.gradients(X, y, sample_weight=w)
+    for m in range(2):
+        np.testing.assert_allclose(
+            dW[m], sum(wi * g[0][m] for wi, g in zip(w, grads)) / w.sum(), rtol=tol * 100,
+            atol=tol)
+        np.testing.assert_allclose(
+            db[m], sum(wi * g[1][m] for wi, g in zip(w, grads)) / w.sum(), rtol=tol * 100,
+            atol=tol)
+    with pytest.raises(ValueError, match="shape"):
+        net.evaluate(X, y, sample_weight=w[:-1])
+    with pytest.raises(ValueError, match=">= 0"):
+        net.gradients(X, y, sample_weight=-w)
+    with pytest.raises(ValueError, match="positive sum"):
+        net.evaluate(X, y, sample_weight=np.zeros(30))
