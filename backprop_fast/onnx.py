@@ -339,11 +339,10 @@ def _class_labels(classes: np.ndarray) -> np.ndarray:
     classes = np.asarray(classes)
     if classes.dtype.kind in "biu":
         return classes.astype(np.int64)
-    if classes.dtype.kind == "f" and np.all(np.isfinite(classes)) \
-            and np.all(classes == np.round(classes)):
+    # scikit-learn takes float labels only where they are whole numbers.
+    if classes.dtype.kind == "f" and np.all(classes == np.round(classes)):
         return classes.astype(np.int64)
-    if classes.dtype.kind in "US" or (classes.dtype.kind == "O"
-                                       and all(isinstance(c, str) for c in classes)):
+    if classes.dtype.kind == "U" or all(isinstance(c, str) for c in classes):
         return np.array([str(c) for c in classes], dtype=object)
     raise ValueError(f"cannot export the class labels {classes!r} to ONNX, whose labels are "
                      "int64 or strings: fit on integer or string labels")
