@@ -102,6 +102,20 @@ def test_pipeline_zipmap_and_string_labels(skl2onnx, activation):
     np.testing.assert_allclose(proba, pipe.predict_proba(X), **TOL[np.float32])
 
 
+def test_zipmap_columns_and_nocl(skl2onnx):
+    X, rng = _data()
+    clf = _classifier("relu").fit(X, _targets("strings", X, rng))
+    expected = clf.predict_proba(X)
+    labels, *columns = _run(skl2onnx.to_onnx(clf, X[:1], options={"zipmap": "columns"}), X)
+    assert list(labels) == list(clf.predict(X))
+    np.testing.assert_allclose(np.column_stack(columns), expected, **TOL[np.float32])
+    # nocl: column numbers instead of the classes.
+    numbers, proba = _run(skl2onnx.to_onnx(clf, X[:1], options={"nocl": True, "zipmap": False}),
+                          X)
+    np.testing.assert_array_equal(clf.classes_[numbers], clf.predict(X))
+    np.testing.assert_allclose(proba, expected, **TOL[np.float32])
+
+
 def test_pipeline_multilabel(skl2onnx):
     X, rng = _data()
     Y = _targets("multilabel", X, rng)
