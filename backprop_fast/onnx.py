@@ -16,7 +16,7 @@ A fitted :class:`~backprop_fast.sklearn.MLPClassifier` or
 the few nodes that turn the network's output into ``predict_proba``'s
 columns (both columns of a binary classifier) or ``predict``'s values.
 :func:`register_skl2onnx` teaches skl2onnx to convert the estimators, alone
-or inside a pipeline; both routes emit the layers through :func:`_emit_layers`.
+or inside a pipeline; both routes emit the same layer nodes (``_emit_layers``).
 
 Running the file with onnxruntime gives the output of ``Network.predict``
 (within 1e-5 in float32 and 1e-12 in float64, the difference between two
