@@ -1745,7 +1745,10 @@ class Network:
         """Write the forward pass to ``path`` as an ONNX model (needs the ``onnx`` extra).
 
         The graph is Gemm and activation nodes in the network's dtype;
-        onnxruntime reproduces ``predict``.
+        onnxruntime reproduces ``predict``. Called on the class with a fitted
+        ``backprop_fast.sklearn`` estimator, ``Network.to_onnx(estimator,
+        path)``, it exports the estimator (as ``estimator.to_onnx(path)``
+        does): see :func:`backprop_fast.onnx.to_onnx`.
         """
         from .onnx import to_onnx
         to_onnx(self, path)

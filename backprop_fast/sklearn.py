@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
         "backprop_fast.sklearn needs scikit-learn >= 1.6: pip install "
         f"'backprop_fast[sklearn]' (the import failed with: {exc})") from None
 
-from .network import DivergenceError, Network, StoppingState
+from .network import DivergenceError, Network, PathLike, StoppingState
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -320,6 +320,17 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"intercepts_ needs {len(biases)} arrays, got {len(values)}")
         for b, v in zip(biases, values):
             b[...] = v
+
+    def to_onnx(self, path: PathLike) -> None:
+        """Write the fitted estimator to ``path`` as an ONNX model (needs the
+        ``onnx`` extra): input ``"X"``, output ``"Y"``, the values of
+        ``predict_proba`` for a classifier (both columns for a binary target)
+        and of ``predict`` for a regressor. See
+        :func:`backprop_fast.onnx.to_onnx`; for pipelines,
+        :func:`backprop_fast.onnx.register_skl2onnx`.
+        """
+        from .onnx import to_onnx
+        to_onnx(self, path)
 
     # ------------------------------------------------------------ training
 

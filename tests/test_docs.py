@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not (DOCS / "conf.py").exists(),
                                 reason="docs/ is not beside the tests")
 PAGES = sorted(DOCS.glob("*.md")) if DOCS.exists() else []
 # Libraries some examples use; an example that needs a missing one is skipped.
-OPTIONAL = {"sklearn", "onnx", "onnxruntime", "threadpoolctl", "matplotlib"}
+OPTIONAL = {"sklearn", "onnx", "onnxruntime", "skl2onnx", "threadpoolctl", "matplotlib"}
 
 
 def test_docs_build_with_warnings_as_errors(tmp_path):

@@ -25,7 +25,9 @@ def test_public_functions_added_here_are_annotated():
     from backprop_fast import cli, onnx, plot
     from backprop_fast.sklearn import MLPClassifier, MLPRegressor
 
-    for func in (onnx.to_onnx, onnx.to_onnx_model, plot.plot_history, plot.history_lists,
+    for func in (onnx.to_onnx, onnx.to_onnx_model, onnx.register_skl2onnx,
+                 MLPClassifier.to_onnx, MLPRegressor.to_onnx,
+                 plot.plot_history, plot.history_lists,
                  cli.add_commands, cli.save_model, cli.load_model,
                  MLPClassifier.fit, MLPClassifier.partial_fit, MLPClassifier.predict,
                  MLPClassifier.predict_proba, MLPClassifier.predict_log_proba,
