@@ -1,9 +1,17 @@
 # Type stub of the compiled kernel (src/_kernel.pyx); see its docstrings.
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 HISTORY_COLUMNS: Tuple[str, ...]
+ACTIVATION_CODES: Dict[str, int]
+LOSS_CODES: Dict[str, int]
+OPTIMIZER_CODES: Dict[str, int]
+SCHEDULE_CODES: Dict[str, int]
+STOPPING_CODES: Dict[str, int]
+METRIC_CODES: Dict[Optional[str], int]
+STATUS_NONFINITE_COST_CODE: int
+STATUS_DIVERGED_KEPT_BEST_CODE: int
 SMALL_PRODUCT_MACS: int
 
 class _View:
@@ -58,24 +66,31 @@ def view2(a: np.ndarray) -> _View: ...
 # A sparse X: (indptr, indices, data), int64, int64 and the network's dtype.
 _Csr = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
-def fit(params: Buffer, sizes: Buffer, acts: Buffer, loss: int,
-        X: Buffer, Y: Buffer, sample_weight: Buffer, X_val: Buffer,
-        Y_val: Buffer, settings: Settings, rng_state: Buffer, step: Buffer,
-        order: Buffer, work: Buffer, bsum: Buffer, grad: Buffer,
-        m1: Buffer, m2: Buffer, snapshot: Buffer, best: Buffer,
-        history: Buffer,
-        epoch_end: Optional[Callable[[int], Any]],
-        n_threads: int = 0, val_weight: Optional[Buffer] = None,
-        val_stats: Optional[Buffer] = None, x_sparse: Optional[_Csr] = None,
-        val_sparse: Optional[_Csr] = None) -> Tuple[int, int, int]: ...
+class FitCall:
+    """One network's fit, checked by fit_call, run by run_fits."""
+
+def fit_call(params: Buffer, sizes: Buffer, acts: Buffer, loss: int,
+             X: Buffer, Y: Buffer, sample_weight: Buffer, X_val: Buffer,
+             Y_val: Buffer, settings: Settings, rng_state: Buffer, step: Buffer,
+             order: Buffer, work: Buffer, bsum: Buffer, grad: Buffer,
+             m1: Buffer, m2: Buffer, snapshot: Buffer, best: Buffer,
+             history: Buffer,
+             epoch_end: Optional[Callable[[int], Any]],
+             val_weight: Optional[Buffer] = None,
+             val_stats: Optional[Buffer] = None, x_sparse: Optional[_Csr] = None,
+             val_sparse: Optional[_Csr] = None) -> FitCall: ...
+def run_fits(calls: List[FitCall], n_threads: int = 0,
+             spread: bool = True) -> List[Tuple[int, int, int]]: ...
 def gradients(params: Buffer, sizes: Buffer, acts: Buffer, loss: int,
               X: Buffer, Y: Buffer, grad: Buffer, work: Buffer,
-              bsum: Buffer, n_threads: int = 0, x_sparse: Optional[_Csr] = None) -> float: ...
+              bsum: Buffer, n_threads: int = 0, x_sparse: Optional[_Csr] = None,
+              sample_weight: Optional[Buffer] = None) -> float: ...
 def predict(params: Buffer, sizes: Buffer, acts: Buffer, X: Buffer,
             out: Buffer, work: Buffer, batch: int, n_threads: int = 0,
             x_sparse: Optional[_Csr] = None) -> None: ...
 def evaluate(params: Buffer, sizes: Buffer, acts: Buffer, loss: int,
              X: Buffer, Y: Buffer, work: Buffer, bsum: Buffer,
-             batch: int, n_threads: int = 0, x_sparse: Optional[_Csr] = None) -> float: ...
+             batch: int, n_threads: int = 0, x_sparse: Optional[_Csr] = None,
+             sample_weight: Optional[Buffer] = None) -> float: ...
 def _test_element(x: np.ndarray, i: int) -> float: ...
 def _test_elementwise(name: str, x: np.ndarray) -> None: ...

@@ -24,15 +24,15 @@ __all__ = ["Network", "History", "DivergenceError", "ParameterList"]
 PathLike = Union[str, "os.PathLike[str]"]
 Callback = Callable[[int, Dict[str, float]], Any]
 
-ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2, "identity": 3, "softmax": 4}
-LOSSES = {"squared_error": 0, "cross_entropy": 1, "poisson": 2}
-OPTIMIZERS = {"sgd": 0, "adam": 1, "adamw": 2}
+ACTIVATIONS = _kernel.ACTIVATION_CODES
+LOSSES = _kernel.LOSS_CODES
+OPTIMIZERS = _kernel.OPTIMIZER_CODES
 _OPTIMIZER_NAMES = {code: name for name, code in OPTIMIZERS.items()}
 # The arrays a saved file may hold.
 _FILE_ARRAYS = {"meta", "params", "rng_state", "opt_m1", "opt_m2"}
-SCHEDULES = {"constant": 0, "invscaling": 1, "cosine": 2, "plateau": 3, "adaptive": 4}
-STOPPING = {"patience": 0, "sklearn": 1}
-VALIDATION_METRICS = {None: 0, "accuracy": 1, "r2": 2}
+SCHEDULES = _kernel.SCHEDULE_CODES
+STOPPING = _kernel.STOPPING_CODES
+VALIDATION_METRICS = _kernel.METRIC_CODES
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FORMAT_VERSION = 1
 
@@ -1394,12 +1394,13 @@ class Network:
         callbacks = () if callbacks is None else self._check_callbacks(callbacks)
         sk = False
         if stopping is not d["stopping"]:
-            sk = STOPPING[_check_choice(stopping, "stopping", STOPPING)] == 1
+            sk = (STOPPING[_check_choice(stopping, "stopping", STOPPING)]
+                  == STOPPING["sklearn"])
         metric = 0
         if validation_metric is not None:
             metric = VALIDATION_METRICS[_check_choice(validation_metric, "validation_metric",
                                                       ("accuracy", "r2"))]
-            if metric == 1 and self._loss != "cross_entropy":
+            if metric == VALIDATION_METRICS["accuracy"] and self._loss != "cross_entropy":
                 raise ValueError("validation_metric='accuracy' needs a cross_entropy network")
         if loss_penalty is not d["loss_penalty"]:
             settings.loss_penalty = _check_real(loss_penalty, "loss_penalty", 0)
@@ -1407,7 +1408,7 @@ class Network:
             raise ValueError(f'stopping="sklearn" takes lr_schedule "constant", "invscaling" '
                              f'or "adaptive", got {lr_schedule!r}')
         if sk:
-            settings.stopping = 1
+            settings.stopping = STOPPING["sklearn"]
             settings.early_stopping = True
             settings.tol = tol if tol is d["tol"] else _check_real(tol, "tol", 0)
             if not (n_iter_no_change == math.inf or _is_count(n_iter_no_change)
@@ -1486,7 +1487,7 @@ class Network:
         val_stats = None
         if settings.val_metric:
             val_stats = np.zeros(2 * self._layer_sizes[-1])
-            if settings.val_metric == 2:
+            if settings.val_metric == VALIDATION_METRICS["r2"]:
                 # r2_score's denominators: the weighted sum of squares of each
                 # target about its weighted mean.
                 Yv = np.asarray(Y_val, dtype=np.float64)
@@ -1605,14 +1606,15 @@ class Network:
         """Kernel views of grad, m1, m2, keeping the state of the last fit
         (``no_buffer``, the kernel view of an empty array, where unused)."""
         kind = settings.optimizer
-        fold = kind == 0 and settings.momentum == 0 and settings.weight_decay == 0
+        sgd = OPTIMIZERS["sgd"]
+        fold = kind == sgd and settings.momentum == 0 and settings.weight_decay == 0
         if fold:
             return no_buffer, no_buffer, no_buffer
         if self._optimizer != kind:
             # Allocated before any is assigned: a MemoryError leaves the
             # previous state whole.
             m1 = np.zeros_like(self._params)
-            m2 = (np.zeros_like(self._params) if kind != 0
+            m2 = (np.zeros_like(self._params) if kind != sgd
                   else np.empty(0, dtype=self._dtype))
             self._optimizer, self._opt_m1, self._opt_m2 = kind, m1, m2
             self._opt_step[0] = 0
@@ -1879,7 +1881,7 @@ class _FitRun:
             # (save, pickle) sees both or neither.
             net._history._add((self.out[:done], self.validation, self.classifier,
                                self.scored))
-        if status not in (0, 3):
+        if status not in (0, _kernel.STATUS_DIVERGED_KEPT_BEST_CODE):
             net._optimizer = None  # the state may hold NaN/inf
             self.finite = _kernel.all_finite(net._kview("params", net._params))
 
@@ -1895,11 +1897,11 @@ class _FitRun:
         assert self.outcome is not None
         status, done, best_epoch = self.outcome
         error = None
-        # stopping="sklearn" with a validation score (status 3): a divergence
-        # ends training as scikit-learn ends it, with the best epoch's
-        # parameters, and raises nothing.
-        if status not in (0, 3):
-            what = "the cost" if status == 1 else "a parameter"
+        # stopping="sklearn" with a validation score: a divergence ends
+        # training as scikit-learn ends it, with the best epoch's parameters,
+        # and raises nothing.
+        if status not in (0, _kernel.STATUS_DIVERGED_KEPT_BEST_CODE):
+            what = "the cost" if status == _kernel.STATUS_NONFINITE_COST_CODE else "a parameter"
             if self.finite:
                 kept = "The network keeps its last finite parameters."
             else:

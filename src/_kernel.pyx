@@ -181,6 +181,21 @@ cdef enum:
     H_VAL_SCORE = 5
     H_COLUMNS = 6
 HISTORY_COLUMNS = ("loss", "val_loss", "val_accuracy", "learning_rate", "time", "val_score")
+# The codes of the names backprop_fast/network.py takes, from the enums
+# above and _activations.pxd: one source for the module and its caller.
+ACTIVATION_CODES = {"sigmoid": ACT_SIGMOID, "tanh": ACT_TANH, "relu": ACT_RELU,
+                    "identity": ACT_IDENTITY, "softmax": ACT_SOFTMAX}
+LOSS_CODES = {"squared_error": LOSS_SQUARED_ERROR, "cross_entropy": LOSS_CROSS_ENTROPY,
+              "poisson": LOSS_POISSON}
+OPTIMIZER_CODES = {"sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW}
+SCHEDULE_CODES = {"constant": SCHED_CONSTANT, "invscaling": SCHED_INVSCALING,
+                  "cosine": SCHED_COSINE, "plateau": SCHED_PLATEAU,
+                  "adaptive": SCHED_ADAPTIVE}
+STOPPING_CODES = {"patience": STOP_PATIENCE, "sklearn": STOP_SKLEARN}
+METRIC_CODES = {None: METRIC_NONE, "accuracy": METRIC_ACCURACY, "r2": METRIC_R2}
+STATUS_NONFINITE_COST_CODE = STATUS_NONFINITE_COST
+# A divergence that scikit-learn's rules absorb (see fit_call): not an error.
+STATUS_DIVERGED_KEPT_BEST_CODE = STATUS_DIVERGED_KEPT_BEST
 # Products of more multiply-adds than this leave the small loops for bf_gemm
 # (one chain of multiply-adds per element, k in order, on the call's threads).
 SMALL_PRODUCT_MACS = SMALL_PRODUCT
