@@ -1926,37 +1926,46 @@ def _run_fits(runs: List[_FitRun], n_threads: int) -> None:
     """Run fits in one kernel call, each network's lock held (taken in one
     global order, so that two calls over the same networks cannot
     deadlock); each run's ``outcome`` is set on return."""
+    if len(runs) == 1:
+        with runs[0].net._lock:
+            _run_locked(runs, n_threads)
+        return
     nets = [run.net for run in runs]
     if len({id(net) for net in nets}) != len(nets):
         raise ValueError("a network appears more than once in one call")
     with contextlib.ExitStack() as stack:
         for net in sorted(nets, key=id):
             stack.enter_context(net._lock)
-        started: List[_FitRun] = []
+        _run_locked(runs, n_threads)
+
+
+def _run_locked(runs: List[_FitRun], n_threads: int) -> None:
+    """_run_fits with the locks held."""
+    started: List[_FitRun] = []
+    try:
+        calls = []
+        for run in runs:
+            started.append(run)
+            calls.append(run.start())
+        # Callbacks run on this thread (which holds the networks' locks,
+        # so that they may save or read them), one network at a time.
+        hooks = any(run.callbacks or run.verbose for run in runs)
         try:
-            calls = []
+            outcomes = _kernel.run_fits(calls, n_threads, not hooks)
+        except BaseException:
+            # Ctrl-C or a callback's exception: every network keeps what
+            # it finished.
             for run in runs:
-                started.append(run)
-                calls.append(run.start())
-            # Callbacks run on this thread (which holds the networks' locks,
-            # so that they may save or read them), one network at a time.
-            hooks = any(run.callbacks or run.verbose for run in runs)
-            try:
-                outcomes = _kernel.run_fits(calls, n_threads, not hooks)
-            except BaseException:
-                # Ctrl-C or a callback's exception: every network keeps what
-                # it finished.
-                for run in runs:
-                    run.record_finished()
-                raise
-            finally:
-                for run in runs:
-                    run.save_state()
-            for run, outcome in zip(runs, outcomes):
-                run.finish(outcome)
+                run.record_finished()
+            raise
         finally:
-            for run in started:
-                run.end()
+            for run in runs:
+                run.save_state()
+        for run, outcome in zip(runs, outcomes):
+            run.finish(outcome)
+    finally:
+        for run in started:
+            run.end()
 
 
 _FIT_DEFAULTS: Dict[str, Any] = Network.fit.__kwdefaults__  # type: ignore[assignment]
