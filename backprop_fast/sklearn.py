@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,7 +43,8 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
 
 from .network import DivergenceError, Network, StoppingState
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = ["MLPClassifier", "MLPRegressor", "MLPClassifierCV", "MLPRegressorCV",
+           "MLPEnsembleClassifier", "MLPEnsembleRegressor"]
 
 _SOLVERS = ("sgd", "adam", "lbfgs")
 _SCHEDULES = ("constant", "invscaling", "adaptive")
@@ -1151,3 +1152,27 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags.target_tags.multi_output = True
         return tags
 
+
+
+# The search and the ensembles build on the estimators above: their module
+# imports this one, so it is loaded on first use of one of their names.
+if TYPE_CHECKING:
+    from ._search import (
+        MLPClassifierCV,
+        MLPEnsembleClassifier,
+        MLPEnsembleRegressor,
+        MLPRegressorCV,
+    )
+
+_MANY = ("MLPClassifierCV", "MLPRegressorCV", "MLPEnsembleClassifier", "MLPEnsembleRegressor")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MANY:
+        from . import _search
+        return getattr(_search, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_MANY))
