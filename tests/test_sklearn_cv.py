@@ -8,7 +8,7 @@ import pytest
 sklearn = pytest.importorskip("sklearn")
 
 from sklearn import neural_network as sk_nn  # noqa: E402
-from sklearn.base import clone  # noqa: E402
+from sklearn.base import clone, is_classifier  # noqa: E402
 from sklearn.datasets import make_classification, make_regression  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning, NotFittedError  # noqa: E402
 from sklearn.metrics import make_scorer, mean_absolute_error  # noqa: E402
@@ -272,6 +272,66 @@ def test_bad_search_parameters(params, error, message):
     X, y = _classification(30)
     with pytest.raises(error, match=message):
         MLPClassifierCV(**BASE, cv=2, **params).fit(X, y)
+
+
+# ---------------------------------------------------------------- training together
+
+FITTED = ("loss_curve_", "loss_", "best_loss_", "validation_scores_", "best_validation_score_",
+          "n_iter_", "t_", "_learning_rate", "_no_improvement_count", "n_features_in_",
+          "n_outputs_", "out_activation_")
+
+
+def test_fit_estimators_equal_fits_alone(calls):
+    """Every fitted attribute of estimators trained together equals that of
+    the same estimator fitted alone on its rows, option by option."""
+    X, y = _classification(120)
+    Xr, yr = _regression(120)
+    Y2 = np.column_stack([yr, yr ** 2])
+    rng = np.random.RandomState(0)
+    w = rng.uniform(0.5, 2.0, 120)
+    cases = [
+        (MLPClassifier(**dict(BASE, solver="sgd", learning_rate="invscaling", momentum=0.5,
+                              nesterovs_momentum=False, learning_rate_init=0.2)), X, y),
+        (MLPClassifier(**dict(BASE, solver="sgd", learning_rate="adaptive", tol=0.05,
+                              n_iter_no_change=2, early_stopping=True, max_iter=40)), X, y),
+        (MLPClassifier(**dict(BASE, early_stopping=True, validation_fraction=0.2,
+                              class_weight="balanced", learning_rate_init=0.01)), X, y),
+        (MLPClassifier(**dict(BASE, dtype="float32", learning_rate_init=0.01)), X, y),
+        (MLPClassifier(**dict(BASE, hidden_layer_sizes=(4, 3), activation=["tanh", "relu"],
+                              batch_size="auto")), X, y > 0),
+        (MLPRegressor(**dict(BASE, learning_rate_init=0.01)), Xr, Y2),
+        (MLPRegressor(**dict(BASE, loss="poisson", solver="sgd", momentum=0.0,
+                             learning_rate_init=0.01)), np.abs(Xr), np.abs(yr) * 3),
+    ]
+    for weights in (None, w):
+        for est, Xc, yc in cases:
+            subsets = [rng.choice(120, 90, replace=False), None, rng.randint(0, 120, 120)]
+            together = [clone(est) for _ in subsets]
+            calls["fit_many"].clear()
+            errors, _ = _search.fit_estimators(together, Xc, yc, subsets, weights)
+            assert errors == [None] * 3 and calls["fit_many"] == [3]
+            for fitted, rows in zip(together, subsets):
+                rows = np.arange(120) if rows is None else rows
+                alone = clone(est).fit(Xc[rows], yc[rows],
+                                       sample_weight=None if weights is None else weights[rows])
+                for name in FITTED:
+                    assert getattr(fitted, name) == getattr(alone, name), (est, name)
+                for a, b in zip(fitted.coefs_ + fitted.intercepts_,
+                                alone.coefs_ + alone.intercepts_):
+                    np.testing.assert_array_equal(a, b)
+                if is_classifier(est):
+                    np.testing.assert_array_equal(fitted.classes_, alone.classes_)
+                np.testing.assert_array_equal(fitted.predict(Xc), alone.predict(Xc))
+
+
+def test_fit_estimators_reports_each_fits_error():
+    X, y = _regression()
+    ests = [MLPRegressor(**dict(BASE, solver="sgd", momentum=0.0, learning_rate_init=lr))
+            for lr in (0.01, 1e3)] + [MLPRegressor(solver="newton")]
+    errors, times = _search.fit_estimators(ests, X, y, [None] * 3)
+    assert errors[0] is None and ests[0].n_iter_ == 25
+    assert "non-finite" in str(errors[1]) and "solver" in str(errors[2])
+    assert len(times) == 3 and all(t >= 0 for t in times)
 
 
 # ---------------------------------------------------------------- ensembles
