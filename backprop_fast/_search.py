@@ -76,8 +76,7 @@ def fit_estimators(estimators: Sequence[_BaseMLP], X: Any, y: Any, subsets: Sequ
     Parameters
     ----------
     estimators : sequence of MLPClassifier or MLPRegressor
-        Unfitted (or to be refitted from scratch: ``warm_start`` is not
-        honoured here).
+        Each is fitted as its own ``fit`` would fit it.
     X, y : array-like, sparse matrix (X) or data frame
         The whole data; rows are taken with scikit-learn's indexing, so a
         data frame stays one.

@@ -176,13 +176,14 @@ def test_regressor_scoring_weights_and_groups():
     _assert_same_results(ours, theirs)
 
 
-def test_sparse_X_and_both_dtypes_in_one_call(calls):
+def test_sparse_X_dtypes_and_architectures_in_one_call(calls):
     import scipy.sparse as sp
     X, y = _classification()
     X = sp.csr_matrix(np.where(np.abs(X) < 0.5, 0.0, X))
-    grid = {"dtype": ["float32", "float64"], "early_stopping": [False, True]}
+    grid = {"dtype": ["float32", "float64"], "early_stopping": [False, True],
+            "hidden_layer_sizes": [(6,), (5, 3)]}
     ours = MLPClassifierCV(**BASE, param_grid=grid, cv=3).fit(X, y)
-    assert calls["fit_many"] == [12]
+    assert calls["fit_many"] == [24]
     theirs = GridSearchCV(MLPClassifier(**BASE), grid, cv=3).fit(X, y)
     _assert_same_results(ours, theirs)
     assert ours.best_estimator_.network_.dtype == np.dtype(ours.best_params_["dtype"])
