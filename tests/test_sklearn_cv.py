@@ -333,6 +333,13 @@ def test_fit_estimators_reports_each_fits_error():
     assert errors[0] is None and ests[0].n_iter_ == 25
     assert "non-finite" in str(errors[1]) and "solver" in str(errors[2])
     assert len(times) == 3 and all(t >= 0 for t in times)
+    # Network.fit's own checks refuse one network's data (negative Poisson
+    # targets): that fit fails, the other trains as it would alone.
+    ests = [MLPRegressor(**dict(BASE, loss="poisson")), MLPRegressor(**BASE)]
+    errors, _ = _search.fit_estimators(ests, X, y, [None, None])
+    assert ">= 0" in str(errors[0]) and errors[1] is None
+    alone = MLPRegressor(**BASE).fit(X, y)
+    np.testing.assert_array_equal(ests[1].coefs_[0], alone.coefs_[0])
 
 
 # ---------------------------------------------------------------- ensembles
