@@ -107,6 +107,7 @@ def fit_many(networks: Sequence[Network], X: ArrayLike, y: ArrayLike, *,
                                   or not isinstance(n_threads, (int, np.integer))
                                   or n_threads < 1):
         raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
+    # A scipy.sparse matrix or an ndarray: both index rows and have a shape.
     Xa: Any = X if _is_sparse(X) else np.asarray(X)
     ya = np.asarray(y)
     if Xa.ndim < 1 or ya.ndim < 1:

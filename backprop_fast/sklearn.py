@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,7 +43,8 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
 
 from .network import DivergenceError, Network, PathLike, StoppingState
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = ["MLPClassifier", "MLPRegressor", "MLPClassifierCV", "MLPRegressorCV",
+           "MLPEnsembleClassifier", "MLPEnsembleRegressor"]
 
 _SOLVERS = ("sgd", "adam", "lbfgs")
 _SCHEDULES = ("constant", "invscaling", "adaptive")
@@ -343,6 +344,22 @@ class _BaseMLP(BaseEstimator):
         self.__dict__.pop("feature_names_in_", None)
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
+        X, Y, y_raw, sw, rs = self._begin_fit(X, y, sample_weight, incremental)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, np.ascontiguousarray(Y, dtype=self.network_.dtype), sw)
+            if not all(np.isfinite(p).all() for p in self.network_.weights
+                       + self.network_.biases):
+                raise DivergenceError(_NONFINITE)
+        else:
+            self._run_stochastic(self._stochastic_job(X, Y, sw, incremental, rs))
+        return self
+
+    def _begin_fit(self, X, y, sample_weight, incremental):
+        """Checks, validation and (on a first pass) a new network: what every
+        fit does before it trains. Returns X in the network's dtype, the
+        targets Y (2-D, as the output layer reads them, not yet in that
+        dtype), the validated labels, the sample weights and the random
+        stream the fit goes on drawing from."""
         self._check_params()
         _refuse_masked(X, "X")
         _refuse_masked(y, "y")
@@ -372,15 +389,7 @@ class _BaseMLP(BaseEstimator):
         self.network_.n_threads = self.n_threads
         # One conversion here, for every call on the data that follows.
         X = self._as_kernel_X(X, self.network_.dtype)
-        Y = np.ascontiguousarray(Y, dtype=self.network_.dtype)
-        if self.solver == "lbfgs":
-            self._fit_lbfgs(X, Y, sw)
-            if not all(np.isfinite(p).all() for p in self.network_.weights
-                       + self.network_.biases):
-                raise DivergenceError(_NONFINITE)
-        else:
-            self._fit_stochastic(X, Y, y_raw, sw, incremental, rs)
-        return self
+        return X, Y, y_raw, sw, rs
 
     def _initialize(self, Y, layer_units, activations, dtype, rs) -> None:
         output, loss = self._output(Y)
@@ -439,10 +448,13 @@ class _BaseMLP(BaseEstimator):
                            beta2=float(self.beta_2), epsilon=float(self.epsilon))
         return options
 
-    def _fit_stochastic(self, X, Y, y_raw, sw, incremental, rs) -> None:
+    def _stochastic_job(self, X, Y, sw, incremental, rs) -> "_StochasticJob":
+        """Everything an sgd/adam fit passes to ``Network.fit``, and what
+        ``_finish_stochastic`` needs afterwards: the whole fit short of the
+        training, so that it can run alone (``_run_stochastic``) or with
+        other estimators' fits in one ``fit_many`` call."""
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        net = self.network_
         if not incremental:
             # Each fit starts its schedule afresh (scikit-learn builds a new
             # optimizer); partial_fit continues it.
@@ -457,23 +469,26 @@ class _BaseMLP(BaseEstimator):
         elif self.best_loss_ is None:
             self.validation_scores_ = self.best_validation_score_ = None
             self.best_loss_ = np.inf
+        rows = None
+        options: Dict[str, Any] = {}
         if early_stopping:
             # scikit-learn stratifies on its binarised (boolean) target, so its
             # message for a class too small to split names the class 'True'.
+            # The split is drawn on row numbers, which train_test_split
+            # shuffles as it would shuffle the data: the training rows stay
+            # rows of X, as fit_many takes them.
             stratify = Y.astype(bool) if is_classifier(self) and self.n_outputs_ == 1 else None
-            arrays = [X, Y] + ([sw] if sw is not None else [])
-            parts = train_test_split(*arrays, random_state=rs,
-                                     test_size=self.validation_fraction, stratify=stratify)
-            X, X_val, Y, Y_val = parts[:4]
-            sw_val = None
-            if sw is not None:
-                sw, sw_val = parts[4], parts[5]
-            if X_val.shape[0] < 2:
+            rows, val = train_test_split(np.arange(X.shape[0]), random_state=rs,
+                                         test_size=self.validation_fraction, stratify=stratify)
+            if val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
-        else:
-            X_val = Y_val = sw_val = None
-        n_samples = X.shape[0]
+            options["validation_data"] = (X[val], Y[val])
+            options["validation_weight"] = None if sw is None else sw[val]
+            options["validation_metric"] = "accuracy" if is_classifier(self) else "r2"
+            if sw is not None:
+                sw = sw[rows]
+        n_samples = X.shape[0] if rows is None else rows.shape[0]
         if self.batch_size == "auto":
             batch = min(200, n_samples)
         else:
@@ -487,7 +502,7 @@ class _BaseMLP(BaseEstimator):
             sw = sw / mean_weight  # mean 1: the weighted mean cost sum(w c) / sum(w)
             if np.all(sw == 1.0):
                 sw = None
-        options = self._fit_options(batch, mean_weight, sw)
+        options.update(self._fit_options(batch, mean_weight, sw))
         scale = self._loss_scale()
         # The whole fit is one kernel call under scikit-learn's rules. Our
         # cost is scikit-learn's divided by ``scale``: so are the L2 term, the
@@ -502,11 +517,6 @@ class _BaseMLP(BaseEstimator):
         schedule = "constant"
         if self.solver == "sgd" and self.learning_rate != "constant":
             schedule = self.learning_rate
-        tol = float(self.tol) if early_stopping else self.tol / scale
-        if early_stopping:
-            options["validation_data"] = (X_val, Y_val)
-            options["validation_weight"] = sw_val
-            options["validation_metric"] = "accuracy" if is_classifier(self) else "r2"
         what = "Validation score" if early_stopping else "Training loss"
         stuck = (f"{what} did not improve more than tol={self.tol:f} for "
                  f"{self.n_iter_no_change} consecutive epochs.")
@@ -514,27 +524,39 @@ class _BaseMLP(BaseEstimator):
         if self.verbose:
             verbose = _VerboseEpochs(scale, early_stopping, schedule == "adaptive", stuck)
             options["callbacks"] = [verbose]
-        epochs = 1 if incremental else self.max_iter
+        options.update(epochs=1 if incremental else self.max_iter, batch_size=batch,
+                       learning_rate=float(self.learning_rate_init), shuffle=self.shuffle,
+                       lr_schedule=schedule, power_t=float(self.power_t), stopping="sklearn",
+                       tol=float(self.tol) if early_stopping else self.tol / scale,
+                       n_iter_no_change=self.n_iter_no_change,
+                       loss_penalty=0.5 * self.alpha / (n_samples * mean_weight),
+                       stopping_state=state)
+        return _StochasticJob(X, Y, rows, options, state, scale, n_samples, incremental,
+                              verbose, schedule, stuck)
+
+    def _run_stochastic(self, job: "_StochasticJob") -> None:
+        """Train the job's network alone, and finish the estimator."""
         t_before = self.t_
         interrupted = False
+        X, Y = (job.X, job.Y) if job.rows is None else (job.X[job.rows], job.Y[job.rows])
         try:
-            history = net.fit(X, Y, epochs=epochs, batch_size=batch,
-                              learning_rate=float(self.learning_rate_init),
-                              shuffle=self.shuffle, lr_schedule=schedule,
-                              power_t=float(self.power_t), stopping="sklearn", tol=tol,
-                              n_iter_no_change=self.n_iter_no_change,
-                              loss_penalty=0.5 * self.alpha / (n_samples * mean_weight),
-                              stopping_state=state, **options)
+            history = self.network_.fit(X, Y, **job.options)
             losses, scores = history.loss, history.val_score
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
             interrupted = True
-            done = (state.samples_seen - t_before) // n_samples
-            record = net.history
+            done = (job.state.samples_seen - t_before) // job.n_samples
+            record = self.network_.history
             losses = record.loss[len(record.loss) - done:] if done else []
             scores = record.val_score[len(record.val_score) - done:] if done else []
         except DivergenceError as exc:
             raise DivergenceError(f"{_NONFINITE} ({exc})") from None
+        self._finish_stochastic(job, losses, scores, interrupted)
+
+    def _finish_stochastic(self, job: "_StochasticJob", losses, scores,
+                           interrupted: bool) -> None:
+        """The fitted attributes from the epochs the job's network trained."""
+        state, scale = job.state, job.scale
         self.n_iter_ = len(losses)
         self.t_ = int(state.samples_seen)
         self.loss_curve_.extend(loss * scale for loss in losses)
@@ -542,23 +564,23 @@ class _BaseMLP(BaseEstimator):
             self.loss_ = self.loss_curve_[-1]
         self._no_improvement_count = state.no_improvement_count
         self._learning_rate = float(state.learning_rate)
-        if early_stopping:
+        if self.early_stopping:
             assert self.validation_scores_ is not None
             self.validation_scores_.extend(scores)
             self.best_validation_score_ = state.best_score
         else:
             self.best_loss_ = state.best_loss * scale
         stopped = self._no_improvement_count > self.n_iter_no_change
-        if verbose is not None:
-            verbose.rate_now(self._learning_rate)
+        if job.verbose is not None:
+            job.verbose.rate_now(self._learning_rate)
             if stopped:
-                small = " Learning rate too small." if schedule == "adaptive" else ""
-                print(f"{stuck}{small} Stopping.")
-        if (not incremental and not interrupted and not stopped
+                small = " Learning rate too small." if job.schedule == "adaptive" else ""
+                print(f"{job.stuck}{small} Stopping.")
+        if (not job.incremental and not interrupted and not stopped
                 and self.n_iter_ == self.max_iter):
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                           "reached and the optimization hasn't converged yet.",
-                          ConvergenceWarning, stacklevel=4)
+                          ConvergenceWarning, stacklevel=5)
 
     def _fit_lbfgs(self, X, Y, sw) -> None:
         from scipy.optimize import minimize
@@ -641,6 +663,32 @@ class _BaseMLP(BaseEstimator):
 # scikit-learn's message for a fit that produced non-finite parameters.
 _NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain "
               "large values and need to be preprocessed.")
+
+
+class _StochasticJob:
+    """One sgd/adam fit of an estimator, ready for ``Network.fit``.
+
+    ``X`` and ``Y`` are the validated data (``Y`` in the targets' own dtype,
+    which ``Network.fit`` converts); ``rows`` the rows trained on (None for
+    all of them, else the training part of the early-stopping split);
+    ``options`` the keyword arguments of ``Network.fit`` (epochs and
+    ``sample_weight`` of the ``rows`` included). The rest is for
+    ``_finish_stochastic``.
+    """
+
+    def __init__(self, X, Y, rows, options, state, scale, n_samples, incremental, verbose,
+                 schedule, stuck) -> None:
+        self.X = X
+        self.Y = Y
+        self.rows = rows
+        self.options = options
+        self.state = state
+        self.scale = scale
+        self.n_samples = n_samples
+        self.incremental = incremental
+        self.verbose = verbose
+        self.schedule = schedule
+        self.stuck = stuck
 
 
 class _VerboseEpochs:
@@ -1114,3 +1162,28 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+
+# The search and the ensembles build on the estimators above: their module
+# imports this one, so it is loaded on first use of one of their names.
+if TYPE_CHECKING:
+    from ._search import (
+        MLPClassifierCV,
+        MLPEnsembleClassifier,
+        MLPEnsembleRegressor,
+        MLPRegressorCV,
+    )
+
+_MANY = ("MLPClassifierCV", "MLPRegressorCV", "MLPEnsembleClassifier", "MLPEnsembleRegressor")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MANY:
+        from . import _search
+        return getattr(_search, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_MANY))
