@@ -591,20 +591,15 @@ class _BaseMLP(BaseEstimator):
         bounds = np.cumsum([0] + sizes)
         n_eff = float(sw.sum()) if sw is not None else float(X.shape[0])
         alpha = float(self.alpha)
-        if sw is not None:
-            sw = sw / sw.mean()
-            if np.all(sw == 1.0):
-                sw = None  # the kernel's cost and gradient
+        if sw is not None and np.all(sw == sw[0]):
+            sw = None  # equal weights: the unweighted cost and gradient
         curve: List[float] = []
 
         def loss_grad(theta):
             for p, lo, hi in zip(params, bounds[:-1], bounds[1:]):
                 p[...] = theta[lo:hi].reshape(p.shape)
-            if sw is None:
-                loss = net.evaluate(X, Y)
-                dW, db = net.gradients(X, Y)
-            else:
-                loss, dW, db = _weighted_loss_grad(net, X, Y, sw)
+            loss = net.evaluate(X, Y, sample_weight=sw)
+            dW, db = net.gradients(X, Y, sample_weight=sw)
             loss += 0.5 * alpha * _squared_norm(net.weights) / n_eff
             grads = [g + alpha * W / n_eff for g, W in zip(dW, net.weights)] + list(db)
             return loss, np.concatenate([g.ravel() for g in grads]).astype(np.float64)
@@ -722,34 +717,6 @@ class _VerboseEpochs:
 def _squared_norm(arrays) -> float:
     return float(sum(np.dot(a.ravel(), a.ravel()) for a in arrays))
 
-
-def _weighted_loss_grad(net: Network, X, Y, sw):
-    """Mean weighted cost and its gradients (weights of mean 1), in NumPy.
-
-    Used by the lbfgs solver with sample weights, which ``Network.evaluate``
-    and ``Network.gradients`` do not take.
-    """
-    from .reference import activate, derivative, output_delta, sample_costs
-
-    acts, zs = [X if sp.issparse(X) else np.asarray(X, dtype=net.dtype)], []
-    for W, b, name in zip(net.weights, net.biases, net.activations):
-        zs.append(acts[-1] @ W.T + b)
-        acts.append(activate(name, zs[-1]))
-    n = X.shape[0]
-    output = net.activations[-1]
-    costs = sample_costs(net.loss, output, zs[-1], acts[-1], Y)
-    loss = float(np.dot(sw, costs) / n)
-    delta = output_delta(net.loss, output, acts[-1], Y) * sw[:, None].astype(net.dtype)
-    dW, db = [None] * len(net.weights), [None] * len(net.weights)
-    for m in range(len(net.weights) - 1, -1, -1):
-        # For a sparse X, (X.T @ delta).T: scipy's product of a sparse and
-        # a dense matrix, which never densifies X.
-        dW[m] = (np.asarray(acts[m].T @ delta).T if m == 0 and sp.issparse(acts[m])
-                 else delta.T @ acts[m]) / n
-        db[m] = delta.sum(axis=0) / n
-        if m > 0:
-            delta = (delta @ net.weights[m]) * derivative(net.activations[m - 1], acts[m])
-    return loss, dW, db
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by backprop_fast's kernel.
