@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
+from ._checks import _short
 from ._csv import CSVError, Table, is_number, read_csv
 from ._io import StagedFiles, atomic_open
 from .network import ACTIVATIONS, DivergenceError, Network
@@ -89,11 +90,6 @@ def load_model(path: str) -> Tuple[Network, Optional[Dict[str, Any]]]:
             raise CLIError(f"{path}: the command line's description in the model file is "
                            f"invalid: {exc}") from None
     return net, info
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _is_index(value: Any, n: int) -> bool:

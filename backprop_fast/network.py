@@ -16,6 +16,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from ._checks import (
+    _MAX_COUNT,
+    _check_choice,
+    _check_finite,
+    _check_int,
+    _check_rate,
+    _check_real,
+    _is_count,
+    _normalise_weights,
+    _numeric_array,
+    _short,
+)
 from ._io import atomic_open
 from ._kernels import kernel as _kernel
 
@@ -271,92 +283,6 @@ class _Progress:
             self.stream.flush()
 
 
-# Largest count (epochs, patience) fit takes: the kernel counts in 64-bit
-# integers and must be able to add to and double them.
-_MAX_COUNT = 2**62
-
-
-def _check_int(value, name, minimum, maximum=None):
-    # The type test first: the ABC isinstance checks cost microseconds a call.
-    if type(value) is not int and (isinstance(value, (bool, np.bool_))
-                                   or not isinstance(value, numbers.Integral)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
-    return int(value)
-
-
-def _normalise_weights(weights, dtype):
-    """Per-sample weights scaled to mean 1, in ``dtype``, or a ValueError.
-
-    Divided by their largest value first, so that neither the sum of huge
-    weights overflows nor tiny ones underflow on the way to mean 1.
-    """
-    if not np.isfinite(weights).all():
-        raise ValueError("sample_weight times class_weight overflows (a product is "
-                         "infinite); scale the weights down")
-    peak = float(weights.max()) if weights.size else 0.0
-    if not peak > 0:
-        raise ValueError("sample_weight (times class_weight) must have a positive sum "
-                         "over the training samples, got all zeros")
-    if peak < np.finfo(np.float64).tiny:
-        raise ValueError(f"sample_weight (times class_weight): the largest weight, "
-                         f"{peak:g}, is subnormal, too small for the ratios between the "
-                         "weights to be exact; multiply all weights by a constant")
-    scaled = weights / peak
-    return (scaled / scaled.mean()).astype(dtype)
-
-
-def _check_real(value, name, low=None, high=None, low_open=False, high_open=False):
-    """A finite float in the given range, or a TypeError/ValueError naming ``name``."""
-    if type(value) is not float and type(value) is not int and (
-            isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    bad = not math.isfinite(value)
-    if low is not None:
-        bad = bad or value < low or (low_open and value == low)
-    if high is not None:
-        bad = bad or value > high or (high_open and value == high)
-    if bad:
-        lo = "" if low is None else f"{low} {'<' if low_open else '<='} "
-        hi = "" if high is None else f" {'<' if high_open else '<='} {high}"
-        raise ValueError(f"{name} must be a finite number with {lo}{name}{hi}, got {value}")
-    return value
-
-
-def _check_rate(value, name="learning_rate"):
-    return _check_real(value, name, low=0, low_open=True)
-
-
-def _check_choice(value, name, choices):
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} = {value!r} is not one of {sorted(choices)}")
-    return value
-
-
-def _numeric_array(data, name):
-    """``data`` as a real numeric array (not yet converted), or a clear error."""
-    if data is None:
-        raise TypeError(f"{name} must be an array of numbers, got None")
-    if isinstance(data, np.ma.MaskedArray):
-        # np.asarray would drop the mask and train on the masked values.
-        raise TypeError(f"{name} is a masked array; masks are not supported: drop or "
-                        "impute the masked entries and pass a plain array (e.g. "
-                        f"{name}.filled(...) or {name}.compressed())")
-    try:
-        arr = np.asarray(data)
-    except ValueError as exc:  # ragged nested sequences
-        raise ValueError(f"{name} must be a rectangular array of numbers: {exc}") from None
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(
-            f"{name} must hold real numbers, got an array of dtype {arr.dtype}"
-            + (" (complex values are not supported)" if arr.dtype.kind == "c" else ""))
-    return arr
-
-
 def _is_sparse(X) -> bool:
     """Whether X is a scipy.sparse matrix or array (scipy imported only if
     it is already loaded: nothing else can have made X)."""
@@ -457,13 +383,6 @@ class ParameterList(collections.abc.Sequence):
         return f"ParameterList({list(self._arrays)!r})"
 
 
-def _check_finite(arr, name):
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); "
-                         "remove or impute them before training")
-
-
 # Largest layer width: BLAS takes int dimensions.
 _MAX_WIDTH = 2**31 - 1
 # Largest JSON description read from a model file.
@@ -484,16 +403,6 @@ def _npy_header(archive, info):
 def _read_npy(archive, info):
     with archive.open(info) as fh:
         return np.lib.format.read_array(fh, allow_pickle=False)
-
-
-def _short(value, limit=60):
-    """repr(value), cut to ``limit`` characters (hostile files hold anything)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _is_count(value, maximum=_MAX_COUNT):
-    return type(value) is int and 0 <= value <= maximum
 
 
 def _check_saved_state(meta):
@@ -653,6 +562,33 @@ class Network:
                  activations: Union[str, Sequence[str]] = "sigmoid",
                  loss: str = "cross_entropy", *, dtype: DTypeLike = "float64",
                  seed: Optional[int] = None, n_threads: Optional[int] = None) -> None:
+        if seed is not None:
+            seed = _check_int(seed, "seed", 0)
+        self._setup(layer_sizes, activations, loss, dtype, n_threads)
+        rng = np.random.default_rng(seed)
+        self._initialise(rng)
+        _kernel.rng_seed(self._rng_state, int(rng.integers(0, 2**63)))
+
+    @classmethod
+    def _from_start(cls, layer_sizes, activations, loss, dtype, weights, biases,
+                    shuffle_seed: int) -> "Network":
+        """A network with the given starting weights (each (n_out, n_in)),
+        biases and shuffling seed, drawing none of its own: for the
+        estimators, which draw scikit-learn's starting point."""
+        net = cls.__new__(cls)
+        net._setup(layer_sizes, activations, loss, dtype, None)
+        for W, b, W0, b0 in zip(net._weights, net._biases, weights, biases):
+            W[...] = W0
+            b[...] = b0
+        net._reseed(shuffle_seed)
+        return net
+
+    def _reseed(self, seed: int) -> None:
+        """Seed the shuffling generator (a whole number below 2**64)."""
+        _kernel.rng_seed(self._rng_state, int(seed))
+
+    def _setup(self, layer_sizes, activations, loss, dtype, n_threads):
+        """Everything but the starting parameters and the shuffling seed."""
         # The architecture lives in private tuples behind read-only
         # properties: every size the kernel is given derives from them, so no
         # assignment to a public attribute can disagree with the parameters.
@@ -661,22 +597,17 @@ class Network:
         self._activations = tuple(self._check_activations(activations, n_layers))
         self._loss = self._check_loss(loss, self._activations[-1])
         self._dtype = self._check_dtype(dtype)
-        if seed is not None:
-            seed = _check_int(seed, "seed", 0)
         self.n_threads = n_threads
-        self._rng = np.random.default_rng(seed)
         self._make_codes()
         n_params = sum(o * (i + 1) for i, o in zip(self._layer_sizes, self._layer_sizes[1:]))
         self._params = np.empty(n_params, dtype=self._dtype)
         self._make_views()
-        self._initialise()
         # Re-entrant, so that callbacks of fit may use predict or evaluate.
         self._lock = threading.RLock()
         self._in_fit = False
         # The shuffling generator and the optimizer state live on the network,
         # so that training continued over several fit calls is one training.
         self._rng_state = np.empty(4, dtype=np.uint64)
-        _kernel.rng_seed(self._rng_state, int(self._rng.integers(0, 2**63)))
         self._optimizer = None
         self._opt_m1 = self._opt_m2 = None
         self._opt_step = np.zeros(1, dtype=np.int64)
@@ -973,15 +904,15 @@ class Network:
             self._biases.append(self._params[off:off + n_out])
             off += n_out
 
-    def _initialise(self):
+    def _initialise(self, rng):
         for W, b, act in zip(self._weights, self._biases, self._activations):
             n_out, n_in = W.shape
             if act == "relu":
                 bound = np.sqrt(6.0 / n_in)
             else:
                 bound = np.sqrt((2.0 if act == "sigmoid" else 6.0) / (n_in + n_out))
-            W[...] = self._rng.uniform(-bound, bound, size=W.shape)
-            b[...] = self._rng.uniform(-bound, bound, size=b.shape)
+            W[...] = rng.uniform(-bound, bound, size=W.shape)
+            b[...] = rng.uniform(-bound, bound, size=b.shape)
 
     @property
     def weights(self) -> "ParameterList":

@@ -19,7 +19,7 @@ optional dependency: ``pip install backprop_fast[sklearn]``.
 from __future__ import annotations
 
 import math
-import numbers
+import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
@@ -41,6 +41,8 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
         "backprop_fast.sklearn needs scikit-learn >= 1.6: pip install "
         f"'backprop_fast[sklearn]' (the import failed with: {exc})") from None
 
+from . import _checks
+from ._checks import _is_int, _is_real
 from .network import DivergenceError, Network, PathLike, StoppingState
 
 __all__ = ["MLPClassifier", "MLPRegressor", "MLPClassifierCV", "MLPRegressorCV",
@@ -56,28 +58,8 @@ _SKLEARN_NAME = {"sigmoid": "logistic", "softmax": "softmax", "identity": "ident
 
 # ---------------------------------------------------------------- parameter checks
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
 def _check_real(est, name, low, high=None, low_open=False, high_open=False):
-    value = getattr(est, name)
-    if not _is_real(value):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    ok = (value > low if low_open else value >= low)
-    if high is not None:
-        ok = ok and (value < high if high_open else value <= high)
-    if not ok:
-        lo, hi = "(" if low_open else "[", ")" if high_open or high is None else "]"
-        raise ValueError(f"{name} must lie in {lo}{low}, {'inf' if high is None else high}{hi}, "
-                         f"got {value!r}")
-    return float(value)
+    return _checks._check_real(getattr(est, name), name, low, high, low_open, high_open)
 
 
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
@@ -101,17 +83,11 @@ def _refuse_masked(value, name):
 
 
 def _check_bool(est, name):
-    value = getattr(est, name)
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
+    return _checks._check_bool(getattr(est, name), name)
 
 
 def _check_choice(est, name, choices):
-    value = getattr(est, name)
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
+    return _checks._check_choice(getattr(est, name), name, choices)
 
 
 class _BaseMLP(BaseEstimator):
@@ -346,6 +322,8 @@ class _BaseMLP(BaseEstimator):
     def _fit(self, X, y, sample_weight=None, incremental=False):
         X, Y, y_raw, sw, rs = self._begin_fit(X, y, sample_weight, incremental)
         if self.solver == "lbfgs":
+            # No minibatches: the shuffling seed stays unused.
+            self.__dict__.pop("_unseeded", None)
             self._fit_lbfgs(X, np.ascontiguousarray(Y, dtype=self.network_.dtype), sw)
             if not all(np.isfinite(p).all() for p in self.network_.weights
                        + self.network_.biases):
@@ -371,7 +349,7 @@ class _BaseMLP(BaseEstimator):
         sw = self._sample_weight(sample_weight, X, y_raw)
         n_samples, n_features = X.shape
         layer_units = [n_features] + hidden + [Y.shape[1]]
-        rs = check_random_state(self.random_state)
+        rs = _random_state(self.random_state)
         if first_pass:
             try:
                 self._initialize(Y, layer_units, activations, self._net_dtype(X), rs)
@@ -404,17 +382,13 @@ class _BaseMLP(BaseEstimator):
             bound = np.sqrt(factor / (fan_in + fan_out))
             start.append((rs.uniform(-bound, bound, (fan_in, fan_out)),
                           rs.uniform(-bound, bound, fan_out)))
-        # The kernel's shuffling seed, drawn with the stream's state put back
-        # afterwards: the stream goes on to the validation split unchanged,
-        # as in scikit-learn.
-        state = rs.get_state()
-        seed = int(rs.randint(np.iinfo(np.int32).max))
-        rs.set_state(state)
-        self.network_ = Network(layer_units, activations + [output], loss, dtype=dtype,
-                                seed=seed)
-        for W, b, (coef, intercept) in zip(self.network_.weights, self.network_.biases, start):
-            W[...] = coef.T
-            b[...] = intercept
+        # The kernel's shuffling seed is drawn later, after the validation
+        # split (_stochastic_job): the stream reaches the split as in
+        # scikit-learn.
+        self.network_ = Network._from_start(layer_units, activations + [output], loss, dtype,
+                                            [coef.T for coef, _ in start],
+                                            [intercept for _, intercept in start], 0)
+        self._unseeded = True
         self.n_iter_ = 0
         self.t_ = 0
         self.n_outputs_ = Y.shape[1]
@@ -488,6 +462,8 @@ class _BaseMLP(BaseEstimator):
             options["validation_metric"] = "accuracy" if is_classifier(self) else "r2"
             if sw is not None:
                 sw = sw[rows]
+        if self.__dict__.pop("_unseeded", False):
+            self.network_._reseed(rs.randint(np.iinfo(np.int32).max))
         n_samples = X.shape[0] if rows is None else rows.shape[0]
         if self.batch_size == "auto":
             batch = min(200, n_samples)
@@ -712,6 +688,25 @@ class _VerboseEpochs:
         if self.early_stopping:
             print(f"Validation score: {logs.get('val_score', np.nan):f}")
         return False
+
+
+_spare = threading.local()
+
+
+def _random_state(seed):
+    """check_random_state, without its cost for an integer seed: a new
+    RandomState seeds its generator from the operating system before the
+    legacy seeding replaces that state, which costs more than a small fit.
+    Each thread reseeds a RandomState of its own instead; a fit draws from
+    it only while it prepares (the starting weights, the validation split,
+    the shuffling seed), so the next fit in that thread may reseed it."""
+    if _is_int(seed) and 0 <= seed < 2**32:
+        rs = getattr(_spare, "rs", None)
+        if rs is None:
+            rs = _spare.rs = np.random.RandomState()
+        rs.seed(int(seed))
+        return rs
+    return check_random_state(seed)
 
 
 def _squared_norm(arrays) -> float:
