@@ -269,6 +269,31 @@ def test_warm_start_continues_and_checks_the_architecture():
     assert clf.validation_scores_ is None and clf.best_loss_ < np.inf
 
 
+def test_warm_start_with_early_stopping_ends_as_scikit_learns():
+    """Warm-started fits with early stopping end with scikit-learn's
+    parameters: the best epoch's where the fit beat the validation score
+    carried in, the last epoch's where it did not (scikit-learn's copy of
+    the best parameters is then the very arrays it went on training)."""
+    X, y = make_classification(80, 5, n_informative=3, n_classes=3, random_state=0)
+    kw = dict(FULL_BATCH, solver="sgd", momentum=0.0, alpha=0.0, early_stopping=True,
+              validation_fraction=0.25, n_iter_no_change=4, tol=0.0, max_iter=40,
+              learning_rate_init=0.3, activation="tanh", warm_start=True)
+    ours, theirs = _both(kw, X, y)
+    for rate in (5.0, 0.05):   # a rate that only makes things worse, then a small one
+        ours.set_params(learning_rate_init=rate)
+        theirs.set_params(learning_rate_init=rate)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ours.fit(X, y)
+            theirs.fit(X, y)
+        assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_,
+                                                            abs=1e-12)
+        np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_,
+                                   atol=1e-12)
+        for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+            np.testing.assert_allclose(a, b, atol=1e-9)
+
+
 def test_early_stopping_keeps_the_best_epoch():
     X, y = make_classification(200, 6, flip_y=0.3, random_state=0)
     clf = _fit(_sgd(MLPClassifier, hidden_layer_sizes=(30,), early_stopping=True,
