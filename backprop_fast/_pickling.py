@@ -82,6 +82,8 @@ def network_setstate(net, state: Dict[str, Any]) -> None:
             attributes["_" + public] = attributes.pop(public)
     for name in ("_layer_sizes", "_activations"):
         attributes[name] = tuple(attributes[name])
+    # Pickled before networks had metadata.
+    attributes.setdefault("metadata", {})
     net.__dict__.update(attributes)
     net._scratch = {}
     for name, kind in state["locks"].items():

@@ -27,14 +27,14 @@ import math
 import os
 import sys
 import textwrap
-import time
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ._checks import _short
 from ._csv import CSVError, Table, is_number, read_csv
 from ._io import StagedFiles, atomic_open
+from .history import ProgressBar
 from .network import ACTIVATIONS, DivergenceError, Network
 
 __all__ = ["add_commands", "ProgressBar", "save_model", "load_model", "CLIError"]
@@ -62,11 +62,11 @@ def save_model(net: Network, path: str, info: Dict[str, Any],
     returns ``info`` beside the network. Written atomically; with ``staged``,
     written to its temporary file and moved into place by its ``commit``.
     """
-    arrays = net._file_arrays(extra={"cli": dict(info, cli_format_version=CLI_FORMAT_VERSION)})
+    metadata = dict(net.metadata, cli=dict(info, cli_format_version=CLI_FORMAT_VERSION))
     if staged is None:
-        with atomic_open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+        net.save(path, metadata=metadata)
     else:
+        arrays = net._file_arrays(metadata)
         with staged.open(path, "wb") as fh:
             np.savez(fh, **arrays)
 
@@ -75,9 +75,12 @@ def load_model(path: str) -> Tuple[Network, Optional[Dict[str, Any]]]:
     """Read a model file: the network and the command line's description (or
     None for a file written by ``Network.save`` alone)."""
     net = Network.load(path)  # validates the file; raises ValueError if it is not one
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"][()]))
-    info = meta.get("cli")
+    info = net.metadata.get("cli")
+    if info is None:
+        # Files of the first command-line format kept its description beside
+        # the network's instead of in its metadata.
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            info = json.loads(str(data["meta"][()])).get("cli")
     if info is not None:
         version = info.get("cli_format_version") if isinstance(info, dict) else None
         if type(version) is not int or version > CLI_FORMAT_VERSION:
@@ -163,72 +166,6 @@ def _check_info(info: Dict[str, Any], net: Network) -> None:
             bad("classes", "null for regression")
         if n_out != 1:
             bad("task", f"'classification' for a network with {n_out} outputs")
-
-
-# ---------------------------------------------------------------- progress
-
-class ProgressBar:
-    """A one-line progress bar for training, usable as a fit callback.
-
-    On a terminal the line is redrawn in place; otherwise (a log file, a
-    pipe) about 10 lines are printed over the run.
-    """
-
-    def __init__(self, epochs: int, stream: Optional[TextIO] = None, width: int = 24,
-                 enabled: bool = True):
-        self.epochs = epochs
-        self.stream = sys.stderr if stream is None else stream
-        self.width = width
-        self.enabled = enabled and epochs > 0
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.start = time.perf_counter()
-        self.every = max(1, math.ceil(epochs / 10))
-        self.last = ""
-        self.epochs_done = 0
-
-    def line(self, epoch: int, logs: Dict[str, Any]) -> str:
-        done = epoch + 1
-        elapsed = time.perf_counter() - self.start
-        left = elapsed / done * (self.epochs - done)
-        filled = int(self.width * done / self.epochs)
-        bar = "=" * filled + (">" if filled < self.width else "") + " " * (self.width - filled - 1)
-        parts = [f"epoch {done:>{len(str(self.epochs))}}/{self.epochs} [{bar[:self.width]}]"]
-        for key, label in (("loss", "loss"), ("val_loss", "val_loss"),
-                           ("val_accuracy", "val_acc"), ("learning_rate", "lr")):
-            value = logs.get(key)
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                parts.append(f"{label} {value:.4g}")
-        parts.append(f"{_duration(elapsed)} elapsed, {_duration(left)} left")
-        return "  ".join(parts)
-
-    def __call__(self, epoch: int, logs: Dict[str, Any]) -> None:
-        self.epochs_done = epoch + 1
-        if not self.enabled:
-            return None
-        text = self.line(epoch, logs)
-        if self.tty:
-            pad = max(0, len(self.last) - len(text))
-            self.stream.write("\r" + text + " " * pad)
-        elif (epoch + 1) % self.every == 0 or epoch + 1 == self.epochs:
-            self.stream.write(text + "\n")
-        self.last = text
-        self.stream.flush()
-        return None
-
-    def close(self) -> None:
-        if self.enabled and self.tty and self.last:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 # ---------------------------------------------------------------- data

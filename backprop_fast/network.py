@@ -9,7 +9,6 @@ import numbers
 import os
 import sys
 import threading
-import time
 import zipfile
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -30,6 +29,7 @@ from ._checks import (
 )
 from ._io import atomic_open
 from ._kernels import kernel as _kernel
+from .history import History, ProgressBar, StoppingState
 
 __all__ = ["Network", "History", "DivergenceError", "ParameterList"]
 
@@ -58,229 +58,6 @@ class DivergenceError(FloatingPointError, ValueError):
     Also a ValueError, the class scikit-learn raises for a solver that
     produced non-finite weights.
     """
-
-
-class StoppingState:
-    """The state of ``stopping="sklearn"``, carried from one ``fit`` call to the next.
-
-    Pass the same object to consecutive calls (as scikit-learn's
-    ``warm_start`` and ``partial_fit`` do); ``fit`` updates it as epochs
-    finish, also when an exception ends the call.
-
-    Attributes
-    ----------
-    best_loss : float
-        Lowest training cost (L2 term included) so far; inf at first.
-    best_score : float
-        Highest validation score so far; -inf at first.
-    no_improvement_count : int
-        Epochs in a row without an improvement of more than ``tol``.
-    samples_seen : int
-        Samples trained on, from which "invscaling" computes the rate.
-    learning_rate : float or None
-        The rate the next call starts with; None for ``learning_rate``.
-    """
-
-    def __init__(self) -> None:
-        self.best_loss = math.inf
-        self.best_score = -math.inf
-        self.no_improvement_count = 0
-        self.samples_seen = 0
-        self.learning_rate: Optional[float] = None
-
-    def __repr__(self):
-        return (f"StoppingState(best_loss={self.best_loss!r}, best_score={self.best_score!r}, "
-                f"no_improvement_count={self.no_improvement_count}, "
-                f"samples_seen={self.samples_seen}, learning_rate={self.learning_rate!r})")
-
-
-class History:
-    """Per-epoch figures of one ``fit`` call: one list per figure, one entry per epoch.
-
-    Attributes
-    ----------
-    loss : list of float
-        Mean training cost of each epoch: the mean over all samples of the
-        (weighted) cost their minibatch had before its step.
-    val_loss : list of float
-        Mean cost on the validation data after each epoch (empty without
-        validation data).
-    val_accuracy : list of float
-        For classifiers (cross-entropy) with validation data: the fraction of
-        validation samples whose largest softmax output is the target class,
-        or of sigmoid units on the right side of 0.5.
-    learning_rate : list of float
-        The rate each epoch used.
-    time : list of float
-        Seconds each epoch took, validation included. Epochs shorter than
-        about 20 us are timed in blocks, each getting the block's mean; NaN
-        for epochs whose block an exception (Ctrl-C) ended before it was
-        timed.
-    stopped_early : bool
-        Whether early stopping or a callback ended training before ``epochs``.
-    val_score : list of float
-        With ``validation_metric``: the validation score after each epoch
-        (accuracy or R^2; NaN for an epoch whose model was not finite).
-    best_epoch : int or None
-        Index of the epoch with the best monitored cost (validation cost if
-        there is validation data, training cost otherwise; with
-        ``stopping="sklearn"`` the best validation score or training cost).
-    diverged : bool
-        Whether training stopped because the cost or a parameter became NaN
-        or infinite. ``Network.fit`` raises DivergenceError then; in
-        ``fit_many`` the network stops with its last finite parameters, the
-        others go on, and its History says so here.
-    """
-
-    FIGURES = ("loss", "val_loss", "val_accuracy", "learning_rate", "time", "val_score")
-    # Each figure property returns a new list: changing it changes nothing
-    # here (nor what save writes).
-
-    def __init__(self) -> None:
-        # Blocks of figures as the kernel wrote them; the lists are made on
-        # first access, so that fit spends nothing per epoch in Python.
-        self._blocks: List[Dict[str, Any]] = []
-        self._lists: Optional[Dict[str, List[float]]] = None
-        # Adding a block and building the lists each take this lock, so that a
-        # reader in one thread never sees a half-built list or merges a block
-        # twice while fit adds epochs in another.
-        self._lock = threading.Lock()
-        self.stopped_early = False
-        self.best_epoch: Optional[int] = None
-        self.diverged = False
-
-    def _add(self, block):
-        """Add a block of epochs: a dict, figure -> sequence of its values,
-        or (rows, validation, classifier), rows an (epochs, 5) block of the
-        kernel's history array."""
-        with self._lock:
-            self._blocks.append(block)
-            self._lists = None
-
-    def _copy(self) -> "History":
-        """An independent History with the same figures (for save and pickle)."""
-        lists = self._figures()
-        other = History()
-        other._add({name: list(values) for name, values in lists.items()})
-        other.stopped_early = self.stopped_early
-        other.best_epoch = self.best_epoch
-        other.diverged = self.diverged
-        return other
-
-    def __getstate__(self):
-        lists = self._figures()
-        return {"figures": {name: list(values) for name, values in lists.items()},
-                "stopped_early": self.stopped_early, "best_epoch": self.best_epoch,
-                "diverged": self.diverged}
-
-    def __setstate__(self, state):
-        self.__init__()
-        if "figures" in state:
-            self._add(state["figures"])
-            self.stopped_early = state["stopped_early"]
-            self.best_epoch = state["best_epoch"]
-            self.diverged = state.get("diverged", False)
-        else:  # pickled before History had a lock: its plain attributes
-            self.__dict__.update(state)
-            self._lock = threading.Lock()
-
-    def _figures(self) -> Dict[str, List[float]]:
-        with self._lock:
-            return self._build_lists()
-
-    def _build_lists(self) -> Dict[str, List[float]]:
-        if self._lists is None:
-            # Built aside and published whole: an error half-way (MemoryError)
-            # leaves the blocks as they were.
-            lists: Dict[str, List[float]] = {name: [] for name in self.FIGURES}
-            for block in self._blocks:
-                if isinstance(block, tuple):
-                    rows, validation, classifier, scored = block
-                    block = {
-                        "loss": rows[:, 0],
-                        "val_loss": rows[:, 1] if validation else (),
-                        "val_accuracy": rows[:, 2] if validation and classifier else (),
-                        "learning_rate": rows[:, 3],
-                        "time": rows[:, 4],
-                        "val_score": rows[:, 5] if scored else (),
-                    }
-                for name in self.FIGURES:
-                    values = block[name]
-                    lists[name].extend(values.tolist() if isinstance(values, np.ndarray)
-                                       else values)
-            self._lists = lists
-            self._blocks = [lists]
-        return self._lists
-
-    @property
-    def loss(self) -> List[float]:
-        return list(self._figures()["loss"])
-
-    @property
-    def val_loss(self) -> List[float]:
-        return list(self._figures()["val_loss"])
-
-    @property
-    def val_accuracy(self) -> List[float]:
-        return list(self._figures()["val_accuracy"])
-
-    @property
-    def learning_rate(self) -> List[float]:
-        return list(self._figures()["learning_rate"])
-
-    @property
-    def time(self) -> List[float]:
-        return list(self._figures()["time"])
-
-    @property
-    def val_score(self) -> List[float]:
-        return list(self._figures()["val_score"])
-
-    def logs(self, epoch: int) -> Dict[str, float]:
-        """The figures of one epoch as a dict (what callbacks receive)."""
-        lists = self._figures()
-        return {name: lists[name][epoch] for name in self.FIGURES
-                if len(lists[name]) > epoch}
-
-    def __len__(self):
-        return len(self._figures()["loss"])
-
-    def __repr__(self):
-        return f"History(epochs={len(self.loss)}, loss={self.loss[-1:] or None})"
-
-
-class _Progress:
-    """Progress output of fit: a bar for the whole fit (verbose=1) or a line per epoch (2)."""
-
-    WIDTH = 24
-
-    def __init__(self, epochs, verbose, stream=None):
-        self.epochs = epochs
-        self.verbose = verbose
-        self.stream = stream if stream is not None else sys.stderr
-        self.start = time.perf_counter()
-        self.shown = False
-
-    def update(self, epoch, logs):
-        done = epoch + 1
-        elapsed = time.perf_counter() - self.start
-        figures = "  ".join(f"{k} {v:.4g}" for k, v in logs.items() if k != "time")
-        if self.verbose == 2:
-            self.stream.write(f"epoch {done}/{self.epochs}  {figures}  "
-                              f"{logs.get('time', 0.0):.3g} s\n")
-        else:
-            filled = int(self.WIDTH * done / self.epochs)
-            bar = "=" * filled + " " * (self.WIDTH - filled)
-            left = elapsed / done * (self.epochs - done)
-            self.stream.write(f"\r{done}/{self.epochs} [{bar}] {figures}  "
-                              f"{left:.1f} s left ")
-            self.shown = True
-        self.stream.flush()
-
-    def close(self):
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _is_sparse(X) -> bool:
@@ -403,6 +180,19 @@ def _npy_header(archive, info):
 def _read_npy(archive, info):
     with archive.open(info) as fh:
         return np.lib.format.read_array(fh, allow_pickle=False)
+
+
+def _check_metadata(metadata):
+    """A dict of JSON values with str keys (as save stores and load returns
+    it), or a TypeError/ValueError."""
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise TypeError(f"metadata must be a dict with str keys, got {_short(metadata)}")
+    try:
+        json.dumps(metadata, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata must hold JSON values (dict, list, str, number, bool, "
+                        f"None): {exc}") from None
+    return metadata
 
 
 def _check_saved_state(meta):
@@ -614,6 +404,8 @@ class Network:
         self._scratch: Dict[Any, Any] = {}
         # Every epoch trained so far, across fit calls (saved with the network).
         self._history = History()
+        # What an application stores with the model (see save).
+        self.metadata: Dict[str, Any] = {}
         # During a fit with callbacks: [kernel history array, validation,
         # classifier, epochs finished], so that a save or copy taken in a
         # callback holds the epochs that produced its parameters.
@@ -1554,7 +1346,7 @@ class Network:
 
     # ------------------------------------------------------------ persistence
 
-    def save(self, path: PathLike) -> None:
+    def save(self, path: PathLike, metadata: Optional[Dict[str, Any]] = None) -> None:
         """Write the network to ``path`` (an .npz file, written atomically).
 
         The file holds arrays — the parameters, the optimizer state and the
@@ -1563,13 +1355,19 @@ class Network:
         every epoch trained so far. ``Network.load`` reads it without pickle,
         and training continues exactly where it stopped.
 
+        ``metadata``, a dict of JSON values (str keys), is stored in the
+        description as it is (replacing the network's own ``metadata``, which
+        is saved otherwise) and comes back as ``Network.load(path).metadata``:
+        the place for what an application knows about the model (the command
+        line keeps its column names and scaling there).
+
         The state is copied under the network's lock, so a save while another
         thread trains the network holds the parameters between two fit calls.
         A file that is replaced keeps its permission bits (a new one gets the
         umask's default, as ``open`` would give it). If ``path`` is a symbolic
         link, the file it points to is replaced and the link kept.
         """
-        arrays = self._file_arrays()
+        arrays = self._file_arrays(metadata)
         with atomic_open(path, "wb") as fh:
             np.savez(fh, **arrays)
 
@@ -1583,10 +1381,11 @@ class Network:
                 history._add((out[:done].copy(), validation, classifier, scored))
             return history
 
-    def _file_arrays(self, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    def _file_arrays(self, metadata: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """The arrays of a model file, copied under the lock: a fit running in
-        another thread is either wholly in them or not at all. ``extra``
-        entries are added to the JSON description."""
+        another thread is either wholly in them or not at all; ``metadata``
+        (None: the network's own) in the description."""
+        metadata = _check_metadata(self.metadata if metadata is None else metadata)
         with self._lock:
             meta = {
                 "format": "backprop_fast.Network",
@@ -1607,7 +1406,8 @@ class Network:
                 arrays["opt_m1"] = self._opt_m1.copy()
                 if self._opt_m2.size:
                     arrays["opt_m2"] = self._opt_m2.copy()
-        meta.update(extra or {})
+        if metadata:
+            meta["metadata"] = metadata
         return {"meta": np.array(json.dumps(meta)), **arrays}
 
     @classmethod
@@ -1670,6 +1470,7 @@ class Network:
             self._opt_m2 = (take("opt_m2", self._dtype, self._params.shape).copy()
                             if name != "sgd" else np.empty(0, dtype=self._dtype))
             self._opt_step[0] = opt.get("step", 0)
+        self.metadata = _check_metadata(meta.get("metadata") or {})
         figures = meta.get("history") or {}
         self._history._add({figure: [float(v) for v in figures.get(figure, [])]
                             for figure in History.FIGURES})
@@ -1719,7 +1520,7 @@ class _FitRun:
         self.callbacks = callbacks
         self.stopping_state = stopping_state
         self.rate = rate
-        self.progress: Optional[_Progress] = None
+        self.progress: Optional[ProgressBar] = None
         self.outcome: Optional[Tuple[int, int, int]] = None
 
     def _epoch_end(self, epoch):
@@ -1735,7 +1536,7 @@ class _FitRun:
         if self.scored:
             logs["val_score"] = float(row[5])
         if self.progress is not None:
-            self.progress.update(epoch, logs)
+            self.progress(epoch, logs)
         stop = False
         for callback in self.callbacks:
             stop = bool(callback(epoch, logs)) or stop
@@ -1769,7 +1570,7 @@ class _FitRun:
         best = (net._fit_buffer("best", net._params.size)
                 if settings.early_stopping and settings.restore_best else no_weights)
         if self.verbose:
-            self.progress = _Progress(self.epochs, self.verbose)
+            self.progress = ProgressBar(self.epochs, every_epoch=self.verbose == 2)
         # Without callbacks or progress the kernel never calls back: the
         # history is read from its array afterwards.
         hook = self._epoch_end if (self.callbacks or self.progress is not None) else None

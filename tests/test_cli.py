@@ -423,7 +423,12 @@ def test_version_1_model_files_still_apply_their_scaling(tmp_path, capsys, blobs
     net.biases[0] = np.array(net.biases[0]) + W @ mean
     net.weights[0] = W * scale
     info = dict(info, x_mean=mean.tolist(), x_scale=scale.tolist())
-    arrays = net._file_arrays(extra={"cli": dict(info, cli_format_version=1)})
+    # The first format kept the description beside the network's, not in
+    # its metadata.
+    arrays = net._file_arrays({})
+    meta = json.loads(str(arrays["meta"][()]))
+    meta["cli"] = dict(info, cli_format_version=1)
+    arrays["meta"] = np.array(json.dumps(meta))
     with open(model, "wb") as fh:
         np.savez(fh, **arrays)
     got = _cli_predictions(capsys, data, model, proba=True)
@@ -476,7 +481,7 @@ def _edit_cli_info(path, edit):
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     meta = json.loads(str(arrays["meta"][()]))
-    edit(meta["cli"])
+    edit(meta["metadata"]["cli"])
     arrays["meta"] = np.array(json.dumps(meta))
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)

@@ -336,3 +336,23 @@ def test_inconsistent_file_is_refused(tmp_path, change):
     _edit_file(path, **change)
     with pytest.raises(ValueError, match="not a readable backprop_fast model"):
         Network.load(path)
+
+
+def test_metadata_is_saved_and_loaded(tmp_path):
+    net = Network([3, 4, 2], ["tanh", "softmax"], "cross_entropy", seed=1)
+    assert net.metadata == {}
+    path = tmp_path / "m.npz"
+    info = {"columns": ["a", "b", "c"], "scale": [1.0, 2.5], "note": None, "n": 3}
+    net.save(path, metadata=info)
+    back = Network.load(path)
+    assert back.metadata == info
+    # Saved again, a loaded network keeps its metadata; a new dict replaces it.
+    back.save(path)
+    assert Network.load(path).metadata == info
+    back.save(path, metadata={"other": True})
+    assert Network.load(path).metadata == {"other": True}
+    with pytest.raises(TypeError, match="metadata"):
+        net.save(path, metadata={"x": object()})
+    with pytest.raises(TypeError, match="metadata"):
+        net.save(path, metadata={1: "int key"})
+    assert Network.load(path).metadata == {"other": True}   # the failed saves wrote nothing
