@@ -1,7 +1,7 @@
 """Many networks trained in one native call: :func:`fit_many`."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -135,6 +135,9 @@ def fit_many(networks: Sequence[Network], X: ArrayLike, y: ArrayLike, *,
 
     runs = []
     histories: List[Optional[History]] = []
+    # Networks given the same rows (a search's candidates on one fold) share
+    # one copy of them.
+    copies: Dict[Any, Any] = {}
     for k, net in enumerate(nets):
         kw = dict(_FIT_DEFAULTS)
         kw.update({name: values[k] for name, values in options.items()})
@@ -146,7 +149,10 @@ def fit_many(networks: Sequence[Network], X: ArrayLike, y: ArrayLike, *,
                 raise ValueError(f"sample_weight must hold one weight per row of X, "
                                  f"shape ({rows},), got {w.shape}")
         if s is not None:
-            Xk, yk = Xa[s], ya[s]
+            key = (s.dtype.str, s.tobytes())
+            if key not in copies:
+                copies[key] = (Xa[s], ya[s])
+            Xk, yk = copies[key]
             w = None if w is None else w[s]
         else:
             Xk, yk = Xa, ya

@@ -352,9 +352,9 @@ class Network:
                  activations: Union[str, Sequence[str]] = "sigmoid",
                  loss: str = "cross_entropy", *, dtype: DTypeLike = "float64",
                  seed: Optional[int] = None, n_threads: Optional[int] = None) -> None:
+        self._setup(layer_sizes, activations, loss, dtype, n_threads)
         if seed is not None:
             seed = _check_int(seed, "seed", 0)
-        self._setup(layer_sizes, activations, loss, dtype, n_threads)
         rng = np.random.default_rng(seed)
         self._initialise(rng)
         _kernel.rng_seed(self._rng_state, int(rng.integers(0, 2**63)))
