@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, List, Optional, Sequence
 
-__all__ = ["active_client", "run_slices", "slices", "worker_threads", "LostWorkError"]
+__all__ = ["LostWorkError", "active_client", "run_slices", "slices", "worker_threads"]
 
 # How many slices per worker thread: more than one lets a thread that drew
 # quick fits take another slice while a slow one finishes elsewhere, at the
@@ -26,8 +26,16 @@ SLICES_PER_THREAD = 2
 
 
 class LostWorkError(RuntimeError):
-    """The cluster lost part of a search's or ensemble's work (a worker died
-    or left, more often than Dask retries a task): nothing was fitted."""
+    """A search or ensemble on a Dask cluster lost part of its work.
+
+    Raised by the ``fit`` of ``MLPClassifierCV``, ``MLPRegressorCV`` and the
+    MLP ensembles inside joblib's "dask" backend when Dask gives up on a
+    slice of the fits (its workers died more often than Dask retries a
+    task), when the scattered data are lost with every worker that held
+    them, or when the slices gathered do not hold every fit exactly once.
+    Nothing was fitted; the cause (Dask's error, where there is one) is
+    chained.
+    """
 
 
 def active_client() -> Any:

@@ -41,10 +41,11 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
         "backprop_fast.sklearn needs scikit-learn >= 1.6: pip install "
         f"'backprop_fast[sklearn]' (the import failed with: {exc})") from None
 
+from ._cluster import LostWorkError
 from .network import DivergenceError, Network, PathLike, StoppingState
 
 __all__ = ["MLPClassifier", "MLPRegressor", "MLPClassifierCV", "MLPRegressorCV",
-           "MLPEnsembleClassifier", "MLPEnsembleRegressor"]
+           "MLPEnsembleClassifier", "MLPEnsembleRegressor", "LostWorkError"]
 
 _SOLVERS = ("sgd", "adam", "lbfgs")
 _SCHEDULES = ("constant", "invscaling", "adaptive")

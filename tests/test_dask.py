@@ -36,6 +36,7 @@ from sklearn.model_selection import GridSearchCV  # noqa: E402
 
 from backprop_fast import _cluster, _search  # noqa: E402
 from backprop_fast.sklearn import (  # noqa: E402
+    LostWorkError,
     MLPClassifier,
     MLPClassifierCV,
     MLPEnsembleRegressor,
@@ -302,11 +303,11 @@ def test_a_fit_missing_or_repeated_in_the_results_is_an_error(client, digits, mo
 
     monkeypatch.setattr(_search, "slices", wrong)
     search = MLPClassifierCV((8,), max_iter=2, random_state=0, param_grid=GRID, cv=3)
-    with pytest.raises(_cluster.LostWorkError, match=message):
+    with pytest.raises(LostWorkError, match=message):
         _bounded(_search_fit_on_dask, search, X[:200], y[:200])
     assert not hasattr(search, "cv_results_")
     ensemble = MLPEnsembleRegressor((8,), max_iter=2, n_estimators=12, random_state=0)
-    with pytest.raises(_cluster.LostWorkError, match="ensemble's 12 members"):
+    with pytest.raises(LostWorkError, match="ensemble's 12 members"):
         _bounded(_search_fit_on_dask, ensemble, X[:200], y[:200] / 9.0)
     assert not hasattr(ensemble, "estimators_")
 
@@ -465,7 +466,7 @@ def test_worker_killed_mid_cv_search_completes_or_fails_clearly(client, digits):
     search = MLPClassifierCV((16,), max_iter=80, random_state=0, param_grid=GRID, cv=3)
     try:
         _bounded(_search_fit_on_dask, search, X, y)
-    except _cluster.LostWorkError as exc:
+    except LostWorkError as exc:
         assert "Nothing was fitted" in str(exc)
         assert isinstance(exc.__cause__, LOST_WORK)
         assert not hasattr(search, "cv_results_")
@@ -501,7 +502,7 @@ def test_all_workers_killed_mid_cv_search_fail_clearly(client, digits):
     killer.start()
     search = MLPClassifierCV((16,), max_iter=80, random_state=0, param_grid=GRID, cv=3)
     try:
-        with pytest.raises(_cluster.LostWorkError, match="Nothing was fitted") as info:
+        with pytest.raises(LostWorkError, match="Nothing was fitted") as info:
             _bounded(_search_fit_on_dask, search, X, y)
     finally:
         done.set()
