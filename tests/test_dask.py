@@ -250,6 +250,27 @@ def test_search_on_dask_backend_equals_local(client, digits, monkeypatch):
             assert _bounded(task.result) == 1
 
 
+@pytest.mark.parametrize("limit, nthreads, n_jobs, expected", [
+    (1, 1, None, 1),     # a nanny's OMP_NUM_THREADS=1
+    (1, 4, None, 1),     # never less than one
+    (4, 1, None, 4),     # OMP_NUM_THREADS=4 for a single-threaded worker
+    (8, 2, None, 4),     # no nanny: two task threads share eight cores
+    (8, 2, 3, 3),        # n_jobs caps the share
+])
+def test_a_slice_takes_its_share_of_the_workers_threads(monkeypatch, limit, nthreads, n_jobs,
+                                                        expected):
+    from backprop_fast._kernels import kernel
+
+    class Worker:
+        class state:
+            pass
+
+    Worker.state.nthreads = nthreads
+    monkeypatch.setattr(distributed, "get_worker", lambda: Worker)
+    monkeypatch.setattr(kernel, "threads", lambda n=0: limit if n == 0 else min(n, limit))
+    assert _cluster.worker_threads(n_jobs) == expected
+
+
 def test_search_outside_the_dask_backend_stays_local(client, digits, monkeypatch):
     X, y = digits
     spy = _Spy(client, monkeypatch)
