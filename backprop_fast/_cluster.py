@@ -86,10 +86,15 @@ def run_slices(client: Any, fn: Callable[..., Any], shared: Any,
     shared data), LostWorkError is raised and every slice still pending is
     cancelled. An exception raised by ``fn`` itself propagates as it is.
     """
-    from distributed import CancelledError, KilledWorker
+    from distributed import CancelledError, KilledWorker, get_worker, rejoin, secede
     from distributed.comm import CommClosedError
 
     lost = (CancelledError, KilledWorker, CommClosedError)
+    try:
+        get_worker()
+        nested = True
+    except ValueError:
+        nested = False
     futures: List[Any] = []
     data: List[Any] = []
     try:
@@ -97,7 +102,16 @@ def run_slices(client: Any, fn: Callable[..., Any], shared: Any,
         # the same data away from another search that scattered them too.
         data = client.scatter([shared], broadcast=True, hash=False)
         futures = [client.submit(fn, data[0], *args, pure=False) for args in per_slice]
-        return client.gather(futures)
+        if not nested:
+            return client.gather(futures)
+        # A fit running as a task itself (a cross_validate of a search, say,
+        # which joblib's dask backend nests): its thread leaves the worker's
+        # pool while it waits, or the slices could find no thread to run on.
+        secede()
+        try:
+            return client.gather(futures)
+        finally:
+            rejoin()
     except lost as exc:
         raise LostWorkError(
             f"the Dask cluster lost part of the {what} ({type(exc).__name__}: {exc}); a "

@@ -271,6 +271,24 @@ def test_a_slice_takes_its_share_of_the_workers_threads(monkeypatch, limit, nthr
     assert _cluster.worker_threads(n_jobs) == expected
 
 
+def test_search_nested_in_a_dask_task_equals_local(client, digits):
+    """cross_validate of MLPClassifierCV on the dask backend: joblib runs each
+    outer fold as a task and nests the backend, so each search sends its
+    slices from inside a task. With both worker threads held by outer folds,
+    the slices still find threads to run on."""
+    from sklearn.model_selection import cross_validate
+
+    X, y = digits
+    est = MLPClassifierCV((8,), max_iter=5, random_state=0, param_grid=GRID, cv=2)
+
+    def run(backend):
+        with joblib.parallel_backend(backend):
+            return _quiet(cross_validate)(est, X[:300], y[:300], cv=2)
+
+    local, remote = run("sequential"), _bounded(run, "dask")
+    np.testing.assert_array_equal(remote["test_score"], local["test_score"])
+
+
 def test_search_outside_the_dask_backend_stays_local(client, digits, monkeypatch):
     X, y = digits
     spy = _Spy(client, monkeypatch)
