@@ -14,7 +14,9 @@ from the trained network), so a fit trained here runs the same code as
 trains any list of (estimator, rows) pairs that way; :func:`fit_and_score`
 trains and scores a list of (candidate, fold) tasks, so that a caller may
 hand slices of a search's tasks to different workers; the estimators'
-``fit`` methods only orchestrate.
+``fit`` methods only orchestrate. Inside joblib's "dask" backend they send
+those slices to the cluster's workers (:mod:`backprop_fast._cluster`) and
+check that every fit came back exactly once before they set anything.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
+from ._cluster import LostWorkError, active_client, run_slices, slices, worker_threads
 from .many import fit_many
 from .network import _FIT_DEFAULTS, DivergenceError
 from .sklearn import _NONFINITE, MLPClassifier, MLPRegressor, _BaseMLP, _is_int
@@ -271,6 +274,46 @@ def fit_and_score(base: _BaseMLP, candidates: Sequence[Dict[str, Any]], X: Any, 
             "score_time": score_times, "error": np.asarray(messages, dtype=object)}
 
 
+def _score_slice(data, base, candidates, tasks, scorer, n_jobs, error_score):
+    """fit_and_score on a Dask worker, with its share of the worker's
+    threads; the result names the tasks it scored."""
+    X, y, sample_weight, splits = data
+    out = fit_and_score(base, candidates, X, y, splits, tasks, scorer, sample_weight,
+                        worker_threads(n_jobs), error_score)
+    return list(tasks), out
+
+
+def _fit_and_score_on(client, base, candidates, X, y, splits, tasks, scorer, sample_weight,
+                      n_jobs, error_score) -> Dict[str, np.ndarray]:
+    """fit_and_score's result for all ``tasks``, their slices trained on the
+    cluster of ``client``; checked whole: every task scored exactly once."""
+    parts = slices(len(tasks), client)
+    outs = run_slices(client, _score_slice, (X, y, sample_weight, splits),
+                      [(base, candidates, [tasks[i] for i in part], scorer, n_jobs,
+                        error_score) for part in parts], "search")
+    where = {task: i for i, task in enumerate(tasks)}
+    n_tasks = len(tasks)
+    seen = np.zeros(n_tasks, dtype=np.intp)
+    whole: Dict[str, np.ndarray] = {}
+    for scored, out in outs:
+        if any(task not in where for task in scored):
+            raise LostWorkError("a slice of the search returned fits it was not given")
+        rows = [where[task] for task in scored]
+        for key, values in out.items():
+            if len(values) != len(rows):
+                raise LostWorkError(f"a slice of the search returned {len(values)} {key} "
+                                    f"values for its {len(rows)} fits")
+            if key not in whole:
+                whole[key] = np.empty(n_tasks, dtype=values.dtype)
+            whole[key][rows] = values
+        np.add.at(seen, rows, 1)
+    if not (seen == 1).all():
+        raise LostWorkError(f"the cluster returned {int((seen == 0).sum())} of the search's "
+                            f"{n_tasks} fits unscored and {int((seen > 1).sum())} scored more "
+                            "than once")
+    return whole
+
+
 def _takes_weights(scorer) -> bool:
     """Whether the scorer weighs samples: then a weighted search scores its
     test folds with their weights, as current scikit-learn's GridSearchCV
@@ -377,8 +420,13 @@ class _MLPSearchCV(BaseEstimator):
         splits = list(cv.split(X, y, groups))
         n_splits = len(splits)
         tasks = [(c, f) for c in range(len(candidates)) for f in range(n_splits)]
-        out = fit_and_score(base, candidates, X, y, splits, tasks, scorer, sample_weight,
-                            n_threads, self.error_score)
+        client = active_client()
+        if client is None:
+            out = fit_and_score(base, candidates, X, y, splits, tasks, scorer, sample_weight,
+                                n_threads, self.error_score)
+        else:
+            out = _fit_and_score_on(client, base, candidates, X, y, splits, tasks, scorer,
+                                    sample_weight, n_threads, self.error_score)
         failed = out["error"] != ""
         if failed.all():
             raise ValueError(f"all {len(tasks)} fits failed; the errors: "
@@ -484,6 +532,9 @@ _SEARCH_DOC = """
         ``predict`` and ``score`` then use.
     n_jobs : int or None, default=None
         Threads that train the networks (None or -1: all the kernel may use).
+        Inside ``joblib.parallel_backend("dask")`` the fits are split into
+        slices trained on the cluster's workers, each slice on its share of
+        its worker's threads (at most ``n_jobs``); the results are the same.
     error_score : "raise" or float, default=np.nan
         The score of a fit that fails (a network that diverged, say), with a
         FitFailedWarning; "raise" raises its error instead.
@@ -675,7 +726,12 @@ class _MLPEnsemble(BaseEstimator):
                    else [None] * self.n_estimators)
         base = self._base_cls(**_base_params(self, self._base_cls))
         members = [clone(base).set_params(random_state=int(seed)) for seed in seeds]
-        errors, _ = fit_estimators(members, X, y, subsets, sample_weight, n_threads)
+        client = active_client()
+        if client is None:
+            errors, _ = fit_estimators(members, X, y, subsets, sample_weight, n_threads)
+        else:
+            members, errors = _fit_estimators_on(client, members, X, y, subsets,
+                                                 sample_weight, n_threads)
         for error in errors:
             if error is not None:
                 raise error
@@ -696,6 +752,40 @@ class _MLPEnsemble(BaseEstimator):
         return tags
 
 
+def _fit_slice(data, members, subsets, n_jobs, which):
+    """fit_estimators on a Dask worker: ``which`` (the members' places in
+    the ensemble), the fitted members and their errors."""
+    X, y, sample_weight = data
+    errors, _ = fit_estimators(members, X, y, subsets, sample_weight, worker_threads(n_jobs))
+    return which, members, errors
+
+
+def _fit_estimators_on(client, members, X, y, subsets, sample_weight, n_jobs):
+    """The members fitted on the cluster of ``client`` (copies of them, as
+    they come back from the workers) and their errors; checked whole: every
+    member fitted exactly once."""
+    count = len(members)
+    parts = slices(count, client)
+    outs = run_slices(client, _fit_slice, (X, y, sample_weight),
+                      [([members[i] for i in part], [subsets[i] for i in part], n_jobs, part)
+                       for part in parts], "ensemble")
+    fitted: List[Any] = [None] * count
+    errors: List[Optional[Exception]] = [None] * count
+    seen = np.zeros(count, dtype=np.intp)
+    for which, got, errs in outs:
+        if len(got) != len(which) or len(errs) != len(which):
+            raise LostWorkError(f"a slice of the ensemble returned {len(got)} members for "
+                                f"its {len(which)}")
+        for i, member, error in zip(which, got, errs):
+            fitted[i], errors[i] = member, error
+        np.add.at(seen, which, 1)
+    if not (seen == 1).all():
+        raise LostWorkError(f"the cluster returned {int((seen == 0).sum())} of the "
+                            f"ensemble's {count} members unfitted and "
+                            f"{int((seen > 1).sum())} fitted more than once")
+    return fitted, errors
+
+
 _ENSEMBLE_DOC = """
 
     Parameters
@@ -711,6 +801,9 @@ _ENSEMBLE_DOC = """
         with replacement) rather than on all of them.
     n_jobs : int or None, default=None
         Threads that train the networks (None or -1: all the kernel may use).
+        Inside ``joblib.parallel_backend("dask")`` the members are split into
+        slices trained on the cluster's workers, each slice on its share of
+        its worker's threads (at most ``n_jobs``); the members are the same.
 
     Attributes
     ----------

@@ -43,10 +43,11 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
 
 from . import _checks
 from ._checks import _is_int, _is_real
+from ._cluster import LostWorkError
 from .network import DivergenceError, Network, PathLike, StoppingState
 
 __all__ = ["MLPClassifier", "MLPRegressor", "MLPClassifierCV", "MLPRegressorCV",
-           "MLPEnsembleClassifier", "MLPEnsembleRegressor"]
+           "MLPEnsembleClassifier", "MLPEnsembleRegressor", "LostWorkError"]
 
 _SOLVERS = ("sgd", "adam", "lbfgs")
 _SCHEDULES = ("constant", "invscaling", "adaptive")
