@@ -82,6 +82,8 @@ def network_setstate(net, state: Dict[str, Any]) -> None:
             attributes["_" + public] = attributes.pop(public)
     for name in ("_layer_sizes", "_activations"):
         attributes[name] = tuple(attributes[name])
+    # Pickled before the mixed_bfloat16 policy existed: the plain dtype.
+    attributes.setdefault("_bf16", False)
     net.__dict__.update(attributes)
     net._scratch = {}
     for name, kind in state["locks"].items():
