@@ -270,6 +270,22 @@ def test_sparse_X_matches_dense():
     np.testing.assert_allclose(a._params, b._params, rtol=1e-4, atol=1e-5)
 
 
+def test_validation_and_train_step_use_the_policy():
+    """fit's validation pass and train_step round as evaluate does: the
+    costs agree with the rounded evaluation, not with float32's."""
+    X, Y = _data(96, 30, 8, seed=14)
+    Xv, Yv = _data(40, 30, 8, seed=15)
+    net = _net((30, 120, 8), ["relu", "sigmoid"], "cross_entropy", seed=16)
+    history = net.fit(X, Y, epochs=1, batch_size=32, learning_rate=0.1,
+                      validation_data=(Xv, Yv))
+    assert history.val_loss[-1] == pytest.approx(net.evaluate(Xv, Yv), rel=1e-12)
+    f32 = Network([30, 120, 8], ["relu", "sigmoid"], "cross_entropy", dtype="float32")
+    f32._params[...] = net._params
+    assert f32.evaluate(Xv, Yv) != pytest.approx(net.evaluate(Xv, Yv), rel=1e-7)
+    before = net.evaluate(X[:16], Y[:16])
+    assert net.train_step(X[:16], Y[:16], 0.1) == pytest.approx(before, rel=1e-12)
+
+
 def test_thread_count_changes_no_bit():
     X, Y = _data(256, 64, 16, seed=10)
     nets = [_net((64, 256, 16), ["relu", "identity"], "squared_error", seed=11)
