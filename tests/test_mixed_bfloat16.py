@@ -311,6 +311,23 @@ def test_digits_training_ends_near_float32():
     assert abs(losses[MIXED] - losses["float32"]) <= 0.02 * losses["float32"]
 
 
+def test_wide_regression_training_ends_near_float32():
+    """W5's shape scaled down (relu/identity, squared error, the bench's
+    synthetic teacher): every product runs in bf_gemm."""
+    from backprop_fast.bench import synthetic_regression
+
+    X, Y = synthetic_regression(1024, 256, 256, seed=0)
+    losses = {}
+    for dtype in ("float32", MIXED):
+        net = Network([256, 512, 512, 256], ["relu", "relu", "identity"], "squared_error",
+                      dtype=dtype, seed=0)
+        history = net.fit(X, Y, epochs=3, batch_size=256, learning_rate=0.01)
+        losses[dtype] = history.loss[-1]
+        assert history.loss[-1] < 0.5 * history.loss[0]
+    assert losses[MIXED] != losses["float32"]
+    assert abs(losses[MIXED] - losses["float32"]) <= 0.02 * losses["float32"]
+
+
 # -------------------------------------------------------------- the plumbing
 
 def test_attributes_and_repr():
