@@ -84,6 +84,8 @@ def network_setstate(net, state: Dict[str, Any]) -> None:
         attributes[name] = tuple(attributes[name])
     # Pickled before networks had metadata.
     attributes.setdefault("metadata", {})
+    # Pickled before the mixed_bfloat16 policy existed: the plain dtype.
+    attributes.setdefault("_bf16", False)
     net.__dict__.update(attributes)
     net._scratch = {}
     for name, kind in state["locks"].items():

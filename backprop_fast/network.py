@@ -46,6 +46,10 @@ SCHEDULES = _kernel.SCHEDULE_CODES
 STOPPING = _kernel.STOPPING_CODES
 VALIDATION_METRICS = _kernel.METRIC_CODES
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# The precision policy that is not a NumPy dtype: float32 parameters, the
+# matrix products' inputs rounded to bfloat16 (docs/numerics.md).
+MIXED_BFLOAT16 = "mixed_bfloat16"
+PRECISIONS = ("float32", "float64", MIXED_BFLOAT16)
 FORMAT_VERSION = 1
 
 # Rows per kernel call in predict/evaluate: bounds the workspace for large X.
@@ -265,6 +269,14 @@ def _read_model_archive(archive, what):
         raise ValueError(f"{what}: invalid dtype {_short(dtype_name)}; expected "
                          "'float32' or 'float64'")
     dtype = np.dtype(dtype_name)
+    # Files written before the policy existed have no precision: their dtype's.
+    precision = meta.setdefault("precision", dtype_name)
+    if not isinstance(precision, str) or precision not in PRECISIONS or (
+            precision != dtype_name and not (precision == MIXED_BFLOAT16
+                                             and dtype_name == "float32")):
+        raise ValueError(f"{what}: invalid precision {_short(precision)} for dtype "
+                         f"{dtype_name!r}; expected the dtype's name, or "
+                         "'mixed_bfloat16' for float32")
     try:
         _check_saved_state(meta)
     except ValueError as exc:
@@ -310,8 +322,11 @@ class Network:
         identity output, read as the log of the predicted mean (a log link):
         the cost is half the Poisson deviance, exp(z) - y z + y log y - y per
         unit, for targets y >= 0; ``predict`` returns z, the log-means.
-    dtype : {"float64", "float32"} or numpy dtype, default "float64"
+    dtype : {"float64", "float32", "mixed_bfloat16"} or numpy dtype, default "float64"
         Precision of the parameters and of all computation.
+        "mixed_bfloat16" keeps the parameters, optimizer state, activations
+        and deltas in float32 and rounds the inputs of every matrix product
+        to bfloat16, accumulating in float32 (see the numerics page).
     seed : int or None
         Seeds the initial weights and the shuffling; the same seed, data and
         settings give bit-identical results.
@@ -329,7 +344,12 @@ class Network:
     loss : str
         Read-only.
     dtype : numpy.dtype
-        Read-only.
+        Read-only: the type of the parameter arrays (float32 under
+        "mixed_bfloat16").
+    precision : str
+        Read-only: "float32", "float64" or "mixed_bfloat16", the ``dtype``
+        argument's policy; ``Network(..., dtype=net.precision)`` computes
+        as ``net`` does.
     weights : ParameterList of ndarray
         ``weights[m]`` has shape (layer_sizes[m+1], layer_sizes[m]). The
         arrays are writable views of the parameters the kernel trains, and
@@ -386,7 +406,7 @@ class Network:
         n_layers = len(self._layer_sizes) - 1
         self._activations = tuple(self._check_activations(activations, n_layers))
         self._loss = self._check_loss(loss, self._activations[-1])
-        self._dtype = self._check_dtype(dtype)
+        self._dtype, self._bf16 = self._check_precision(dtype)
         self.n_threads = n_threads
         self._make_codes()
         n_params = sum(o * (i + 1) for i, o in zip(self._layer_sizes, self._layer_sizes[1:]))
@@ -455,6 +475,15 @@ class Network:
     @dtype.setter
     def dtype(self, value):
         self._read_only("dtype")
+
+    @property
+    def precision(self) -> str:
+        """"float32", "float64" or "mixed_bfloat16" (read-only)."""
+        return MIXED_BFLOAT16 if self._bf16 else self._dtype.name
+
+    @precision.setter
+    def precision(self, value):
+        self._read_only("precision")
 
     @property
     def n_threads(self) -> Optional[int]:
@@ -551,10 +580,21 @@ class Network:
         try:
             dt = np.dtype(dtype)
         except TypeError:
-            raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+            raise TypeError(f"dtype must be 'float32', 'float64' or 'mixed_bfloat16', "
+                            f"got {dtype!r}") from None
         if dt not in DTYPES:
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dt}")
+            raise ValueError(f"dtype must be 'float32', 'float64' or 'mixed_bfloat16', "
+                             f"got {dt}")
         return dt
+
+    @staticmethod
+    def _check_precision(dtype) -> Tuple[np.dtype, bool]:
+        """(the parameters' dtype, whether products round to bfloat16)."""
+        # Compared by type first: a NumPy dtype or array compared with a
+        # string would not give one bool.
+        if isinstance(dtype, str) and dtype == MIXED_BFLOAT16:
+            return np.dtype(np.float32), True
+        return Network._check_dtype(dtype), False
 
     def _check_sparse_X(self, X, name):
         """A scipy.sparse X as a _Csr: converted to CSR (CSC and the other
@@ -588,6 +628,16 @@ class Network:
                                  "values; remove or impute them first")
             raise ValueError(f"{name} has values too large for {self._dtype} "
                              f"(largest magnitude {np.max(np.abs(m.data)):g})")
+        if self._bf16:
+            # The kernel rounds a dense X's rows as it reads them, but a
+            # sparse X's values where they lie: into a copy, as Xc.data may
+            # be the caller's array.
+            data = np.empty_like(Xc.data)
+            _kernel.round_bfloat16(Xc.data, data)
+            if not _kernel.all_finite(data):
+                raise ValueError(f"{name} has values too large for bfloat16 "
+                                 f"(largest magnitude {np.max(np.abs(m.data)):g})")
+            Xc.data = data
         return Xc
 
     def _check_X(self, X, name="X"):
@@ -800,7 +850,7 @@ class Network:
         work, _ = self._workspace(rows, xs is not None)
         with self._lock:
             _kernel.predict(*self._net_views(), Xd, out, work, rows, self._kernel_threads(),
-                            xs)
+                            xs, self._bf16)
         return out[0] if single else out
 
     def evaluate(self, X: ArrayLike, y: ArrayLike,
@@ -828,7 +878,7 @@ class Network:
         work, bsum = self._workspace(rows, xs is not None)
         with self._lock:
             total = _kernel.evaluate(*self._net_views(), LOSSES[self._loss], Xd, Y, work,
-                                     bsum, rows, self._kernel_threads(), xs, w)
+                                     bsum, rows, self._kernel_threads(), xs, w, self._bf16)
         return total / Xc.shape[0]
 
     def gradients(self, X: ArrayLike, y: ArrayLike, sample_weight: Optional[ArrayLike] = None
@@ -848,7 +898,7 @@ class Network:
         work, bsum = self._workspace(Xc.shape[0], xs is not None)
         with self._lock:
             _kernel.gradients(*self._net_views(), LOSSES[self._loss], Xd, Y, grad, work, bsum,
-                              self._kernel_threads(), xs, w)
+                              self._kernel_threads(), xs, w, self._bf16)
         dW, db, off = [], [], 0
         for W in self._weights:
             n_out, n_in = W.shape
@@ -1394,6 +1444,7 @@ class Network:
                 "activations": list(self._activations),
                 "loss": self._loss,
                 "dtype": self._dtype.name,
+                "precision": self.precision,
                 "optimizer": {"name": (None if self._optimizer is None
                                        else _OPTIMIZER_NAMES[self._optimizer]),
                               "step": int(self._opt_step[0])},
@@ -1440,7 +1491,8 @@ class Network:
             if str(exc).startswith(what) or str(exc).startswith(f"{path!r} uses"):
                 raise
             raise ValueError(f"{what}: {exc}") from None
-        net = cls(meta["layer_sizes"], meta["activations"], meta["loss"], dtype=meta["dtype"])
+        net = cls(meta["layer_sizes"], meta["activations"], meta["loss"],
+                  dtype=meta["precision"])
         try:
             net._restore_state(meta, arrays)
         except (KeyError, TypeError, ValueError) as exc:
@@ -1499,7 +1551,7 @@ class Network:
 
     def __repr__(self):
         return (f"Network({list(self._layer_sizes)}, activations={list(self._activations)}, "
-                f"loss={self._loss!r}, dtype={self._dtype.name!r})")
+                f"loss={self._loss!r}, dtype={self.precision!r})")
 
 
 class _FitRun:
@@ -1581,7 +1633,7 @@ class _FitRun:
             net._fit_buffer("order", Xd.shape[0] if xs is None else X.shape[0], np.intp),
             net._fit_buffer("work", work_size), net._fit_buffer("bsum", bsum_size, np.float64),
             grad, m1, m2, net._fit_buffer("snapshot", net._params.size), best, self.out,
-            hook, *extra, x_sparse=xs, val_sparse=val_sparse)
+            hook, *extra, x_sparse=xs, val_sparse=val_sparse, bf16=net._bf16)
 
     def record_finished(self):
         """After an exception: the epochs that finished go into the network's

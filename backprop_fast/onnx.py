@@ -9,7 +9,11 @@ per layer::
 formula of ``Network`` (whose ``weights[m]`` have shape (n_out, n_in)), so the
 weights are stored as they are, without a transpose. The parameters are
 stored in the network's dtype (float32 or float64) and the graph's input and
-output have that element type; the batch dimension is symbolic ("N").
+output have that element type; the batch dimension is symbolic ("N"). A
+network of the "mixed_bfloat16" policy exports as a float32 graph: ONNX
+runtimes compute its products on the float32 parameters as they are, not on
+bfloat16-rounded inputs, so its outputs differ from ``predict``'s by about
+bfloat16's precision; the model's metadata records the policy ("precision").
 
 A fitted :class:`~backprop_fast.sklearn.MLPClassifier` or
 :class:`~backprop_fast.sklearn.MLPRegressor` is exported the same way, with
@@ -289,6 +293,7 @@ def to_onnx_model(model: Any) -> "onnx.ModelProto":
         "activations": ",".join(net.activations),
         "loss": net.loss,
         "dtype": dtype.name,
+        "precision": net.precision,
     }
     if kind != "network":
         props["estimator"] = type(model).__name__

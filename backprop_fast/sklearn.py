@@ -174,14 +174,15 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"n_iter_no_change must be an integer >= 1 or np.inf, got {n!r}")
         if not _is_int(self.max_fun) or self.max_fun < 1:
             raise ValueError(f"max_fun must be an integer >= 1, got {self.max_fun!r}")
-        if self.dtype is not None:
+        if self.dtype is not None and not (isinstance(self.dtype, str)
+                                           and self.dtype == "mixed_bfloat16"):
             try:
                 dt = np.dtype(self.dtype)
             except TypeError:
                 dt = None
             if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-                raise ValueError(f"dtype must be None, 'float32' or 'float64', got "
-                                 f"{self.dtype!r}")
+                raise ValueError(f"dtype must be None, 'float32', 'float64' or "
+                                 f"'mixed_bfloat16', got {self.dtype!r}")
         if self.early_stopping and self.validation_fraction == 0:
             raise ValueError("early_stopping=True needs validation_fraction > 0")
         if self.n_threads is not None and (not _is_int(self.n_threads) or self.n_threads < 1):
@@ -230,7 +231,9 @@ class _BaseMLP(BaseEstimator):
             X.sum_duplicates()
         return X
 
-    def _net_dtype(self, X) -> np.dtype:
+    def _net_dtype(self, X) -> Any:
+        if isinstance(self.dtype, str) and self.dtype == "mixed_bfloat16":
+            return self.dtype  # Network's policy name: float32 parameters
         if self.dtype is not None:
             return np.dtype(self.dtype)
         return X.dtype if X.dtype == np.float32 else np.dtype(np.float64)
@@ -766,8 +769,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_iter_no_change : int, default=10
     max_fun : int, default=15000
         Cost evaluations allowed to lbfgs.
-    dtype : {None, "float32", "float64"}, default=None
+    dtype : {None, "float32", "float64", "mixed_bfloat16"}, default=None
         Precision of the network; None follows X (float32 stays float32).
+        "mixed_bfloat16": float32 parameters, matrix products on
+        bfloat16-rounded inputs (``Network``'s policy of that name).
     class_weight : dict, "balanced" or None, default=None
         Weights per class, multiplied into ``sample_weight``.
     n_threads : int or None, default=None

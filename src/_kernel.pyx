@@ -39,6 +39,9 @@ cdef extern from "bf_common.h":
     int bf_cpu_avx2() nogil
     int bf_cpu_avx512() nogil
 
+cdef extern from "bf_round.h" nogil:
+    void bf_round_bf16(const float* src, float* dst, Py_ssize_t n)
+
 from cython cimport floating
 
 from _activations cimport (
@@ -222,13 +225,21 @@ cdef struct Net:
     Py_ssize_t n_params
     Py_ssize_t widest           # widest layer after the input
     bf_gemm_ctx gemm            # the wide products' workspace and threads
+    bint bf16                   # mixed_bfloat16: products read bfloat16-rounded inputs
+    void* rw                    # with bf16: the parameters rounded (n_params),
+    void* ra                    # a layer's input rounded (rows x most),
+    void* rd                    # and its delta rounded (rows x most)
+    Py_ssize_t most             # the widest layer, input included
 
 
 cdef int _init_net(Net* net, const Py_ssize_t[::1] sizes, const int[::1] acts,
-                   int loss) except -1:
+                   int loss, bint bf16=False) except -1:
     cdef Py_ssize_t m
     net.n_params = 0
     net.widest = 0
+    net.most = 0
+    net.bf16 = bf16
+    net.rw = net.ra = net.rd = NULL
     if sizes.shape[0] != acts.shape[0] + 1 or acts.shape[0] < 1:
         raise ValueError("sizes must have one entry more than acts")
     for m in range(sizes.shape[0]):
@@ -251,6 +262,7 @@ cdef int _init_net(Net* net, const Py_ssize_t[::1] sizes, const int[::1] acts,
     for m in range(net.n_layers):
         net.n_params += sizes[m + 1] * (sizes[m] + 1)
         net.widest = max(net.widest, sizes[m + 1])
+    net.most = max(net.widest, sizes[0])
     return 0
 
 
@@ -279,7 +291,9 @@ cdef bint _transposed_first(const Net* net, Py_ssize_t batch) noexcept nogil:
     two state buffers, transposed.
     """
     cdef Py_ssize_t macs = batch * net.sizes[0] * net.sizes[1]
-    return SMALL_PRODUCT < macs <= (1 << 20)
+    # Under mixed_bfloat16 the products read the rounded copy of params
+    # (_rounded), W0 untransposed in it: the first layer stays in params.
+    return SMALL_PRODUCT < macs <= (1 << 20) and not net.bf16
 
 
 cdef bint _fuses_first(const Net* net, Py_ssize_t batch) noexcept nogil:
@@ -287,7 +301,8 @@ cdef bint _fuses_first(const Net* net, Py_ssize_t batch) noexcept nogil:
     into the next sample's forward product (_blas.pxd's update_forward):
     one pass over the first layer's weights a sample instead of two."""
     # At or under SMALL_PRODUCT the first layer is not transposed either.
-    return (batch == 1 and net.sizes[0] >= 8
+    # update_forward reads the weights it writes: no rounded copy between.
+    return (batch == 1 and net.sizes[0] >= 8 and not net.bf16
             and net.sizes[0] * net.sizes[1] <= SMALL_PRODUCT)
 
 
@@ -340,6 +355,13 @@ cdef int _gemm_start(Net* net, Py_ssize_t batch, int n_threads, size_t itemsize,
         if net.gemm.buf == NULL:
             raise MemoryError("no memory for the matrix products' workspace")
         net.gemm.bytes = space * itemsize
+    if net.bf16:
+        net.rw = malloc((net.n_params + 2 * batch * net.most) * itemsize)
+        if net.rw == NULL:
+            _gemm_end(net)
+            raise MemoryError("no memory for the bfloat16-rounded operands")
+        net.ra = <char*>net.rw + net.n_params * itemsize
+        net.rd = <char*>net.ra + batch * net.most * itemsize
     return 0
 
 
@@ -347,6 +369,19 @@ cdef void _gemm_end(Net* net) noexcept:
     free(net.gemm.buf)
     net.gemm.buf = NULL
     net.gemm.bytes = 0
+    free(net.rw)
+    net.rw = net.ra = net.rd = NULL
+
+
+cdef inline const floating* _rounded(const Net* net, const floating* a, Py_ssize_t n,
+                                     void* dst) noexcept nogil:
+    """What a product reads for the n values at a: a itself or, under
+    mixed_bfloat16, the values rounded to bfloat16 in dst (bf_round.h)."""
+    if floating is float:
+        if net.bf16:
+            bf_round_bf16(a, <float*>dst, n)
+            return <const float*>dst
+    return a
 
 
 cdef int _check_rows(const Net* net, Py_ssize_t n, Py_ssize_t x_rows, Py_ssize_t x_cols,
@@ -712,6 +747,10 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
     into the workspace, and the next call, with z_ready, starts from them.
     sp, or NULL: the batch's rows of a sparse X, used in place of X (then
     NULL) by the first layer's products; wt and x_next are then NULL.
+    Under mixed_bfloat16 (net.bf16; wt and x_next NULL) every product reads
+    bfloat16-rounded copies of its inputs, the weights' taken once at the
+    start (each layer's delta goes back through the weights of before the
+    step), while the activations, deltas and updates stay float32.
     """
     cdef Py_ssize_t L = net.n_layers
     cdef Py_ssize_t m, j, n, n_in, n_out, w_off, a_off
@@ -722,6 +761,9 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
     cdef floating* W
     cdef floating* b = NULL
     cdef const floating* a_in
+    cdef const floating* a_r = NULL
+    cdef const floating* d_r
+    cdef const floating* pw = _rounded(net, params, net.n_params, net.rw)
     cdef double cost
     cdef bint fold = opt != NULL and opt.fold
 
@@ -735,13 +777,16 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
         W = params + w_off
         b = W + n_out * n_in
         if m == 0 and sp != NULL:
-            _csr_abt_bias(&net.gemm, sp, rows, W, b, work + batch * a_off, n_out, n_in)
+            _csr_abt_bias(&net.gemm, sp, rows, pw + w_off, b, work + batch * a_off,
+                          n_out, n_in)
         elif m == 0 and z_ready:
             pass
         elif m == 0 and wt != NULL:
             matmul_ab(&net.gemm, a_in, wt, b, work + batch * a_off, rows, n_in, n_out)
         else:
-            matmul_abt_bias(&net.gemm, a_in, W, b, work + batch * a_off, rows, n_out, n_in)
+            a_r = _rounded(net, a_in, rows * n_in, net.ra)
+            matmul_abt_bias(&net.gemm, a_r, pw + w_off, b, work + batch * a_off, rows,
+                            n_out, n_in)
         if m < L - 1:
             _activate(net.acts[m], work + batch * a_off, rows * n_out)
             a_in = work + batch * a_off
@@ -767,25 +812,28 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
         else:
             for j in range(n_out):
                 grad[w_off + n_out * n_in + j] = <floating>(bsum[j] / rows)
+        d_r = _rounded(net, D, rows * n_out, net.rd)
         if m > 0:
-            matmul_ab(&net.gemm, D, W, NULL, P, rows, n_out, n_in)
+            matmul_ab(&net.gemm, d_r, pw + w_off, NULL, P, rows, n_out, n_in)
             _hidden_delta(net.acts[m - 1], P, a_in, bsum, rows, n_in)
+        if sp == NULL or m > 0:
+            a_r = _rounded(net, a_in, rows * n_in, net.ra)
         if m == 0 and sp != NULL:
             # Plain SGD writes only the weights of the columns the batch
             # stores; the other optimizers step every parameter.
             if fold:
-                _csr_atb(&net.gemm, <floating>(-rate / rows), D, sp, rows, True, W,
+                _csr_atb(&net.gemm, <floating>(-rate / rows), d_r, sp, rows, True, W,
                          n_out, n_in)
             elif opt != NULL and opt.kind != OPT_SGD:
                 # The weights' gradient is spent row by row as it is made
                 # (in grad's rows for scratch), the biases' through grad.
-                _csr_adam(&net.gemm, opt, rate, D, sp, rows, W, m1 + w_off, m2 + w_off,
+                _csr_adam(&net.gemm, opt, rate, d_r, sp, rows, W, m1 + w_off, m2 + w_off,
                           grad + w_off, n_out, n_in)
                 n = n_out * n_in
                 _optimizer_step(opt, rate, W + n, grad + w_off + n, m1 + w_off + n,
                                 m2 + w_off + n, n_out)
             else:
-                _csr_atb(&net.gemm, <floating>(1.0 / rows), D, sp, rows, False,
+                _csr_atb(&net.gemm, <floating>(1.0 / rows), d_r, sp, rows, False,
                          grad + w_off, n_out, n_in)
                 if opt != NULL:
                     _optimizer_step(opt, rate, W, grad + w_off, m1 + w_off,
@@ -797,7 +845,7 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
             matmul_atb_acc(&net.gemm, <floating>(-rate / rows), a_in, D, <floating>1, wt,
                            rows, n_in, n_out)
         elif fold:
-            matmul_atb_acc(&net.gemm, <floating>(-rate / rows), D, a_in, <floating>1, W,
+            matmul_atb_acc(&net.gemm, <floating>(-rate / rows), d_r, a_r, <floating>1, W,
                            rows, n_out, n_in)
         elif m == 0 and wt != NULL:
             # The optimizer's step is elementwise: any layout will do, as long
@@ -808,7 +856,7 @@ cdef double _batch(const Net* net, floating* params, const floating* X,
             _optimizer_step(opt, rate, wt, wt + n, wt + 2 * n, wt + 3 * n, n)
             _optimizer_step(opt, rate, b, grad + n, m1 + n, m2 + n, n_out)
         else:
-            matmul_atb_acc(&net.gemm, <floating>(1.0 / rows), D, a_in, <floating>0,
+            matmul_atb_acc(&net.gemm, <floating>(1.0 / rows), d_r, a_r, <floating>0,
                            grad + w_off, rows, n_out, n_in)
             if opt != NULL:
                 _optimizer_step(opt, rate, W, grad + w_off, m1 + w_off,
@@ -1119,6 +1167,7 @@ cdef double _validate_score(const Net* net, const floating* params,
     cdef double cost = 0, wr, right = 0, wsum = 0, e, s
     cdef bint ok
     cdef bf_csr chunk
+    cdef const floating* pw = _rounded(net, params, net.n_params, net.rw)
     if sp != NULL:
         chunk = sp[0]
     if metric == METRIC_R2:
@@ -1127,7 +1176,7 @@ cdef double _validate_score(const Net* net, const floating* params,
     while start < n:
         rows = min(batch, n - start)
         chunk.first = start
-        _forward_chunk(net, params, X + start * net.sizes[0] if sp == NULL else NULL, z,
+        _forward_chunk(net, params, pw, X + start * net.sizes[0] if sp == NULL else NULL, z,
                        rows, batch, work, &chunk if sp != NULL else NULL)
         for r in range(rows):
             zr = z + r * n_out
@@ -1324,7 +1373,7 @@ def fit_call(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] a
              floating[::1] m1, floating[::1] m2, floating[::1] snapshot,
              floating[::1] best, double[:, ::1] history, object epoch_end,
              const floating[::1] val_weight=None, double[::1] val_stats=None,
-             object x_sparse=None, object val_sparse=None):
+             object x_sparse=None, object val_sparse=None, bint bf16=False):
     """Check one fit's arguments against its network; returns the FitCall
     that ``run_fits`` runs.
 
@@ -1357,6 +1406,11 @@ def fit_call(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] a
 
     ``epoch_end``, None or a callable, is called with the GIL after each
     epoch as epoch_end(e); a true result stops training.
+
+    ``bf16``: the mixed_bfloat16 policy (float32 only): every product reads
+    its inputs rounded to bfloat16 (the caller rounds a sparse X's values,
+    see round_bfloat16); parameters, optimizer state, activations and
+    deltas stay float32.
     """
     cdef FitCall c = FitCall.__new__(FitCall)
     cdef Run* r = &c.r
@@ -1367,7 +1421,8 @@ def fit_call(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] a
     cdef floating* p = &params[0]
     cdef bint keep_best, fold
     cdef int metric
-    _init_net(net, sizes, acts, loss)
+    _check_bf16(bf16, p)
+    _init_net(net, sizes, acts, loss, bf16)
     if is_sp:
         n = _csr_open(x_sparse, sizes[0], &r.xs, p)
     if val_sp:
@@ -1893,10 +1948,12 @@ def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
               const int[::1] acts, int loss, const floating[:, ::1] X,
               const floating[:, ::1] Y, floating[::1] grad,
               floating[::1] work, double[::1] bsum, int n_threads=0,
-              object x_sparse=None, const floating[::1] sample_weight=None):
+              object x_sparse=None, const floating[::1] sample_weight=None,
+              bint bf16=False):
     """Mean gradient over all rows of X into grad; returns the cost sum.
     ``x_sparse``: as for fit (X is then an empty (0, n_0) array).
-    ``sample_weight``: None, or one weight per row multiplying its cost."""
+    ``sample_weight``: None, or one weight per row multiplying its cost.
+    ``bf16``: as for fit_call."""
     cdef Net net
     cdef double cost
     cdef Py_ssize_t n = X.shape[0]
@@ -1904,7 +1961,8 @@ def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
     cdef bint is_sp = x_sparse is not None
     cdef const floating* xp = NULL
     cdef const floating* sw
-    _init_net(&net, sizes, acts, loss)
+    _check_bf16(bf16, &params[0])
+    _init_net(&net, sizes, acts, loss, bf16)
     if x_sparse is not None:
         n = _csr_open(x_sparse, sizes[0], &xs, &params[0])
     elif n > 0:
@@ -1929,11 +1987,12 @@ def gradients(const floating[::1] params, const Py_ssize_t[::1] sizes,
     return cost
 
 
-cdef void _forward_chunk(const Net* net, const floating* params,
+cdef void _forward_chunk(const Net* net, const floating* params, const floating* pw,
                          const floating* X, floating* out, Py_ssize_t rows,
                          Py_ssize_t batch, floating* work,
                          const bf_csr* sp) noexcept nogil:
     """Forward pass; the last layer's pre-activations go to ``out``.
+    pw: the parameters the products read (see _rounded), params the biases.
     sp, or NULL: the chunk's rows of a sparse X, read in place of X."""
     cdef Py_ssize_t m, n_in, n_out, w_off = 0, a_off = 0
     cdef const floating* a_in = X
@@ -1943,10 +2002,10 @@ cdef void _forward_chunk(const Net* net, const floating* params,
         n_out = net.sizes[m + 1]
         z = out if m == net.n_layers - 1 else work + batch * a_off
         if m == 0 and sp != NULL:
-            _csr_abt_bias(&net.gemm, sp, rows, params, params + n_out * n_in, z, n_out, n_in)
+            _csr_abt_bias(&net.gemm, sp, rows, pw, params + n_out * n_in, z, n_out, n_in)
         else:
-            matmul_abt_bias(&net.gemm, a_in, params + w_off, params + w_off + n_out * n_in,
-                            z, rows, n_out, n_in)
+            matmul_abt_bias(&net.gemm, _rounded(net, a_in, rows * n_in, net.ra), pw + w_off,
+                            params + w_off + n_out * n_in, z, rows, n_out, n_in)
         if m < net.n_layers - 1:
             _activate(net.acts[m], z, rows * n_out)
             a_in = z
@@ -1957,14 +2016,17 @@ cdef void _forward_chunk(const Net* net, const floating* params,
 def predict(const floating[::1] params, const Py_ssize_t[::1] sizes,
             const int[::1] acts, const floating[:, ::1] X,
             floating[:, ::1] out, floating[::1] work, Py_ssize_t batch, int n_threads=0,
-            object x_sparse=None):
+            object x_sparse=None, bint bf16=False):
     """Output activations of all rows of X, ``batch`` rows at a time.
-    ``x_sparse``: as for fit (X is then an empty (0, n_0) array)."""
+    ``x_sparse``: as for fit (X is then an empty (0, n_0) array).
+    ``bf16``: as for fit_call."""
     cdef Net net
     cdef Py_ssize_t n = X.shape[0], start, rows, n_out, L
     cdef bf_csr xs
     cdef bint is_sp = x_sparse is not None
-    _init_net(&net, sizes, acts, 0)
+    cdef const floating* pw
+    _check_bf16(bf16, &params[0])
+    _init_net(&net, sizes, acts, 0, bf16)
     if x_sparse is not None:
         n = _csr_open(x_sparse, sizes[0], &xs, &params[0])
     if (params.shape[0] != net.n_params or batch < 1
@@ -1978,11 +2040,12 @@ def predict(const floating[::1] params, const Py_ssize_t[::1] sizes,
     _gemm_start(&net, min(batch, n), n_threads, sizeof(floating), is_sp)
     try:
         with nogil:
+            pw = _rounded(&net, &params[0], net.n_params, net.rw)
             start = 0
             while start < n:
                 rows = min(batch, n - start)
                 xs.first = start
-                _forward_chunk(&net, &params[0],
+                _forward_chunk(&net, &params[0], pw,
                                &X[start, 0] if not is_sp else NULL,
                                &out[start, 0], rows, batch, &work[0],
                                &xs if is_sp else NULL)
@@ -1996,10 +2059,11 @@ def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
              const int[::1] acts, int loss, const floating[:, ::1] X,
              const floating[:, ::1] Y, floating[::1] work, double[::1] bsum,
              Py_ssize_t batch, int n_threads=0, object x_sparse=None,
-             const floating[::1] sample_weight=None):
+             const floating[::1] sample_weight=None, bint bf16=False):
     """Sum over the rows of X of the per-sample cost, ``batch`` rows at a time.
     ``x_sparse``: as for fit (X is then an empty (0, n_0) array).
-    ``sample_weight``: None, or one weight per row multiplying its cost."""
+    ``sample_weight``: None, or one weight per row multiplying its cost.
+    ``bf16``: as for fit_call."""
     cdef Net net
     cdef const floating* sw
     cdef Py_ssize_t n = X.shape[0], start, rows, n_out, L
@@ -2007,7 +2071,9 @@ def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
     cdef floating* z
     cdef bf_csr xs
     cdef bint is_sp = x_sparse is not None
-    _init_net(&net, sizes, acts, loss)
+    cdef const floating* pw
+    _check_bf16(bf16, &params[0])
+    _init_net(&net, sizes, acts, loss, bf16)
     if x_sparse is not None:
         n = _csr_open(x_sparse, sizes[0], &xs, &params[0])
     if (params.shape[0] != net.n_params or batch < 1
@@ -2024,11 +2090,12 @@ def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
     _gemm_start(&net, min(batch, n), n_threads, sizeof(floating), is_sp)
     try:
         with nogil:
+            pw = _rounded(&net, &params[0], net.n_params, net.rw)
             start = 0
             while start < n:
                 rows = min(batch, n - start)
                 xs.first = start
-                _forward_chunk(&net, &params[0],
+                _forward_chunk(&net, &params[0], pw,
                                &X[start, 0] if not is_sp else NULL, z, rows, batch,
                                &work[0], &xs if is_sp else NULL)
                 cost += _output_delta(&net, z, &Y[start, 0], sw + start if sw != NULL else NULL,
@@ -2037,6 +2104,24 @@ def evaluate(const floating[::1] params, const Py_ssize_t[::1] sizes,
     finally:
         _gemm_end(&net)
     return cost
+
+
+cdef int _check_bf16(bint bf16, const floating* p) except -1:
+    # p only carries the type: bfloat16 rounding is defined on float32.
+    if bf16 and floating is double:
+        raise ValueError("the mixed_bfloat16 policy needs float32 parameters")
+    return 0
+
+
+def round_bfloat16(const float[::1] x, float[::1] out):
+    """out = x rounded to the nearest bfloat16 (ties to even), as float32
+    values: the rounding every product applies under mixed_bfloat16. NaN
+    stays NaN, inf stays inf; x and out may be the same array."""
+    if out.shape[0] != x.shape[0]:
+        raise ValueError("out must have x's length")
+    if x.shape[0] > 0:
+        with nogil:
+            bf_round_bf16(&x[0], &out[0], x.shape[0])
 
 
 def cpu_supports(str isa):
