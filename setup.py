@@ -24,6 +24,7 @@ import platform
 import shutil
 import sys
 
+import Cython
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -82,7 +83,8 @@ OPENMP = (dict.fromkeys(["", *VARIANTS], ["-fopenmp"]) if sys.platform.startswit
 # recompiled too.
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODE = json.dumps({"directives": directives, "compile_args": compile_args,
-                   "variants": VARIANTS, "openmp": OPENMP}, sort_keys=True)
+                   "variants": VARIANTS, "openmp": OPENMP, "cython": Cython.__version__,
+                   "numpy": numpy.__version__.split(".")[0]}, sort_keys=True)
 STAMP = os.path.join(HERE, "build", "backprop_fast-build-mode.json")
 try:
     with open(STAMP) as f:
@@ -130,7 +132,10 @@ class BuildExt(build_ext):
         target = self.get_ext_fullpath(ext.name)
         name = os.path.basename(self.get_ext_filename(self.get_ext_fullname(ext.name)))
         built = os.path.join(HERE, *ext.name.split(".")[:-1], name)
-        inputs = [os.path.join(HERE, f) for f in [*ext.sources, *ext.depends]]
+        # The Cython sources, not the C: cythonize regenerates the C whenever
+        # the build environment is new (its own .pxd files are then newer).
+        sources = [os.path.splitext(f)[0] + ".pyx" for f in ext.sources]
+        inputs = [os.path.join(HERE, f) for f in [*sources, *ext.depends]]
         inputs.append(os.path.abspath(__file__))
         if (not mode_changed and os.path.abspath(built) != os.path.abspath(target)
                 and os.path.exists(built)
