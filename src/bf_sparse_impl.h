@@ -30,17 +30,30 @@ static void FN(bf_csr_abt_bias_)(const bf_gemm_ctx* ctx, const bf_csr* x, Py_ssi
     }
 }
 
+/* g += alpha D[:, j] @ X_rows: row j of the weight gradient, over the
+   columns the batch stores, each element's chain over the batch's rows in
+   order, with alpha D rounded first, as bf_gemm does. */
+static inline void FN(bf_csr_row_acc_)(T alpha, const T* BF_RESTRICT D, const bf_csr* x,
+                                       Py_ssize_t rows, Py_ssize_t j, Py_ssize_t n_out,
+                                       T* BF_RESTRICT g) {
+    const T* data = (const T*)x->data;
+    const int64_t* idx = x->indices;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const Py_ssize_t i = bf_csr_row(x, r);
+        const T a = alpha * D[r * n_out + j];
+        for (int64_t k = x->indptr[i]; k < x->indptr[i + 1]; k++)
+            g[idx[k]] = MADD(a, data[k], g[idx[k]]);
+    }
+}
+
 /* G (n_out x n_in) = alpha D.T @ X_rows + beta G, beta 0 or 1; D is
    rows x n_out. With G the weights, beta 1 and alpha = -rate / rows, the
    plain SGD step folded into the product: only the columns the batch
    stores are written (all of G where beta is 0, to zero first). Rows of G
-   are split between threads; each element's chain runs over the batch's
-   rows in order, with alpha D rounded first, as bf_gemm does. */
+   are split between threads. */
 static void FN(bf_csr_atb_)(const bf_gemm_ctx* ctx, T alpha, const T* BF_RESTRICT D,
                             const bf_csr* x, Py_ssize_t rows, int beta,
                             T* BF_RESTRICT G, Py_ssize_t n_out, Py_ssize_t n_in) {
-    const T* data = (const T*)x->data;
-    const int64_t* idx = x->indices;
     const double work = bf_csr_nnz(x, rows) * n_out + (beta ? 0.0 : (double)n_out * n_in);
     const int threads = bf_product_threads(work, ctx ? ctx->threads : 1);
     (void)threads;
@@ -50,12 +63,7 @@ static void FN(bf_csr_atb_)(const bf_gemm_ctx* ctx, T alpha, const T* BF_RESTRIC
         if (!beta)
             for (Py_ssize_t c = 0; c < n_in; c++)
                 g[c] = 0;
-        for (Py_ssize_t r = 0; r < rows; r++) {
-            const Py_ssize_t i = bf_csr_row(x, r);
-            const T a = alpha * D[r * n_out + j];
-            for (int64_t k = x->indptr[i]; k < x->indptr[i + 1]; k++)
-                g[idx[k]] = MADD(a, data[k], g[idx[k]]);
-        }
+        FN(bf_csr_row_acc_)(alpha, D, x, rows, j, n_out, g);
     }
 }
 
@@ -74,8 +82,6 @@ static void FN(bf_csr_adam_)(const bf_gemm_ctx* ctx, T alpha, const T* BF_RESTRI
                              T* BF_RESTRICT M, T* BF_RESTRICT V, T* BF_RESTRICT scratch,
                              Py_ssize_t n_out, Py_ssize_t n_in, T step, T bc2_sqrt,
                              T b1, T b2, T eps, T wd, T decay) {
-    const T* data = (const T*)x->data;
-    const int64_t* idx = x->indices;
     const double work = bf_csr_nnz(x, rows) * n_out + 4.0 * n_out * n_in;
     int threads = bf_product_threads(work, ctx ? ctx->threads : 1);
     const T one = 1;
@@ -89,12 +95,7 @@ static void FN(bf_csr_adam_)(const bf_gemm_ctx* ctx, T alpha, const T* BF_RESTRI
         T* v = V + j * n_in;
         for (Py_ssize_t c = 0; c < n_in; c++)
             g[c] = 0;
-        for (Py_ssize_t r = 0; r < rows; r++) {
-            const Py_ssize_t i = bf_csr_row(x, r);
-            const T a = alpha * D[r * n_out + j];
-            for (int64_t k = x->indptr[i]; k < x->indptr[i + 1]; k++)
-                g[idx[k]] = MADD(a, data[k], g[idx[k]]);
-        }
+        FN(bf_csr_row_acc_)(alpha, D, x, rows, j, n_out, g);
         if (decay != one)
             for (Py_ssize_t c = 0; c < n_in; c++)
                 p[c] = p[c] * decay;
