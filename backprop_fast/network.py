@@ -608,13 +608,7 @@ class Network:
         if X.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold real numbers, got a sparse matrix of "
                             f"dtype {X.dtype}")
-        if X.shape[0] == 0:
-            raise ValueError(f"{name} is empty: shape {X.shape}; at least one sample "
-                             "is needed")
-        if X.shape[1] != self._layer_sizes[0]:
-            raise ValueError(f"{name} has {X.shape[1]} features per sample, but the "
-                             f"network expects {self._layer_sizes[0]} (layer_sizes[0]); "
-                             f"got shape {X.shape}")
+        self._check_rows_and_features(X.shape, name)
         m = X.tocsr() if X.format != "csr" else X
         if not m.has_canonical_format:
             # On a copy: the caller's matrix is left as it was.
@@ -662,14 +656,18 @@ class Network:
         if arr.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_samples, {self._layer_sizes[0]}) or "
                              f"1-D for one sample, got shape {arr.shape}")
-        if arr.shape[0] == 0:
-            raise ValueError(f"{name} is empty: shape {arr.shape}; at least one sample "
-                             "is needed")
-        if arr.shape[1] != self._layer_sizes[0]:
-            raise ValueError(f"{name} has {arr.shape[1]} features per sample, but the "
-                             f"network expects {self._layer_sizes[0]} (layer_sizes[0]); "
-                             f"got shape {arr.shape}")
+        self._check_rows_and_features(arr.shape, name)
         return self._convert(arr, name), single
+
+    def _check_rows_and_features(self, shape, name):
+        """A 2-D X (dense or sparse) of at least one sample, layer_sizes[0] wide."""
+        if shape[0] == 0:
+            raise ValueError(f"{name} is empty: shape {shape}; at least one sample "
+                             "is needed")
+        if shape[1] != self._layer_sizes[0]:
+            raise ValueError(f"{name} has {shape[1]} features per sample, but the "
+                             f"network expects {self._layer_sizes[0]} (layer_sizes[0]); "
+                             f"got shape {shape}")
 
     def _check_y(self, y, n, single):
         """y as a C-contiguous (n, n_outputs) array of the network's dtype."""
