@@ -1,4 +1,4 @@
-"""Build the Cython kernel ``backprop_fast._kernel``.
+"""Build the Cython kernel: ``backprop_fast._kernel`` and its engines.
 
 Environment switches
 --------------------
@@ -10,10 +10,14 @@ BACKPROP_FAST_DEBUG=1
 
 Kernel variants
 ---------------
-With gcc or clang on x86-64 the kernel is compiled three times from the one
-source, src/_kernel.pyx: for any x86-64 (SSE2, the baseline), for AVX2 with
-FMA, and for AVX-512 (F, BW, DQ, VL). backprop_fast/_kernels.py imports the
-widest variant that the CPU and the operating system support, so the wheel
+The kernel is two modules. ``_kernel`` (src/_kernel.pyx), the entry points
+that Python calls, their checks and the classes, is compiled once. The
+engine (src/_engine.pyx), the hot loops that those entry points call
+through a table of function pointers, is compiled once per instruction set:
+with gcc or clang on x86-64, for any x86-64 (SSE2, the baseline,
+``_engine``), for AVX2 with FMA (``_engine_avx2``) and for AVX-512 (F, BW,
+DQ, VL; ``_engine_avx512``). backprop_fast/_kernels.py gives the kernel the
+widest engine that the CPU and the operating system support, so the wheel
 runs everywhere and vectorises the elementwise math and the small products 4
 (float64) or 16 (float32) lanes wide where it can.
 """
@@ -69,7 +73,7 @@ VARIANTS = {
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 if MSVC or not X86_64:
     VARIANTS = {}
-# Every build splits its wide products (src/bf_gemm.h) between OpenMP
+# Every engine splits its wide products (src/bf_gemm.h) between OpenMP
 # threads: gcc's, on Linux. Elsewhere the pragmas are ignored and those
 # products run on one thread.
 OPENMP = (dict.fromkeys(["", *VARIANTS], ["-fopenmp"]) if sys.platform.startswith("linux")
@@ -92,20 +96,22 @@ try:
 except OSError:
     mode_changed = True
 
-def kernel(suffix="", extra=()):
-    openmp = OPENMP.get(suffix.lstrip("_"), [])
+def module(name, extra=(), openmp=()):
     return Extension(
-        "backprop_fast._kernel" + suffix,
-        sources=[f"src/_kernel{suffix}.pyx"],
+        "backprop_fast." + name,
+        sources=[f"src/{name}.pyx"],
         depends=sorted(glob.glob(os.path.join("src", "*.h")) + glob.glob(os.path.join("src", "*.pxd"))),
         include_dirs=[numpy.get_include(), "src"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=compile_args + list(extra) + openmp,
-        extra_link_args=openmp,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+        + ([("BF_CHECKED", "1")] if DEBUG else []),
+        extra_compile_args=compile_args + list(extra) + list(openmp),
+        extra_link_args=list(openmp),
     )
 
 
-extensions = [kernel()] + [kernel("_" + isa, flags) for isa, flags in VARIANTS.items()]
+extensions = ([module("_kernel"), module("_engine", openmp=OPENMP.get("", []))]
+              + [module("_engine_" + isa, flags, OPENMP.get(isa, []))
+                 for isa, flags in VARIANTS.items()])
 
 ext_modules = cythonize(
     extensions,
@@ -125,8 +131,8 @@ class BuildExt(build_ext):
     """Takes a module that an earlier build of this tree compiled in place
     (an editable install: the README's main job) instead of compiling it
     again, where that module is newer than everything it is built from and
-    the build mode is the same; each variant takes a minute or more to
-    compile, and the README's test command installs the same tree again."""
+    the build mode is the same: the README's test command installs the same
+    tree again."""
 
     def build_extension(self, ext):
         target = self.get_ext_fullpath(ext.name)
@@ -147,6 +153,6 @@ class BuildExt(build_ext):
         super().build_extension(ext)
 
 
-# The variants compile side by side.
+# The modules compile side by side.
 setup(ext_modules=ext_modules, cmdclass={"build_ext": BuildExt},
       options={"build_ext": {"parallel": min(len(extensions), os.cpu_count() or 1)}})

@@ -1,4 +1,5 @@
 # Type stub of the compiled kernel (src/_kernel.pyx); see its docstrings.
+from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -52,6 +53,10 @@ class Settings:
     samples_seen: float
     rate: float
 
+engine: ModuleType  # the engine module in use (see use)
+
+def use(module: ModuleType) -> None: ...
+def checked() -> bool: ...
 def cpu_supports(isa: str) -> bool: ...
 def threads(n_threads: int = 0) -> int: ...
 def bsum_size(sizes: Buffer, acts: Buffer, batch: int) -> int: ...

@@ -1,9 +1,12 @@
-"""The compiled kernel for this CPU.
+"""The compiled kernel, with the engine for this CPU.
 
-setup.py compiles src/_kernel.pyx into up to three modules that differ only in
-the instructions the compiler may use: ``_kernel`` (any x86-64, or any other
-CPU), ``_kernel_avx2`` (AVX2 and FMA) and ``_kernel_avx512`` (AVX-512 F, BW,
-DQ and VL). ``kernel`` is the widest one that was built and that this CPU runs.
+setup.py compiles the kernel in two parts: ``_kernel``, the entry points that
+Python calls (compiled once), and the engine, the hot loops those entry points
+run (src/_engine.pyx), compiled into up to three modules that differ only in
+the instructions the compiler may use: ``_engine`` (any x86-64, or any other
+CPU), ``_engine_avx2`` (AVX2 and FMA) and ``_engine_avx512`` (AVX-512 F, BW,
+DQ and VL). ``kernel`` runs on the widest engine that was built and that this
+CPU runs; ``isa`` names it.
 
 The environment variable ``BACKPROP_FAST_ISA`` (read at import) chooses one
 by name instead: "baseline", "avx2" or "avx512" ("auto", or unset, for the
@@ -12,8 +15,10 @@ multiply-adds, so their results differ from the baseline's in the last bits.
 """
 import importlib
 import os
+from types import ModuleType
 
-from . import _kernel as _baseline
+from . import _engine as _baseline
+from . import _kernel
 
 ISAS = ("avx512", "avx2", "baseline")  # widest first
 
@@ -22,7 +27,7 @@ def _module(isa):
     if isa == "baseline":
         return _baseline
     try:
-        return importlib.import_module(f"{__package__}._kernel_{isa}")
+        return importlib.import_module(f"{__package__}._engine_{isa}")
     except ImportError:  # not built for this platform or compiler
         return None
 
@@ -31,11 +36,12 @@ def available():
     """Names of the kernel variants that are built and that this CPU can run,
     widest first."""
     return [isa for isa in ISAS
-            if (isa == "baseline" or _baseline.cpu_supports(isa)) and _module(isa) is not None]
+            if (isa == "baseline" or _kernel.cpu_supports(isa)) and _module(isa) is not None]
 
 
 def load(isa=None):
-    """The kernel module for ``isa`` (None or "auto": the widest available)."""
+    """The engine module for ``isa`` (None or "auto": the widest available),
+    and its name; ``kernel.use(module)`` runs the kernel on it."""
     usable = available()
     if isa in (None, "", "auto"):
         isa = usable[0]
@@ -49,4 +55,8 @@ def load(isa=None):
     return _module(isa), isa
 
 
-kernel, isa = load(os.environ.get("BACKPROP_FAST_ISA"))
+engine, isa = load(os.environ.get("BACKPROP_FAST_ISA"))
+_kernel.use(engine)
+# Typed as loosely as load()'s result was: network.py's calls have never been
+# checked against the stub's signatures.
+kernel: ModuleType = _kernel

@@ -42,6 +42,15 @@
 #define BF_VECTOR_BYTES 0
 #endif
 
+/* Which build this is, checked (BACKPROP_FAST_DEBUG: setup.py defines
+   BF_CHECKED) or not, as a value an engine can report: its loops index raw
+   pointers, so no bounds check can show it. */
+#if defined(BF_CHECKED)
+#define BF_CHECKED_BUILD 1
+#else
+#define BF_CHECKED_BUILD 0
+#endif
+
 #define BF_CAT_(a, b) a##b
 #define BF_CAT(a, b) BF_CAT_(a, b)
 

@@ -136,10 +136,13 @@ def deadline():
 
 
 @pytest.fixture(params=_kernels.available())
-def kernel_variant(request, monkeypatch):
+def kernel_variant(request):
     """Each kernel variant this machine runs (baseline, avx2, avx512), in turn,
-    as the kernel of every Network: the module using it runs once per variant.
-    Returns the kernel module."""
-    module, _ = _kernels.load(request.param)
-    monkeypatch.setattr(backprop_fast.network, "_kernel", module)
-    return module
+    as the engine of the kernel every Network calls: the module using it runs
+    once per variant. Returns the kernel module."""
+    engine, _ = _kernels.load(request.param)
+    kernel = backprop_fast.network._kernel
+    previous = kernel.engine
+    kernel.use(engine)
+    yield kernel
+    kernel.use(previous)

@@ -17,17 +17,20 @@ import backprop_fast
 
 # The kernel's entry points check every shape they are given, so the probe is
 # a shim that indexes as the kernel does, out of range: a checked kernel raises
-# IndexError before touching memory. Run in a child, so that an unchecked
-# kernel's out-of-bounds read cannot disturb this process.
+# IndexError before touching memory. The engines index raw pointers only, so
+# each one reports the mode it was built in instead. Run in a child, so that
+# an unchecked kernel's out-of-bounds read cannot disturb this process.
 _PROBE = """
 import numpy as np
 from backprop_fast import _kernels
+kernel = _kernels.kernel
 for isa in _kernels.available():
-    kernel, _ = _kernels.load(isa)
+    engine, _ = _kernels.load(isa)
+    kernel.use(engine)
     try:
         kernel._test_element(np.zeros(1), 3)
     except IndexError:
-        print(isa, "checked")
+        print(isa, "checked" if kernel.checked() else "unchecked engine")
     else:
         print(isa, "unchecked")
 """

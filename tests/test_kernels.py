@@ -62,18 +62,18 @@ def test_load_rejects_unknown_and_unusable_names(monkeypatch):
     monkeypatch.setattr(_kernels, "available", lambda: ["baseline"])
     with pytest.raises(ImportError, match="available here: baseline"):
         _kernels.load("avx512")
-    module, isa = _kernels.load("auto")
-    assert isa == "baseline" and module is _kernels._baseline
+    engine, isa = _kernels.load("auto")
+    assert isa == "baseline" and engine is _kernels._baseline
 
 
 @pytest.mark.parametrize("isa", _kernels.available())
 def test_environment_variable_chooses_the_variant(isa, tmp_path):
     code = ("import backprop_fast, backprop_fast.network as n; "
-            "print(backprop_fast.kernel_isa, n._kernel.__name__)")
+            "print(backprop_fast.kernel_isa, n._kernel.engine.__name__)")
     out = _run(code, isa, tmp_path)
     assert out.returncode == 0, out.stderr
     suffix = "" if isa == "baseline" else "_" + isa
-    assert out.stdout.split() == [isa, f"backprop_fast._kernel{suffix}"]
+    assert out.stdout.split() == [isa, f"backprop_fast._engine{suffix}"]
 
 
 def test_environment_variable_with_a_bad_name_fails_the_import(tmp_path):
@@ -82,15 +82,14 @@ def test_environment_variable_with_a_bad_name_fails_the_import(tmp_path):
     assert "BACKPROP_FAST_ISA must be one of auto, avx512, avx2, baseline; got 'neon'" in out.stderr
 
 
-def test_variants_train_alike(kernel_variant, monkeypatch):
+def test_variants_train_alike(kernel_variant):
     """The same fit on each variant ends within rounding of the baseline's."""
-    import backprop_fast.network as network
     rng = np.random.default_rng(3)
     X = rng.normal(size=(64, 9))
     y = rng.integers(0, 4, 64)
     results = []
-    for module in (kernel_variant, _kernels._baseline):
-        monkeypatch.setattr(network, "_kernel", module)
+    for engine in (kernel_variant.engine, _kernels._baseline):
+        kernel_variant.use(engine)
         net = Network([9, 16, 4], ["tanh", "softmax"], "cross_entropy", seed=5)
         net.fit(X, y, epochs=5, batch_size=8, learning_rate=0.1)
         results.append(np.concatenate([w.ravel() for w in net.weights]))
@@ -181,7 +180,7 @@ def test_wide_products_are_one_chain_per_element(kernel_variant, rows, n_in, n_o
     sums = np.array([[_chains(d, x)[kind] for x in X.T.tolist()] for d in D.T.tolist()])
     grad_w, _ = net.gradients(X, Y)
     np.testing.assert_array_equal(grad_w[0], sums)
-    if kernel_variant is not _kernels._baseline:
+    if kernel_variant.engine is not _kernels._baseline:
         assert kind == 0, "the FMA builds fuse every multiply-add"
 
 

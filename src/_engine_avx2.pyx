@@ -1,0 +1,3 @@
+# The engine compiled for CPUs with AVX2 and FMA: setup.py adds the flags, and
+# backprop_fast/_kernels.py chooses this module only where the CPU has them.
+include "_engine.pyx"

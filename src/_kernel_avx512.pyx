@@ -1,4 +1,0 @@
-# The kernel compiled for CPUs with AVX-512 (F, BW, DQ, VL): setup.py adds the
-# flags, and backprop_fast/_kernels.py imports this module only where the CPU
-# has them.
-include "_kernel.pyx"
