@@ -53,7 +53,7 @@ cd "$work/run"
 import os, sys, sysconfig
 import backprop_fast, backprop_fast._kernel
 site = os.path.realpath(sysconfig.get_paths()["purelib"])
-for mod in (backprop_fast, backprop_fast._kernel):
+for mod in (backprop_fast, backprop_fast._kernel, backprop_fast._kernel.engine):
     where = os.path.realpath(mod.__file__)
     assert where.startswith(site), f"{mod.__name__} imported from {where}, not {site}"
 print("installed package:", os.path.dirname(os.path.realpath(backprop_fast.__file__)))

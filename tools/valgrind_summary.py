@@ -18,7 +18,7 @@ import sys
 HEADER = re.compile(r"==\d+== (Invalid (?:read|write|free)[^\n]*|Conditional jump[^\n]*|"
                     r"Use of uninitialised[^\n]*|Syscall param[^\n]*|Mismatched[^\n]*|"
                     r"Source and destination overlap[^\n]*)")
-OURS = re.compile(r"backprop_fast|_kernel|numpy|_multiarray|scipy|openblas|cython_blas",
+OURS = re.compile(r"backprop_fast|_kernel|_engine|numpy|_multiarray|scipy|openblas|cython_blas",
                   re.IGNORECASE)
 INNER = 4
 
