@@ -97,7 +97,9 @@ def kernel(suffix="", extra=()):
     return Extension(
         "backprop_fast._kernel" + suffix,
         sources=[f"src/_kernel{suffix}.pyx"],
-        depends=sorted(glob.glob(os.path.join("src", "*.h")) + glob.glob(os.path.join("src", "*.pxd"))),
+        # The variants' .pyx only include src/_kernel.pyx: it is theirs too.
+        depends=sorted(glob.glob(os.path.join("src", "*.h")) + glob.glob(os.path.join("src", "*.pxd"))
+                       + [os.path.join("src", "_kernel.pyx")]),
         include_dirs=[numpy.get_include(), "src"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args + list(extra) + openmp,
