@@ -2256,7 +2256,10 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
     cdef const floating* src
     cdef Py_ssize_t floats = G * (n_params + batch * (_total_width(net) + 2 * net.widest
                                                        + n_in + n_out + 1))
-    cdef void* block = malloc(floats * sizeof(floating) + net.widest * G * sizeof(double))
+    cdef void* block
+    if m < 1:
+        return
+    block = malloc(floats * sizeof(floating) + net.widest * G * sizeof(double))
     if block == NULL:
         # No room to interleave: each network trains on its own.
         for k in range(m):
@@ -2275,7 +2278,7 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
         live[k] = runs[k].s.epochs > 0
     for l in range(G):
         lane[l] = runs[l] if l < m else runs[0]
-        gathers[l] = lps[l].gather if l < m else gathers[0]
+        gathers[l] = lps[l if l < m else 0].gather
     # Rows that every epoch takes in the same order, in one batch, are
     # interleaved once.
     once = batch >= n
