@@ -100,7 +100,10 @@ def module(name, extra=(), openmp=()):
     return Extension(
         "backprop_fast." + name,
         sources=[f"src/{name}.pyx"],
-        depends=sorted(glob.glob(os.path.join("src", "*.h")) + glob.glob(os.path.join("src", "*.pxd"))),
+        # The engine variants' .pyx only include src/_engine.pyx: it is theirs too.
+        depends=sorted(glob.glob(os.path.join("src", "*.h")) + glob.glob(os.path.join("src", "*.pxd"))
+                       + ([os.path.join("src", "_engine.pyx")] if name.startswith("_engine")
+                          else [])),
         include_dirs=[numpy.get_include(), "src"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
         + ([("BF_CHECKED", "1")] if DEBUG else []),

@@ -306,6 +306,13 @@ def _read_model_archive(archive, what):
     return meta, arrays
 
 
+
+# The kernel views of an architecture's layer sizes and activation codes and
+# its fit layouts, shared by all its networks: a fresh network (a search's,
+# an ensemble's) would otherwise spend more on making views than a tiny
+# network's fit takes. Keyed by the kernel module too, whose views they are.
+_SHARED: Dict[Any, Any] = {}
+
 class Network:
     """A dense feed-forward network trained by backpropagation.
 
@@ -778,19 +785,36 @@ class Network:
 
     def _net_views(self):
         """The kernel views of the parameters, layer sizes and activations."""
-        kv = self._kview
-        return kv("params", self._params), kv("sizes", self._sizes), kv("acts", self._acts)
+        sizes, acts = self._architecture()[:2]
+        return self._kview("params", self._params), sizes, acts
+
+    def _architecture(self):
+        """What every network of this architecture and dtype shares with it
+        (see _shared): the kernel views of its layer sizes and activation
+        codes, and a dict of fit layouts."""
+        arch = self._scratch.get("architecture")
+        if arch is None or arch[3] is not _kernel:
+            key = (_kernel, self._dtype, tuple(self._layer_sizes), tuple(self._acts.tolist()))
+            arch = _SHARED.get(key)
+            if arch is None:
+                if len(_SHARED) >= 256:
+                    _SHARED.clear()
+                arch = _SHARED[key] = (_kernel.view_readonly(self._sizes.copy()),
+                                       _kernel.view_readonly(self._acts.copy()), {}, _kernel)
+            self._scratch["architecture"] = arch
+        return arch
 
     def _fit_layout(self, batch, sparse=False):
         """(workspace length, bsum length, the kernel view of an empty array,
         and the kernel views of an empty validation set) for fit with batches
-        of ``batch`` rows (of a sparse X where ``sparse``), kept for the next
-        call."""
-        layout = self._scratch.get(("layout", batch, sparse))
+        of ``batch`` rows (of a sparse X where ``sparse``), shared by the
+        networks of this architecture."""
+        sizes, acts, layouts, _ = self._architecture()
+        layout = layouts.get((batch, sparse))
         if layout is None:
-            layout = self._scratch[("layout", batch, sparse)] = (
-                _kernel.workspace_size(self._sizes, self._acts, batch, sparse),
-                _kernel.bsum_size(self._sizes, self._acts, batch),
+            layout = layouts[(batch, sparse)] = (
+                _kernel.workspace_size(sizes, acts, batch, sparse),
+                _kernel.bsum_size(sizes, acts, batch),
                 _kernel.view(np.empty(0, dtype=self._dtype)),
                 (_kernel.view2(np.empty((0, self._layer_sizes[0]), dtype=self._dtype)),
                  _kernel.view2(np.empty((0, self._layer_sizes[-1]), dtype=self._dtype))))

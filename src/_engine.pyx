@@ -325,9 +325,25 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
             cost += c
         _column_sums(D, bsum, rows, n)
         return cost
+    _output_pointwise(net, Z, Y, D, rows * n)
+    _row_costs(Z, D, sw, rows, n, 1, &cost)
+    _column_sums(D, bsum, rows, n)
+    return cost
+
+
+cdef void _output_pointwise(const Net* net, floating* Z, const floating* Y, floating* D,
+                            Py_ssize_t count) noexcept nogil:
+    """An output layer's deltas and costs element by element, for every
+    output but softmax: D <- dC/dz, Z <- the elements' costs, over ``count``
+    elements of Z (pre-activations) and Y laid out alike."""
+    cdef Py_ssize_t i
+    cdef int act = net.acts[net.n_layers - 1]
+    cdef floating z, e, a, g, inv
+    cdef floating one = 1, zero = 0, half = 0.5
+    cdef double c
     if act == ACT_SIGMOID and net.loss == LOSS_CROSS_ENTROPY:
         # -[y log a + (1-y) log(1-a)] = softplus(z) - y z; dC/dz = a - y.
-        for i in range(rows * n):
+        for i in range(count):
             z = Z[i]
             e = exp_neg(-abs_(z))
             inv = one / (one + e)
@@ -337,7 +353,7 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
     elif net.loss == LOSS_POISSON:
         # C = exp(z) - y z + y log y - y: half the Poisson deviance of the
         # mean exp(z), zero where it equals y; dC/dz = exp(z) - y.
-        for i in range(rows * n):
+        for i in range(count):
             z = Z[i]
             a = <floating>exp(z)
             D[i] = a - Y[i]
@@ -346,29 +362,47 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
                 c += Y[i] * log(Y[i])
             Z[i] = <floating>c
     elif act == ACT_IDENTITY:
-        for i in range(rows * n):
+        for i in range(count):
             g = Z[i] - Y[i]
             D[i] = g
             Z[i] = half * g * g
     else:
         # Squared error: C = 0.5 ||a - y||^2, dC/dz = (a - y) f'(a).
-        _activate(act, Z, rows * n)
-        for i in range(rows * n):
+        _activate(act, Z, count)
+        for i in range(count):
             a = Z[i]
             g = a - Y[i]
             D[i] = g * derivative(act, a)
             Z[i] = half * g * g
+
+
+cdef inline void _row_costs(const floating* Z, floating* D, const floating* sw,
+                            Py_ssize_t rows, Py_ssize_t n, Py_ssize_t lanes,
+                            double* costs) noexcept nogil:
+    """costs[l] <- the sum over rows of each row's cost (the sum of its n
+    elements of Z, times its weight), D's rows times their weights, for
+    ``lanes`` (at most 16) networks whose numbers are interleaved (element
+    j of row r of network l at (r * n + j) * lanes + l; sw, or NULL for
+    weights of 1, at r * lanes + l). Lanes innermost, so that they
+    vectorise."""
+    cdef Py_ssize_t r, j, l
+    cdef double c[16]
+    for l in range(lanes):
+        costs[l] = 0
     for r in range(rows):
-        c = Z[r * n]
+        for l in range(lanes):
+            c[l] = Z[r * n * lanes + l]
         for j in range(1, n):
-            c += Z[r * n + j]
+            for l in range(lanes):
+                c[l] += Z[(r * n + j) * lanes + l]
         if sw != NULL:
-            c *= sw[r]
+            for l in range(lanes):
+                c[l] *= sw[r * lanes + l]
             for j in range(n):
-                D[r * n + j] = D[r * n + j] * sw[r]
-        cost += c
-    _column_sums(D, bsum, rows, n)
-    return cost
+                for l in range(lanes):
+                    D[(r * n + j) * lanes + l] = D[(r * n + j) * lanes + l] * sw[r * lanes + l]
+        for l in range(lanes):
+            costs[l] += c[l]
 
 
 cdef void _hidden_delta(int act, floating* P, const floating* A, double* bsum,
@@ -891,9 +925,59 @@ cdef double _weights_sq(const Net* net, const floating* p) noexcept nogil:
     return s
 
 
-cdef void _run_task(void* runs, Py_ssize_t k) noexcept nogil:
-    cdef Run* r = (<Run**>runs)[k]
-    # A run not yet started when another stopped them all is left untouched.
+# The tasks of one run_fits call: task t runs tasks.runs[bounds[t]] up to
+# tasks.runs[bounds[t + 1]], several of them together in vector lanes.
+cdef struct Tasks:
+    Run** runs
+    Py_ssize_t* bounds
+
+
+cdef Py_ssize_t _group(Run** runs, Py_ssize_t m, Tasks* tasks) noexcept nogil:
+    """The m runs as tasks, those _fit_lanes can train together in groups
+    of up to a vector's lanes, each other run a task of its own; returns the
+    number of tasks. runs[k] is set to NULL once placed."""
+    cdef Py_ssize_t k, k2, size, pos = 0, t = 0
+    cdef Run* r
+    tasks.bounds[0] = 0
+    for k in range(m):
+        r = runs[k]
+        if r == NULL:
+            continue
+        tasks.runs[pos] = r
+        pos += 1
+        size = 1
+        if _lane_ready(r):
+            for k2 in range(k + 1, m):
+                if size == <Py_ssize_t>(BF_LANE_BYTES // (sizeof(double) if r.dbl else sizeof(float))):
+                    break
+                if (runs[k2] != NULL and _lane_ready(runs[k2])
+                        and _lane_mates(r, runs[k2])):
+                    tasks.runs[pos] = runs[k2]
+                    runs[k2] = NULL
+                    pos += 1
+                    size += 1
+        runs[k] = NULL
+        t += 1
+        tasks.bounds[t] = pos
+    return t
+
+
+cdef void _run_task(void* arg, Py_ssize_t t) noexcept nogil:
+    cdef Tasks* tasks = <Tasks*>arg
+    cdef Run** rs = tasks.runs + tasks.bounds[t]
+    cdef Py_ssize_t count = tasks.bounds[t + 1] - tasks.bounds[t]
+    if count == 1:
+        _run_alone(rs[0])
+    # A task not yet started when another stopped them all is left untouched.
+    elif bf_flag_get(rs[0].abort):
+        return
+    elif rs[0].dbl:
+        _fit_lanes(rs, count, <double*>NULL)
+    else:
+        _fit_lanes(rs, count, <float*>NULL)
+
+
+cdef void _run_alone(Run* r) noexcept nogil:
     if bf_flag_get(r.abort):
         return
     if r.dbl:
@@ -934,32 +1018,240 @@ cdef bint _call_hook(Run* r, Py_ssize_t epoch) noexcept nogil:
     return stop
 
 
+# The state of one network's epoch loop that outlives an epoch, so that the
+# loop's bookkeeping (_loop_start, _epoch_start, _epoch_finish, _loop_end) is
+# one source for a network trained on its own (_fit_run) and for each of the
+# networks trained in lockstep in vector lanes (_fit_lanes).
+cdef struct Loop:
+    Rng rng
+    Optim opt
+    Py_ssize_t done, wait, best_epoch, timed, stride
+    double rate, base_rate, best_monitor, t0
+    int status
+    bint gather, sk, keep_best, stop, aborted
+
+
+cdef void _loop_start(Run* r, Loop* lp) noexcept nogil:
+    cdef Opts* s = &r.s
+    lp.opt.kind = s.optimizer
+    lp.opt.momentum = s.momentum
+    lp.opt.nesterov = s.nesterov
+    lp.opt.beta1 = s.beta1
+    lp.opt.beta2 = s.beta2
+    lp.opt.epsilon = s.epsilon
+    lp.opt.weight_decay = s.weight_decay
+    lp.opt.fold = (s.optimizer == OPT_SGD and s.momentum == 0 and s.weight_decay == 0)
+    lp.done = 0
+    lp.wait = 0
+    lp.best_epoch = -1
+    lp.timed = 0
+    lp.stride = 1
+    lp.status = STATUS_OK
+    lp.stop = False
+    lp.aborted = False
+    lp.gather = s.shuffle and s.batch < r.n
+    lp.sk = s.stopping == STOP_SKLEARN
+    lp.keep_best = (s.early_stopping and s.restore_best
+                    and (not lp.sk or s.val_metric != METRIC_NONE))
+    lp.base_rate = s.learning_rate
+    lp.best_monitor = INFINITY
+    memcpy(&lp.rng, r.rng_state, sizeof(Rng))
+    # A partial fit under scikit-learn's rules continues the rate where the
+    # last call left it.
+    lp.rate = s.rate if lp.sk else lp.base_rate
+    # One clock read an epoch: each epoch ends where the next begins.
+    lp.t0 = _now()
+
+
+cdef void _epoch_start(Run* r, floating* p, Loop* lp, Py_ssize_t epoch) noexcept nogil:
+    """The epoch's rate, the parameters it starts from, and its order."""
+    cdef Opts* s = &r.s
+    cdef Py_ssize_t i
+    if lp.sk:
+        pass  # the rate changes at each epoch's end
+    elif s.schedule == SCHED_INVSCALING:
+        lp.rate = lp.base_rate / pow(epoch + 1.0, s.power_t)
+    elif s.schedule == SCHED_COSINE:
+        lp.rate = 0.5 * lp.base_rate * (1 + cos(M_PI * epoch / s.epochs))
+    memcpy(r.snapshot, p, r.net.n_params * sizeof(floating))
+    if lp.gather:
+        # Each epoch's order depends only on the generator's state, so
+        # training continued over several calls repeats a single call.
+        for i in range(r.n):
+            r.order[i] = i
+        _shuffle(&lp.rng, r.order, r.n)
+
+
+cdef bint _epoch_finish(Run* r, floating* p, Loop* lp, Py_ssize_t epoch, double total,
+                        floating* work) noexcept nogil:
+    """After an epoch's last batch (total: the sum of its costs, lp.status
+    what the batches found): divergence, the history's row, the stopping
+    rules, the clock and the callback. Whether training stops here."""
+    cdef Net* net = &r.net
+    cdef Opts* s = &r.s
+    cdef Py_ssize_t n = r.n, n_val = r.n_val, epochs = s.epochs
+    cdef Py_ssize_t n_params = net.n_params, i, e2
+    cdef int metric = s.val_metric
+    cdef double* history = r.history
+    cdef floating* snapshot = <floating*>r.snapshot
+    cdef floating* best = <floating*>r.best
+    cdef const bf_csr* vsp = &r.vs if r.val_sp else NULL
+    cdef double cost, monitor, val_acc, t1
+    cdef double val_score = NAN
+    if lp.status == STATUS_OK and not isfinite(total):
+        # Every batch's cost was finite, their sum is not: the costs are
+        # near the largest double, as good as diverged.
+        lp.status = STATUS_NONFINITE_COST
+    if lp.status == STATUS_OK and not _all_finite(p, n_params):
+        lp.status = STATUS_NONFINITE_PARAMS
+    if lp.status != STATUS_OK:
+        if not _all_finite(p, n_params):
+            memcpy(p, snapshot, n_params * sizeof(floating))
+        if lp.sk and metric != METRIC_NONE:
+            # scikit-learn trains on with NaN costs and scores to max_iter
+            # (a NaN never counts as no improvement), then takes the best
+            # epoch's parameters: the same record.
+            lp.status = STATUS_DIVERGED_KEPT_BEST
+            for e2 in range(epoch, epochs):
+                history[e2 * H_COLUMNS + H_LOSS] = NAN
+                history[e2 * H_COLUMNS + H_VAL_LOSS] = NAN
+                history[e2 * H_COLUMNS + H_VAL_ACCURACY] = NAN
+                history[e2 * H_COLUMNS + H_VAL_SCORE] = NAN
+                history[e2 * H_COLUMNS + H_RATE] = lp.rate
+                history[e2 * H_COLUMNS + H_TIME] = 0
+            s.samples_seen += n * (epochs - epoch)
+            s.no_improvement = 0
+            lp.done = epochs
+        return True
+    cost = total / n
+    if s.loss_penalty != 0:
+        cost += s.loss_penalty * _weights_sq(net, p)
+    history[epoch * H_COLUMNS + H_LOSS] = cost
+    history[epoch * H_COLUMNS + H_RATE] = lp.rate
+    monitor = cost
+    history[epoch * H_COLUMNS + H_VAL_LOSS] = NAN
+    history[epoch * H_COLUMNS + H_VAL_ACCURACY] = NAN
+    history[epoch * H_COLUMNS + H_VAL_SCORE] = NAN
+    if metric != METRIC_NONE:
+        monitor = _validate_score(net, p, <const floating*>r.Xv, <const floating*>r.Yv,
+                                  <const floating*>r.vw, n_val, s.batch, work, r.bsum,
+                                  metric, r.vstats, &val_score, vsp) / n_val
+        history[epoch * H_COLUMNS + H_VAL_LOSS] = monitor
+        history[epoch * H_COLUMNS + H_VAL_SCORE] = val_score
+        if metric == METRIC_ACCURACY:
+            history[epoch * H_COLUMNS + H_VAL_ACCURACY] = val_score
+    elif n_val > 0:
+        monitor = _validate_score(net, p, <const floating*>r.Xv, <const floating*>r.Yv,
+                                  NULL, n_val, s.batch, work, r.bsum, METRIC_UNITS, NULL,
+                                  &val_acc, vsp) / n_val
+        history[epoch * H_COLUMNS + H_VAL_LOSS] = monitor
+        history[epoch * H_COLUMNS + H_VAL_ACCURACY] = val_acc
+    lp.done += 1
+    if lp.sk:
+        # scikit-learn's _update_no_improvement_count, then its
+        # optimizer's iteration_ends and trigger_stopping, in its order.
+        # A NaN score counts as neither better nor worse.
+        if metric != METRIC_NONE:
+            if val_score < s.best_score + s.tol:
+                s.no_improvement += 1
+            else:
+                s.no_improvement = 0
+            if val_score > s.best_score:
+                s.best_score = val_score
+                lp.best_epoch = epoch
+                if lp.keep_best:
+                    memcpy(best, p, n_params * sizeof(floating))
+        else:
+            if cost > s.best_loss - s.tol:
+                s.no_improvement += 1
+            else:
+                s.no_improvement = 0
+            if cost < s.best_loss:
+                s.best_loss = cost
+                lp.best_epoch = epoch
+        s.samples_seen += n
+        if s.schedule == SCHED_INVSCALING:
+            lp.rate = lp.base_rate / pow(s.samples_seen + 1, s.power_t)
+        if s.no_improvement > s.n_iter_no_change:
+            if s.schedule == SCHED_ADAPTIVE and lp.rate > 1e-6:
+                lp.rate /= 5
+                s.no_improvement = 0
+            else:
+                lp.stop = True
+        s.rate = lp.rate
+    # Early stopping and the plateau schedule watch the validation cost
+    # when there is one, the training cost otherwise.
+    elif monitor < lp.best_monitor - s.min_delta:
+        lp.best_monitor = monitor
+        lp.best_epoch = epoch
+        lp.wait = 0
+        if s.early_stopping and s.restore_best:
+            memcpy(best, p, n_params * sizeof(floating))
+    else:
+        lp.wait += 1
+        if s.schedule == SCHED_PLATEAU and lp.wait % s.patience == 0:
+            lp.rate /= 5
+        # With the plateau schedule each reduced rate gets its own
+        # patience before training stops.
+        if s.early_stopping and lp.wait >= s.patience * (
+                2 if s.schedule == SCHED_PLATEAU else 1):
+            lp.stop = True
+    # Epochs shorter than ~20 us are timed in blocks (each gets the
+    # block's mean) so that reading the clock costs under 1 %.
+    if (epoch + 1 - lp.timed >= lp.stride or epoch + 1 == epochs or lp.stop
+            or r.hook != NULL):
+        t1 = _now()
+        for i in range(lp.timed, epoch + 1):
+            history[i * H_COLUMNS + H_TIME] = (t1 - lp.t0) / (epoch + 1 - lp.timed)
+        if (t1 - lp.t0) / (epoch + 1 - lp.timed) < 20e-6 and lp.stride < 4096:
+            lp.stride *= 2
+        lp.t0 = t1
+        lp.timed = epoch + 1
+    if r.hook != NULL:
+        lp.stop = _call_hook(r, epoch) or lp.stop
+        if r.error != NULL:
+            lp.aborted = True
+    return lp.stop
+
+
+cdef void _loop_end(Run* r, floating* p, Loop* lp) noexcept nogil:
+    """The parameters training ends with, and the run's outcome."""
+    cdef Py_ssize_t n_params = r.net.n_params
+    cdef floating* best = <floating*>r.best
+    if lp.aborted:
+        if lp.sk and lp.keep_best and lp.best_epoch >= 0:
+            # scikit-learn restores the best epoch's parameters after Ctrl-C too.
+            memcpy(p, best, n_params * sizeof(floating))
+    elif ((lp.status == STATUS_OK or lp.status == STATUS_DIVERGED_KEPT_BEST)
+            and lp.keep_best and lp.best_epoch >= 0
+            and (lp.best_epoch != lp.done - 1 or lp.status == STATUS_DIVERGED_KEPT_BEST)):
+        memcpy(p, best, n_params * sizeof(floating))
+    # Kept whatever ended the run.
+    memcpy(r.rng_state, &lp.rng, sizeof(Rng))
+    r.status = lp.status
+    r.done = lp.done
+    r.best_epoch = lp.best_epoch
+
+
 cdef void _fit_run(Run* r, floating* p) noexcept nogil:
     """Train one network over whole epochs: fit_call's contract, the
     outcome in r.status, r.done and r.best_epoch."""
     cdef Net* net = &r.net
     cdef Opts* s = &r.s
-    cdef Rng rng
-    cdef Optim opt
-    cdef Py_ssize_t n = r.n, n_val = r.n_val
+    cdef Loop lp
+    cdef Optim* opt = &lp.opt
+    cdef Py_ssize_t n = r.n
     cdef Py_ssize_t batch = s.batch, epochs = s.epochs
-    cdef Py_ssize_t n_in, n_out, epoch, start, rows, i, done = 0
-    cdef Py_ssize_t wait = 0, best_epoch = -1, countdown, check_every
-    cdef Py_ssize_t timed = 0, stride = 1
-    cdef int status = STATUS_OK
-    cdef double total, cost, rate, base_rate = s.learning_rate
-    cdef double monitor, best_monitor = INFINITY, val_acc, t0, t1
-    cdef bint gather = s.shuffle and batch < n
+    cdef Py_ssize_t n_in, n_out, epoch, start, rows, i
+    cdef Py_ssize_t countdown, check_every
+    cdef double total, cost
+    cdef bint gather
     cdef bint weighted = r.sw != NULL
-    cdef bint stop = False, aborted = False
     cdef const floating* X = <const floating*>r.X
     cdef const floating* Y = <const floating*>r.Y
     cdef const floating* sw = <const floating*>r.sw
     cdef Py_ssize_t* order = r.order
     cdef floating* work = <floating*>r.work
-    cdef floating* snapshot = <floating*>r.snapshot
-    cdef floating* best = <floating*>r.best
-    cdef double* history = r.history
     cdef floating* xg
     cdef floating* yg
     cdef floating* wg
@@ -974,23 +1266,8 @@ cdef void _fit_run(Run* r, floating* p) noexcept nogil:
     cdef const floating* x_next
     cdef bint z_ready = False
     cdef bint fuse
-    cdef bint sk = s.stopping == STOP_SKLEARN
-    cdef int metric = s.val_metric
-    cdef bint keep_best = (s.early_stopping and s.restore_best
-                           and (not sk or metric != METRIC_NONE))
-    cdef double val_score = NAN
-    cdef Py_ssize_t e2
     cdef Py_ssize_t n_params = net.n_params
     cdef const bf_csr* xsp = &r.xs if r.is_sp else NULL
-    cdef const bf_csr* vsp = &r.vs if r.val_sp else NULL
-    opt.kind = s.optimizer
-    opt.momentum = s.momentum
-    opt.nesterov = s.nesterov
-    opt.beta1 = s.beta1
-    opt.beta2 = s.beta2
-    opt.epsilon = s.epsilon
-    opt.weight_decay = s.weight_decay
-    opt.fold = (opt.kind == OPT_SGD and opt.momentum == 0 and opt.weight_decay == 0)
     n_in = net.sizes[0]
     n_out = net.sizes[net.n_layers]
     xg = work + batch * (_total_width(net) + 2 * net.widest)
@@ -998,7 +1275,6 @@ cdef void _fit_run(Run* r, floating* p) noexcept nogil:
     wg = yg + batch * n_out
     if _transposed_first(net, batch) and not r.is_sp:
         wt = wg + batch
-    fuse = opt.fold and _fuses_first(net, batch) and not r.is_sp
     if r.is_sp:
         # Unshuffled batches of a sparse X run from their first row on.
         for i in range(n):
@@ -1006,31 +1282,15 @@ cdef void _fit_run(Run* r, floating* p) noexcept nogil:
     # Check for Ctrl-C about every 2**20 multiply-adds (well under a ms).
     check_every = max(1, (1 << 20) // (batch * n_params))
     countdown = check_every
-    memcpy(&rng, r.rng_state, sizeof(Rng))
-    rate = base_rate
-    if sk:
-        # A partial fit continues the rate where the last call left it.
-        rate = s.rate
-    # One clock read an epoch: each epoch ends where the next begins.
-    t0 = _now()
+    _loop_start(r, &lp)
+    gather = lp.gather
+    fuse = opt.fold and _fuses_first(net, batch) and not r.is_sp
     for epoch in range(epochs):
-        if sk:
-            pass  # the rate changes at each epoch's end
-        elif s.schedule == SCHED_INVSCALING:
-            rate = base_rate / pow(epoch + 1.0, s.power_t)
-        elif s.schedule == SCHED_COSINE:
-            rate = 0.5 * base_rate * (1 + cos(M_PI * epoch / epochs))
-        memcpy(snapshot, p, n_params * sizeof(floating))
+        _epoch_start(r, p, &lp, epoch)
         if wt != NULL:
             # Taken afresh each epoch: a callback may change weights.
             _first_layer(p, s1, s2, wt, n_in, net.sizes[1], False)
             wt_live = True
-        if gather:
-            # Each epoch's order depends only on the generator's state, so
-            # training continued over several calls repeats a single call.
-            for i in range(n):
-                order[i] = i
-            _shuffle(&rng, order, n)
         total = 0
         start = 0
         z_ready = False
@@ -1096,11 +1356,11 @@ cdef void _fit_run(Run* r, floating* p) noexcept nogil:
             x_next = NULL
             if fuse and start + 1 < n:
                 x_next = X + (order[start + 1] if gather else start + 1) * n_in
-            cost = _batch(net, p, xb, yb, wb, rows, batch, work, r.bsum, &opt, rate,
+            cost = _batch(net, p, xb, yb, wb, rows, batch, work, r.bsum, opt, lp.rate,
                           g, s1, s2, wt, x_next, z_ready, xsp)
             z_ready = x_next != NULL
             if not isfinite(cost):
-                status = STATUS_NONFINITE_COST
+                lp.status = STATUS_NONFINITE_COST
                 break
             total += cost
             start += rows
@@ -1109,141 +1369,305 @@ cdef void _fit_run(Run* r, floating* p) noexcept nogil:
             if countdown == 0:
                 countdown = check_every
                 if _interrupted(r):
-                    aborted = True
+                    lp.aborted = True
                     break
         if wt_live:
             _first_layer(p, s1, s2, wt, n_in, net.sizes[1], True)
             wt_live = False
-        if aborted:
+        if lp.aborted or _epoch_finish(r, p, &lp, epoch, total, work):
             break
-        if status == STATUS_OK and not isfinite(total):
-            # Every batch's cost was finite, their sum is not: the costs are
-            # near the largest double, as good as diverged.
-            status = STATUS_NONFINITE_COST
-        if status == STATUS_OK and not _all_finite(p, n_params):
-            status = STATUS_NONFINITE_PARAMS
-        if status != STATUS_OK:
-            if not _all_finite(p, n_params):
-                memcpy(p, snapshot, n_params * sizeof(floating))
-            if sk and metric != METRIC_NONE:
-                # scikit-learn trains on with NaN costs and scores to max_iter
-                # (a NaN never counts as no improvement), then takes the best
-                # epoch's parameters: the same record.
-                status = STATUS_DIVERGED_KEPT_BEST
-                for e2 in range(epoch, epochs):
-                    history[e2 * H_COLUMNS + H_LOSS] = NAN
-                    history[e2 * H_COLUMNS + H_VAL_LOSS] = NAN
-                    history[e2 * H_COLUMNS + H_VAL_ACCURACY] = NAN
-                    history[e2 * H_COLUMNS + H_VAL_SCORE] = NAN
-                    history[e2 * H_COLUMNS + H_RATE] = rate
-                    history[e2 * H_COLUMNS + H_TIME] = 0
-                s.samples_seen += n * (epochs - epoch)
-                s.no_improvement = 0
-                done = epochs
-            break
-        cost = total / n
-        if s.loss_penalty != 0:
-            cost += s.loss_penalty * _weights_sq(net, p)
-        history[epoch * H_COLUMNS + H_LOSS] = cost
-        history[epoch * H_COLUMNS + H_RATE] = rate
-        monitor = cost
-        history[epoch * H_COLUMNS + H_VAL_LOSS] = NAN
-        history[epoch * H_COLUMNS + H_VAL_ACCURACY] = NAN
-        history[epoch * H_COLUMNS + H_VAL_SCORE] = NAN
-        if metric != METRIC_NONE:
-            monitor = _validate_score(net, p, <const floating*>r.Xv, <const floating*>r.Yv,
-                                      <const floating*>r.vw, n_val, batch, work, r.bsum,
-                                      metric, r.vstats, &val_score, vsp) / n_val
-            history[epoch * H_COLUMNS + H_VAL_LOSS] = monitor
-            history[epoch * H_COLUMNS + H_VAL_SCORE] = val_score
-            if metric == METRIC_ACCURACY:
-                history[epoch * H_COLUMNS + H_VAL_ACCURACY] = val_score
-        elif n_val > 0:
-            monitor = _validate_score(net, p, <const floating*>r.Xv, <const floating*>r.Yv,
-                                      NULL, n_val, batch, work, r.bsum, METRIC_UNITS, NULL,
-                                      &val_acc, vsp) / n_val
-            history[epoch * H_COLUMNS + H_VAL_LOSS] = monitor
-            history[epoch * H_COLUMNS + H_VAL_ACCURACY] = val_acc
-        done += 1
-        if sk:
-            # scikit-learn's _update_no_improvement_count, then its
-            # optimizer's iteration_ends and trigger_stopping, in its order.
-            # A NaN score counts as neither better nor worse.
-            if metric != METRIC_NONE:
-                if val_score < s.best_score + s.tol:
-                    s.no_improvement += 1
-                else:
-                    s.no_improvement = 0
-                if val_score > s.best_score:
-                    s.best_score = val_score
-                    best_epoch = epoch
-                    if keep_best:
-                        memcpy(best, p, n_params * sizeof(floating))
-            else:
-                if cost > s.best_loss - s.tol:
-                    s.no_improvement += 1
-                else:
-                    s.no_improvement = 0
-                if cost < s.best_loss:
-                    s.best_loss = cost
-                    best_epoch = epoch
-            s.samples_seen += n
-            if s.schedule == SCHED_INVSCALING:
-                rate = base_rate / pow(s.samples_seen + 1, s.power_t)
-            if s.no_improvement > s.n_iter_no_change:
-                if s.schedule == SCHED_ADAPTIVE and rate > 1e-6:
-                    rate /= 5
-                    s.no_improvement = 0
-                else:
-                    stop = True
-            s.rate = rate
-        # Early stopping and the plateau schedule watch the validation cost
-        # when there is one, the training cost otherwise.
-        elif monitor < best_monitor - s.min_delta:
-            best_monitor = monitor
-            best_epoch = epoch
-            wait = 0
-            if s.early_stopping and s.restore_best:
-                memcpy(best, p, n_params * sizeof(floating))
+    _loop_end(r, p, &lp)
+
+
+# ------------------------------------------- small networks in vector lanes
+#
+# A network of a few units leaves a vector register nearly empty and spends
+# its step in loop control and calls. Networks of one architecture that train
+# by plain SGD on rows of their own are therefore trained together: lane l of
+# every vector holds network l's number (element e of a buffer of network l
+# at e * LANES + l, LANES being as many as a vector register of the build
+# holds, at most 16), so each instruction advances all of them. Every lane
+# does the arithmetic of the network's own fit in its order, operation for
+# operation (the small products' chains of multiply-adds, then the bias, in
+# bf_lanes.h; the same elementwise functions; the same sums in the same
+# order), so the results are those of _fit_run bit for bit.
+
+# The lane products, in C (bf_lanes.h): vector types spell the lanes, which
+# gcc would not vectorise as loops over them.
+cdef extern from "bf_lanes.h" nogil:
+    int BF_LANE_BYTES
+    void bf_lane_abt_d(const double* A, const double* W, const double* b, double* Z,
+                       Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t n_in)
+    void bf_lane_abt_s(const float* A, const float* W, const float* b, float* Z,
+                       Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t n_in)
+    void bf_lane_ab_d(const double* D, const double* W, double* P, Py_ssize_t rows,
+                      Py_ssize_t n_out, Py_ssize_t n_in)
+    void bf_lane_ab_s(const float* D, const float* W, float* P, Py_ssize_t rows,
+                      Py_ssize_t n_out, Py_ssize_t n_in)
+    void bf_lane_sgd_d(const double* alpha, const double* D, const double* A, double* W,
+                       Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t n_in)
+    void bf_lane_sgd_s(const float* alpha, const float* D, const float* A, float* W,
+                       Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t n_in)
+
+
+cdef bint _lane_ready(const Run* r) noexcept nogil:
+    """Whether a run may train in a lane: plain SGD on dense rows with
+    neither validation rows nor a callback, every product small enough for
+    the small loops (so no transposed first layer), and an output other
+    than softmax, whose row sums the lanes do not spell."""
+    cdef const Net* net = &r.net
+    cdef Py_ssize_t m
+    if (r.is_sp or net.bf16 or r.n_val > 0 or r.hook != NULL or r.n < 1
+            or r.s.optimizer != OPT_SGD or r.s.momentum != 0 or r.s.weight_decay != 0
+            or net.acts[net.n_layers - 1] == ACT_SOFTMAX):
+        return False
+    for m in range(net.n_layers):
+        if r.s.batch * net.sizes[m] * net.sizes[m + 1] > SMALL_PRODUCT:
+            return False
+    return True
+
+
+cdef bint _lane_mates(const Run* a, const Run* b) noexcept nogil:
+    """Whether two ready runs can share a group: one architecture and type,
+    as many rows and the same batch size."""
+    cdef Py_ssize_t m
+    if (a.dbl != b.dbl or a.n != b.n or a.s.batch != b.s.batch
+            or a.net.n_layers != b.net.n_layers or a.net.loss != b.net.loss):
+        return False
+    for m in range(a.net.n_layers):
+        if (a.net.sizes[m + 1] != b.net.sizes[m + 1]
+                or a.net.acts[m] != b.net.acts[m]):
+            return False
+    return a.net.sizes[0] == b.net.sizes[0]
+
+
+cdef inline void _lane_abt(const floating* A, const floating* W, const floating* b,
+                           floating* Z, Py_ssize_t rows, Py_ssize_t n_out,
+                           Py_ssize_t n_in) noexcept nogil:
+    if floating is double:
+        bf_lane_abt_d(A, W, b, Z, rows, n_out, n_in)
+    else:
+        bf_lane_abt_s(A, W, b, Z, rows, n_out, n_in)
+
+
+cdef inline void _lane_ab(const floating* D, const floating* W, floating* P, Py_ssize_t rows,
+                          Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+    if floating is double:
+        bf_lane_ab_d(D, W, P, rows, n_out, n_in)
+    else:
+        bf_lane_ab_s(D, W, P, rows, n_out, n_in)
+
+
+cdef inline void _lane_sgd(const floating* alpha, const floating* D, const floating* A,
+                           floating* W, Py_ssize_t rows, Py_ssize_t n_out,
+                           Py_ssize_t n_in) noexcept nogil:
+    if floating is double:
+        bf_lane_sgd_d(alpha, D, A, W, rows, n_out, n_in)
+    else:
+        bf_lane_sgd_s(alpha, D, A, W, rows, n_out, n_in)
+
+
+cdef void _lane_batch(const Net* net, floating* PL, const floating* X, const floating* Y,
+                      const floating* sw, Py_ssize_t rows, Py_ssize_t batch,
+                      floating* work, double* bsum, const double* rate,
+                      double* costs) noexcept nogil:
+    """One plain SGD step of every lane on its ``rows`` samples: _batch's
+    passes (see there) with every buffer interleaved. IN: X, Y, sw (or
+    NULL) the lanes' rows; rate, one per lane. IN/OUT: PL the lanes'
+    parameters. OUT: costs, each lane's cost sum. SCRATCH: work (batch *
+    (total width + 2 * widest) * LANES), bsum (widest * LANES)."""
+    cdef Py_ssize_t G = BF_LANE_BYTES // sizeof(floating)
+    cdef Py_ssize_t L = net.n_layers
+    cdef Py_ssize_t m, j, l, n_in, n_out, w_off = 0, a_off = 0
+    cdef floating* D = work + batch * _total_width(net) * G
+    cdef floating* P = D + batch * net.widest * G
+    cdef floating* swap
+    cdef floating* W
+    cdef floating* b
+    cdef const floating* a_in = X
+    cdef floating alpha[16]
+    for m in range(L):
+        n_in = net.sizes[m]
+        n_out = net.sizes[m + 1]
+        W = PL + w_off * G
+        b = W + n_out * n_in * G
+        _lane_abt(a_in, W, b, work + batch * a_off * G, rows, n_out, n_in)
+        if m < L - 1:
+            _activate(net.acts[m], work + batch * a_off * G, rows * n_out * G)
+            a_in = work + batch * a_off * G
+            a_off += n_out
+            w_off += n_out * (n_in + 1)
+    n_out = net.sizes[L]
+    _output_pointwise(net, work + batch * a_off * G, Y, D, rows * n_out * G)
+    _row_costs(work + batch * a_off * G, D, sw, rows, n_out, G, costs)
+    _column_sums(D, bsum, rows, n_out * G)
+    for l in range(G):
+        alpha[l] = <floating>(-rate[l] / rows)
+    for m in range(L - 1, -1, -1):
+        n_in = net.sizes[m]
+        n_out = net.sizes[m + 1]
+        W = PL + w_off * G
+        b = W + n_out * n_in * G
+        if m > 0:
+            a_off -= n_in
+            a_in = work + batch * a_off * G
         else:
-            wait += 1
-            if s.schedule == SCHED_PLATEAU and wait % s.patience == 0:
-                rate /= 5
-            # With the plateau schedule each reduced rate gets its own
-            # patience before training stops.
-            if s.early_stopping and wait >= s.patience * (
-                    2 if s.schedule == SCHED_PLATEAU else 1):
-                stop = True
-        # Epochs shorter than ~20 us are timed in blocks (each gets the
-        # block's mean) so that reading the clock costs under 1 %.
-        if (epoch + 1 - timed >= stride or epoch + 1 == epochs or stop
-                or r.hook != NULL):
-            t1 = _now()
-            for i in range(timed, epoch + 1):
-                history[i * H_COLUMNS + H_TIME] = (t1 - t0) / (epoch + 1 - timed)
-            if (t1 - t0) / (epoch + 1 - timed) < 20e-6 and stride < 4096:
-                stride *= 2
-            t0 = t1
-            timed = epoch + 1
-        if r.hook != NULL:
-            stop = _call_hook(r, epoch) or stop
-            if r.error != NULL:
-                aborted = True
-        if stop:
+            a_in = X
+        for j in range(n_out):
+            for l in range(G):
+                b[j * G + l] = b[j * G + l] + <floating>(-rate[l] * bsum[j * G + l] / rows)
+        if m > 0:
+            _lane_ab(D, W, P, rows, n_out, n_in)
+            _hidden_delta(net.acts[m - 1], P, a_in, bsum, rows, n_in * G)
+        _lane_sgd(alpha, D, a_in, W, rows, n_out, n_in)
+        swap = D
+        D = P
+        P = swap
+        if m > 0:
+            w_off -= n_in * (net.sizes[m - 1] + 1)
+
+
+cdef void _lane_params(floating* PL, const floating* p, Py_ssize_t l, Py_ssize_t n,
+                       bint out) noexcept nogil:
+    """Network l's parameters into lane l of PL, or (out) back."""
+    cdef Py_ssize_t G = BF_LANE_BYTES // sizeof(floating)
+    cdef Py_ssize_t i
+    if out:
+        for i in range(n):
+            (<floating*>p)[i] = PL[i * G + l]
+    else:
+        for i in range(n):
+            PL[i * G + l] = p[i]
+
+
+cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
+    """Train m (2 to LANES) networks that _lane_ready and _lane_mates
+    accept, network l in lane l, each as _fit_run would train it alone.
+    Lanes past m, and those of networks that have stopped, go on computing
+    on some network's rows; their results are dropped."""
+    cdef Py_ssize_t G = BF_LANE_BYTES // sizeof(floating)
+    cdef Net* net = &runs[0].net
+    cdef Py_ssize_t n = runs[0].n, batch = runs[0].s.batch
+    cdef Py_ssize_t n_in = net.sizes[0], n_out = net.sizes[net.n_layers]
+    cdef Py_ssize_t n_params = net.n_params
+    cdef Py_ssize_t k, l, i, c, row, start, rows, epoch, epochs = 0, countdown, check_every
+    cdef Loop lps[16]
+    cdef Run* lane[16]          # whose rows and rate each lane takes
+    cdef bint live[16]          # still training
+    cdef bint broke[16]         # stopped inside this epoch on a non-finite cost
+    cdef bint gathers[16]       # whether the lane's rows come shuffled
+    cdef double totals[16]
+    cdef double costs[16]
+    cdef double rates[16]
+    cdef bint weighted = False, aborted = False, any_live, once
+    cdef floating* PL
+    cdef floating* XL
+    cdef floating* YL
+    cdef floating* WL
+    cdef floating* work
+    cdef double* bsum
+    cdef const floating* src
+    cdef Py_ssize_t floats = G * (n_params + batch * (_total_width(net) + 2 * net.widest
+                                                       + n_in + n_out + 1))
+    cdef void* block
+    if m < 1:
+        return
+    block = malloc(floats * sizeof(floating) + net.widest * G * sizeof(double))
+    if block == NULL:
+        # No room to interleave: each network trains on its own.
+        for k in range(m):
+            _fit_run(runs[k], <floating*>runs[k].params)
+        return
+    bsum = <double*>block
+    PL = <floating*>(bsum + net.widest * G)
+    work = PL + n_params * G
+    XL = work + batch * (_total_width(net) + 2 * net.widest) * G
+    YL = XL + batch * n_in * G
+    WL = YL + batch * n_out * G
+    for k in range(m):
+        weighted = weighted or runs[k].sw != NULL
+        epochs = max(epochs, runs[k].s.epochs)
+        _loop_start(runs[k], &lps[k])
+        live[k] = runs[k].s.epochs > 0
+    for l in range(G):
+        lane[l] = runs[l] if l < m else runs[0]
+        gathers[l] = lps[l if l < m else 0].gather
+    # Rows that every epoch takes in the same order, in one batch, are
+    # interleaved once.
+    once = batch >= n
+    for l in range(G):
+        once = once and not gathers[l]
+    # Between epochs a network's parameters change only where it stops, so
+    # they enter the lanes once.
+    for l in range(G):
+        _lane_params(PL, <floating*>lane[l].params, l, n_params, False)
+    check_every = max(1, (1 << 20) // (batch * n_params * G))
+    countdown = check_every
+    for epoch in range(epochs):
+        any_live = False
+        for k in range(m):
+            broke[k] = False
+            totals[k] = 0
+            if live[k]:
+                any_live = True
+                _epoch_start(runs[k], <floating*>runs[k].params, &lps[k], epoch)
+        if not any_live:
             break
-    if aborted:
-        if sk and keep_best and best_epoch >= 0:
-            # scikit-learn restores the best epoch's parameters after Ctrl-C too.
-            memcpy(p, best, n_params * sizeof(floating))
-    elif ((status == STATUS_OK or status == STATUS_DIVERGED_KEPT_BEST) and keep_best
-            and best_epoch >= 0 and (best_epoch != done - 1
-                                     or status == STATUS_DIVERGED_KEPT_BEST)):
-        memcpy(p, best, n_params * sizeof(floating))
-    # Kept whatever ended the run.
-    memcpy(r.rng_state, &rng, sizeof(Rng))
-    r.status = status
-    r.done = done
-    r.best_epoch = best_epoch
+        for l in range(G):
+            rates[l] = lps[l].rate if l < m else lps[0].rate
+        start = 0
+        while start < n:
+            rows = min(batch, n - start)
+            for l in range(G if epoch == 0 or not once else 0):
+                for i in range(rows):
+                    row = start + i
+                    if gathers[l]:
+                        row = lane[l].order[row]
+                    src = <const floating*>lane[l].X + row * n_in
+                    for c in range(n_in):
+                        XL[(i * n_in + c) * G + l] = src[c]
+                    src = <const floating*>lane[l].Y + row * n_out
+                    for c in range(n_out):
+                        YL[(i * n_out + c) * G + l] = src[c]
+                    if weighted:
+                        WL[i * G + l] = (1 if lane[l].sw == NULL
+                                         else (<const floating*>lane[l].sw)[row])
+            _lane_batch(net, PL, XL, YL, WL if weighted else NULL, rows, batch, work, bsum,
+                        rates, costs)
+            for k in range(m):
+                if live[k] and not broke[k]:
+                    if isfinite(costs[k]):
+                        totals[k] += costs[k]
+                    else:
+                        # The network stops here, its parameters those of
+                        # after this step, as _fit_run leaves them.
+                        lps[k].status = STATUS_NONFINITE_COST
+                        broke[k] = True
+                        _lane_params(PL, <floating*>runs[k].params, k, n_params, True)
+            start += rows
+            countdown -= 1
+            if countdown == 0:
+                countdown = check_every
+                if _interrupted(runs[0]):
+                    aborted = True
+                    break
+        for k in range(m):
+            if live[k] and not broke[k]:
+                _lane_params(PL, <floating*>runs[k].params, k, n_params, True)
+        if aborted:
+            for k in range(m):
+                if live[k]:
+                    lps[k].aborted = True
+            break
+        for k in range(m):
+            if live[k]:
+                if (_epoch_finish(runs[k], <floating*>runs[k].params, &lps[k], epoch,
+                                  totals[k], <floating*>runs[k].work)
+                        or epoch + 1 == runs[k].s.epochs):
+                    live[k] = False
+    for k in range(m):
+        _loop_end(runs[k], <floating*>runs[k].params, &lps[k])
+    free(block)
 
 
 cdef void _forward_chunk(const Net* net, const floating* params, const floating* pw,
@@ -1275,7 +1699,21 @@ cdef void _forward_chunk(const Net* net, const floating* params, const floating*
 
 
 cdef void _run_tasks(Py_ssize_t m, int threads, Run** runs) noexcept nogil:
-    bf_run_tasks(m, threads, _run_task, runs)
+    """The m runs on ``threads`` threads, those that can share vector lanes
+    in groups (_group)."""
+    cdef Tasks tasks
+    cdef Py_ssize_t k
+    cdef Run** placed = <Run**>malloc(2 * m * sizeof(Run*) + (m + 1) * sizeof(Py_ssize_t))
+    if placed == NULL:
+        # No room to group them: each on its own, one after another.
+        for k in range(m):
+            _run_alone(runs[k])
+        return
+    memcpy(placed, runs, m * sizeof(Run*))
+    tasks.runs = placed + m
+    tasks.bounds = <Py_ssize_t*>(placed + 2 * m)
+    bf_run_tasks(_group(placed, m, &tasks), threads, _run_task, &tasks)
+    free(placed)
 
 
 cdef void _elementwise(int which, floating* x, Py_ssize_t n) noexcept nogil:

@@ -625,9 +625,10 @@ def run_fits(list calls, int n_threads=0, bint spread=True):
     ``threads``), one network per thread at a time and each network's
     products on its own thread; otherwise (or for a single call) the calls
     run one after another on the calling thread, their products on all of
-    them. Every network's
-    arithmetic is that of a call on its own, so results do not depend on
-    how the calls are grouped.
+    them. Small networks that the engine's _lane_ready and _lane_mates
+    accept train together in the lanes of one vector (_fit_lanes), a group
+    being one task. Every network's arithmetic is that of a call on its
+    own, so results do not depend on how the calls are grouped.
 
     Signals are checked every million or so multiply-adds, so Ctrl-C stops
     every network at a minibatch boundary. An exception (Ctrl-C, or one

@@ -275,22 +275,130 @@ def test_bad_arguments_are_refused_before_training(call, error, match):
     assert all(len(n.history) == 0 for n in nets)
 
 
+# Networks of a few units that train by plain SGD train together, one in
+# each lane of a vector (see _fit_lanes in src/_engine.pyx): the results
+# must still be each network's own fit, bit for bit.
+
+def _tiny(count, dtype, sizes, acts, loss, seed=0):
+    return lambda: [Network(list(sizes), list(acts), loss, dtype=dtype, seed=seed + k)
+                    for k in range(count)]
+
+
+TINY_NETS = {
+    "xor-sigmoid": ((2, 2, 1), ("sigmoid", "sigmoid"), "squared_error"),
+    "tanh-logistic": ((3, 4, 1), ("tanh", "sigmoid"), "cross_entropy"),
+    "relu-identity-deep": ((9, 5, 3, 2), ("relu", "tanh", "identity"), "squared_error"),
+    "poisson": ((3, 4, 1), ("tanh", "identity"), "poisson"),
+    "wide-input": ((12, 3, 2), ("sigmoid", "relu"), "squared_error"),
+}
+
+TINY_OPTIONS = {
+    "full-batch": dict(learning_rate=[0.01 * (k + 1) for k in range(19)]),
+    "minibatches": dict(batch_size=7, learning_rate=0.1, shuffle=[k % 3 != 0 for k in range(19)]),
+    "online": dict(batch_size=1, learning_rate=0.02),
+    "schedules": dict(batch_size=8, learning_rate=0.1, power_t=0.4,
+                      lr_schedule=["invscaling", "cosine", "constant", "plateau"] * 4
+                      + ["constant"] * 3),
+    "stopping": dict(batch_size=10, learning_rate=0.2, early_stopping=True,
+                     patience=[1, 2, 5] * 6 + [1], min_delta=1e-3),
+    "sklearn-rules": dict(stopping="sklearn", batch_size=12, learning_rate=0.3,
+                          lr_schedule=["adaptive", "invscaling", "constant"] * 6 + ["constant"],
+                          tol=1e-3, n_iter_no_change=2, loss_penalty=1e-3),
+}
+
+
+def _tiny_data(sizes, loss, n=40, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(n, sizes[0]))
+    y = rng.uniform(0, 1, size=(n, sizes[-1]))
+    if loss == "poisson":
+        y = rng.poisson(2.0, size=(n, sizes[-1])).astype(float)
+    return X, y if sizes[-1] > 1 else y[:, 0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("options", sorted(TINY_OPTIONS))
+@pytest.mark.parametrize("kind", sorted(TINY_NETS))
+def test_tiny_networks_in_lanes_equal_their_own_fits(kind, options, dtype):
+    sizes, acts, loss = TINY_NETS[kind]
+    X, y = _tiny_data(sizes, loss)
+    epochs = [15 + k % 4 for k in range(19)]   # more networks than lanes, unequal epochs
+    _check_equal(_tiny(19, dtype, sizes, acts, loss), X, y, epochs,
+                 **TINY_OPTIONS[options])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+def test_lanes_with_subsets_weights_and_other_networks(dtype):
+    """Bootstraps (as many rows, other rows), per-network sample weights,
+    and networks that cannot share lanes (Adam, softmax, wider) in one call."""
+    sizes, acts, loss = TINY_NETS["tanh-logistic"]
+    X, y = _tiny_data(sizes, loss, n=30)
+    y = (y > 0.5).astype(int)   # labels for the softmax network, targets for the others
+    rng = np.random.default_rng(3)
+    count = 11
+    subsets = [rng.integers(0, 30, 30) for _ in range(count)]
+    weights = [rng.uniform(0.5, 2.0, 30) if k % 2 else None for k in range(count)]
+
+    def make():
+        nets = _tiny(count - 3, dtype, sizes, acts, loss)()
+        nets.append(Network([3, 4, 1], ["tanh", "sigmoid"], "cross_entropy", dtype=dtype,
+                            seed=50))
+        nets.append(Network([3, 4, 2], ["tanh", "softmax"], "cross_entropy", dtype=dtype,
+                            seed=51))
+        nets.append(Network([3, 40, 1], ["tanh", "sigmoid"], "cross_entropy", dtype=dtype,
+                            seed=52))
+        return nets
+    options = dict(optimizer=["sgd"] * (count - 3) + ["adam", "sgd", "sgd"], batch_size=6,
+                   learning_rate=0.1)
+    many = make()
+    hs = fit_many(many, X, y, epochs=12, subsets=subsets, sample_weight=weights, **options)
+    for k, net in enumerate(make()):
+        s = subsets[k]
+        w = None if weights[k] is None else weights[k][s]
+        g = net.fit(X[s], y[s], epochs=12, sample_weight=w,
+                    **{n: (v[k] if isinstance(v, list) else v) for n, v in options.items()})
+        assert _same(many[k], net), f"network {k}"
+        assert _same_history(hs[k], g), f"network {k}"
+
+
+def test_a_diverging_network_in_a_lane_stops_alone():
+    X, _ = _data(d=3)
+    y = X @ np.arange(1.0, 4.0)
+    rates = [1e-3, 50.0, 2e-3, 1e-2]
+    make = _tiny(4, np.float64, (3, 4, 1), ("relu", "identity"), "squared_error")
+    many = make()
+    hs = fit_many(many, X, y, epochs=30, learning_rate=rates, batch_size=4)
+    assert [h.diverged for h in hs] == [False, True, False, False]
+    for k, net in enumerate(make()):
+        if k == 1:
+            with pytest.raises(DivergenceError):
+                net.fit(X, y, epochs=30, learning_rate=rates[k], batch_size=4)
+        else:
+            assert _same_history(net.fit(X, y, epochs=30, learning_rate=rates[k],
+                                         batch_size=4), hs[k])
+        assert np.array_equal(net._params, many[k]._params)
+        assert np.isfinite(many[k]._params).all()
+
+
+
 @pytest.mark.skipif(sys.platform == "win32" or not hasattr(signal, "SIGINT"),
                     reason="needs POSIX signals")
-def test_ctrl_c_leaves_every_network_consistent():
+@pytest.mark.parametrize("d, hidden, batch, count", [(16, 48, 40, 3), (4, 6, 10, 12)],
+                         ids=["one-by-one", "lanes"])
+def test_ctrl_c_leaves_every_network_consistent(d, hidden, batch, count):
     """SIGINT during a long fit_many: KeyboardInterrupt promptly; each network
     holds the parameters of a whole number of minibatch steps (replayed by
     train_step), its history its finished epochs, and its lock is free."""
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         pytest.skip("SIGINT is not Python's default KeyboardInterrupt handler here")
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(200, 16))
+    X = rng.normal(size=(200, d))
     y = (X[:, :4] > 0).astype(float)
-    batch, rate = 40, 0.05
+    rate = 0.05
 
     def make():
-        return [Network([16, 48, 4], ["tanh", "sigmoid"], "cross_entropy", seed=k)
-                for k in range(3)]
+        return [Network([d, hidden, 4], ["tanh", "sigmoid"], "cross_entropy", seed=k)
+                for k in range(count)]
     nets = make()
     start = [n._params.copy() for n in nets]
     probe = make()[0]

@@ -1,0 +1,146 @@
+/* The lane products for one type: included by bf_lanes.h with BF_T (the
+   type) and BF_S (its suffix) defined. */
+#define T BF_T
+#define FN(name) BF_CAT(name, BF_S)
+
+#if BF_VECTOR_BYTES > 0
+
+#define V FN(bf_lane_v)
+typedef T V __attribute__((vector_size(BF_LANE_BYTES), aligned(sizeof(T)), may_alias));
+
+/* Z (rows x n_out) = A (rows x n_in) @ W.T + b, in every lane. */
+static void FN(bf_lane_abt_)(const T* BF_RESTRICT A, const T* BF_RESTRICT W,
+                             const T* BF_RESTRICT b, T* BF_RESTRICT Z, Py_ssize_t rows,
+                             Py_ssize_t n_out, Py_ssize_t n_in) {
+    const Py_ssize_t G = BF_LANE_BYTES / sizeof(T), blocks = n_in / 8;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const V* a = (const V*)(A + r * n_in * G);
+        V* z = (V*)(Z + r * n_out * G);
+        for (Py_ssize_t j = 0; j < n_out; j++) {
+            const V* w = (const V*)(W + j * n_in * G);
+            V s0 = {0};
+            for (Py_ssize_t i = blocks * 8; i < n_in; i++)
+                s0 = s0 + a[i] * w[i];
+            if (blocks == 0) {
+                z[j] = s0 + ((const V*)b)[j];
+                continue;
+            }
+            V s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0}, s6 = {0}, s7 = {0};
+            for (Py_ssize_t i = 0; i < blocks * 8; i += 8) {
+                s0 = s0 + a[i] * w[i];
+                s1 = s1 + a[i + 1] * w[i + 1];
+                s2 = s2 + a[i + 2] * w[i + 2];
+                s3 = s3 + a[i + 3] * w[i + 3];
+                s4 = s4 + a[i + 4] * w[i + 4];
+                s5 = s5 + a[i + 5] * w[i + 5];
+                s6 = s6 + a[i + 6] * w[i + 6];
+                s7 = s7 + a[i + 7] * w[i + 7];
+            }
+            z[j] = (((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7))) + ((const V*)b)[j];
+        }
+    }
+}
+
+/* P (rows x n_in) = D (rows x n_out) @ W, in every lane. */
+static void FN(bf_lane_ab_)(const T* BF_RESTRICT D, const T* BF_RESTRICT W,
+                            T* BF_RESTRICT P, Py_ssize_t rows, Py_ssize_t n_out,
+                            Py_ssize_t n_in) {
+    const Py_ssize_t G = BF_LANE_BYTES / sizeof(T);
+    const V* w = (const V*)W;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const V* d = (const V*)(D + r * n_out * G);
+        V* p = (V*)(P + r * n_in * G);
+        for (Py_ssize_t i = 0; i < n_in; i++) {
+            V s = d[0] * w[i];
+            for (Py_ssize_t j = 1; j < n_out; j++)
+                s = s + d[j] * w[j * n_in + i];
+            p[i] = s;
+        }
+    }
+}
+
+/* W (n_out x n_in) += alpha D.T @ A, in every lane, alpha one per lane. */
+static void FN(bf_lane_sgd_)(const T* BF_RESTRICT alpha, const T* BF_RESTRICT D,
+                             const T* BF_RESTRICT A, T* BF_RESTRICT W, Py_ssize_t rows,
+                             Py_ssize_t n_out, Py_ssize_t n_in) {
+    const Py_ssize_t G = BF_LANE_BYTES / sizeof(T);
+    const V al = *(const V*)alpha;
+    for (Py_ssize_t j = 0; j < n_out; j++) {
+        V* w = (V*)(W + j * n_in * G);
+        for (Py_ssize_t r = 0; r < rows; r++) {
+            const V c = al * ((const V*)(D + r * n_out * G))[j];
+            const V* a = (const V*)(A + r * n_in * G);
+            for (Py_ssize_t i = 0; i < n_in; i++)
+                w[i] = w[i] + c * a[i];
+        }
+    }
+}
+
+#undef V
+
+#else
+
+#define G (BF_LANE_BYTES / (Py_ssize_t)sizeof(T))
+#define MADD BF_CAT(BF_MADD_, BF_S)
+
+static void FN(bf_lane_abt_)(const T* BF_RESTRICT A, const T* BF_RESTRICT W,
+                             const T* BF_RESTRICT b, T* BF_RESTRICT Z, Py_ssize_t rows,
+                             Py_ssize_t n_out, Py_ssize_t n_in) {
+    const Py_ssize_t blocks = n_in / 8;
+    T s[8][G];
+    for (Py_ssize_t r = 0; r < rows; r++)
+        for (Py_ssize_t j = 0; j < n_out; j++) {
+            const T* a = A + r * n_in * G;
+            const T* w = W + j * n_in * G;
+            for (Py_ssize_t q = 0; q < 8; q++)
+                for (Py_ssize_t l = 0; l < G; l++) s[q][l] = 0;
+            for (Py_ssize_t i = blocks * 8; i < n_in; i++)
+                for (Py_ssize_t l = 0; l < G; l++)
+                    s[0][l] = MADD(a[i * G + l], w[i * G + l], s[0][l]);
+            for (Py_ssize_t i = 0; i < blocks * 8; i += 8)
+                for (Py_ssize_t q = 0; q < 8; q++)
+                    for (Py_ssize_t l = 0; l < G; l++)
+                        s[q][l] = MADD(a[(i + q) * G + l], w[(i + q) * G + l], s[q][l]);
+            for (Py_ssize_t l = 0; l < G; l++)
+                Z[(r * n_out + j) * G + l] =
+                    (blocks == 0 ? s[0][l]
+                     : ((s[0][l] + s[4][l]) + (s[1][l] + s[5][l]))
+                       + ((s[2][l] + s[6][l]) + (s[3][l] + s[7][l])))
+                    + b[j * G + l];
+        }
+}
+
+static void FN(bf_lane_ab_)(const T* BF_RESTRICT D, const T* BF_RESTRICT W,
+                            T* BF_RESTRICT P, Py_ssize_t rows, Py_ssize_t n_out,
+                            Py_ssize_t n_in) {
+    for (Py_ssize_t r = 0; r < rows; r++)
+        for (Py_ssize_t i = 0; i < n_in; i++)
+            for (Py_ssize_t l = 0; l < G; l++) {
+                const T* d = D + r * n_out * G + l;
+                T s = d[0] * W[i * G + l];
+                for (Py_ssize_t j = 1; j < n_out; j++)
+                    s = MADD(d[j * G], W[(j * n_in + i) * G + l], s);
+                P[(r * n_in + i) * G + l] = s;
+            }
+}
+
+static void FN(bf_lane_sgd_)(const T* BF_RESTRICT alpha, const T* BF_RESTRICT D,
+                             const T* BF_RESTRICT A, T* BF_RESTRICT W, Py_ssize_t rows,
+                             Py_ssize_t n_out, Py_ssize_t n_in) {
+    for (Py_ssize_t j = 0; j < n_out; j++)
+        for (Py_ssize_t r = 0; r < rows; r++)
+            for (Py_ssize_t l = 0; l < G; l++) {
+                const T c = alpha[l] * D[(r * n_out + j) * G + l];
+                for (Py_ssize_t i = 0; i < n_in; i++)
+                    W[(j * n_in + i) * G + l] = MADD(c, A[(r * n_in + i) * G + l],
+                                                     W[(j * n_in + i) * G + l]);
+            }
+}
+
+#undef MADD
+#undef G
+
+#endif
+
+#undef T
+#undef FN
