@@ -44,6 +44,7 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
 from . import _checks
 from ._checks import _is_int, _is_real
 from ._cluster import LostWorkError
+from ._kernels import kernel as _kernel
 from .network import DivergenceError, Network, PathLike, StoppingState
 
 __all__ = ["MLPClassifier", "MLPRegressor", "MLPClassifierCV", "MLPRegressorCV",
@@ -67,12 +68,38 @@ _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 def _plain(X) -> bool:
-    """Whether X is a plain, non-empty, C-contiguous 2-D float array whose
-    entries sum to a finite number (so none is NaN or infinite): one that
-    scikit-learn's validation would pass unchanged, and which takes the fast
-    path past it. Anything else (a huge sum included) takes the full path."""
+    """Whether X is a plain, non-empty, C-contiguous 2-D float array of
+    finite values: one that scikit-learn's validation would pass unchanged,
+    and which takes the fast path past it. Anything else takes the full
+    path."""
     return (type(X) is np.ndarray and X.ndim == 2 and X.dtype in _FLOATS
-            and X.flags.c_contiguous and X.size > 0 and math.isfinite(X.sum()))
+            and X.flags.c_contiguous and X.size > 0 and _kernel.finite_rows(X, False))
+
+
+def _all_finite(a) -> bool:
+    """Whether the float array ``a`` (1-D or 2-D) holds finite values only:
+    one pass in the kernel where it is C-contiguous (NumPy's reductions cost
+    more in dispatch than a small array in arithmetic)."""
+    if a.flags.c_contiguous:
+        return _kernel.finite_rows(a.reshape(a.shape[0], -1), False)
+    return bool(np.isfinite(a).all())
+
+
+def _label_codes(y):
+    """``np.unique(y, return_inverse=True)`` of 1-D integer labels: for
+    labels 0..k-1 that all occur, read off their counts (one pass, and no
+    sort); else np.unique itself."""
+    n = y.shape[0]
+    if y.dtype.kind == "i" or y.dtype.itemsize < 8:
+        top = int(y.max())
+        if top < n:
+            try:
+                counts = np.bincount(y)
+            except ValueError:  # a negative label
+                counts = None
+            if counts is not None and counts.all():
+                return np.arange(top + 1, dtype=y.dtype), y
+    return np.unique(y, return_inverse=True)
 
 
 def _refuse_masked(value, name):
@@ -389,9 +416,12 @@ class _BaseMLP(BaseEstimator):
         # The kernel's shuffling seed is drawn later, after the validation
         # split (_stochastic_job): the stream reaches the split as in
         # scikit-learn.
+        # The network of a previous fit lends this one its checked
+        # architecture and its scratch buffers where they fit.
         self.network_ = Network._from_start(layer_units, activations + [output], loss, dtype,
                                             [coef.T for coef, _ in start],
-                                            [intercept for _, intercept in start], 0)
+                                            [intercept for _, intercept in start], 0,
+                                            like=self.__dict__.get("network_"))
         self._unseeded = True
         self.n_iter_ = 0
         self.t_ = 0
@@ -467,7 +497,7 @@ class _BaseMLP(BaseEstimator):
             if sw is not None:
                 sw = sw[rows]
         if self.__dict__.pop("_unseeded", False):
-            self.network_._reseed(rs.randint(np.iinfo(np.int32).max))
+            self.network_._reseed(rs.randint(_INT32_MAX))
         n_samples = X.shape[0] if rows is None else rows.shape[0]
         if self.batch_size == "auto":
             batch = min(200, n_samples)
@@ -696,6 +726,9 @@ class _VerboseEpochs:
 
 _spare = threading.local()
 
+# np.iinfo(np.int32).max, the bound of scikit-learn's draw of a seed.
+_INT32_MAX = 2**31 - 1
+
 
 def _random_state(seed):
     """check_random_state, without its cost for an integer seed: a new
@@ -834,7 +867,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             # The fast path for integer labels: the binariser gets what its
             # fit would find in them (without its checks), and the targets
             # are built directly.
-            classes, codes = np.unique(y, return_inverse=True)
+            classes, codes = _label_codes(y)
             if classes.size >= 2:
                 self._fast_features(X)
                 lb = self._label_binarizer = LabelBinarizer()
@@ -1038,7 +1071,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _validate_input(self, X, y, incremental, reset):
         if (reset and type(y) is np.ndarray and y.dtype in _FLOATS and _plain(X)
                 and (y.ndim == 1 or y.ndim == 2 and y.shape[1] > 1)
-                and y.shape[0] == X.shape[0] and math.isfinite(y.sum())):
+                and y.shape[0] == X.shape[0] and _all_finite(y)):
             self._fast_features(X)
             return X, y, (y.reshape(-1, 1) if y.ndim == 1 else y)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
