@@ -1453,8 +1453,8 @@ class Network:
         if self._optimizer != kind:
             # Allocated before any is assigned: a MemoryError leaves the
             # previous state whole.
-            m1 = np.zeros_like(self._params)
-            m2 = (np.zeros_like(self._params) if kind != sgd
+            m1 = np.zeros(self._params.size, self._dtype)
+            m2 = (np.zeros(self._params.size, self._dtype) if kind != sgd
                   else np.empty(0, dtype=self._dtype))
             self._optimizer, self._opt_m1, self._opt_m2 = kind, m1, m2
             self._opt_step[0] = 0

@@ -61,7 +61,13 @@ _SKLEARN_NAME = {"sigmoid": "logistic", "softmax": "softmax", "identity": "ident
 # ---------------------------------------------------------------- parameter checks
 
 def _check_real(est, name, low, high=None, low_open=False, high_open=False):
-    return _checks._check_real(getattr(est, name), name, low, high, low_open, high_open)
+    value = getattr(est, name)
+    # A plain float in range passes on the comparisons alone (NaN fails them).
+    if (type(value) is float and (low < value or low == value and not low_open)
+            and (value < math.inf if high is None
+                 else value < high or value == high and not high_open)):
+        return value
+    return _checks._check_real(value, name, low, high, low_open, high_open)
 
 
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
@@ -408,19 +414,30 @@ class _BaseMLP(BaseEstimator):
         # layer takes the factor of the last hidden layer), biases alike.
         factors = [2.0 if a == "sigmoid" else 6.0 for a in activations]
         factors.append(factors[-1] if factors else 6.0)
-        start = []
-        for fan_in, fan_out, factor in zip(layer_units, layer_units[1:], factors):
-            bound = np.sqrt(factor / (fan_in + fan_out))
-            start.append((rs.uniform(-bound, bound, (fan_in, fan_out)),
-                          rs.uniform(-bound, bound, fan_out)))
+        # scikit-learn draws each layer's coefficients and then its
+        # intercepts by rs.uniform(-bound, bound, shape), which computes
+        # -bound + (bound - -bound) * u for the stream's next doubles u in
+        # turn: one random_sample for all of them gives the same u, and the
+        # same two roundings give the same values, without a call per array.
+        sizes = [fan_in * fan_out + fan_out
+                 for fan_in, fan_out in zip(layer_units, layer_units[1:])]
+        draws = rs.random_sample(sum(sizes))
+        weights, intercepts = [], []
+        off = 0
+        for fan_in, fan_out, factor, size in zip(layer_units, layer_units[1:], factors, sizes):
+            bound = math.sqrt(factor / (fan_in + fan_out))  # as np.sqrt rounds it
+            part = draws[off:off + size]
+            part *= bound - -bound
+            part += -bound
+            weights.append(part[:fan_in * fan_out].reshape(fan_in, fan_out).T)
+            intercepts.append(part[fan_in * fan_out:])
+            off += size
         # The kernel's shuffling seed is drawn later, after the validation
         # split (_stochastic_job): the stream reaches the split as in
-        # scikit-learn.
-        # The network of a previous fit lends this one its checked
-        # architecture and its scratch buffers where they fit.
+        # scikit-learn. The network of a previous fit lends this one its
+        # checked architecture and its scratch buffers where they fit.
         self.network_ = Network._from_start(layer_units, activations + [output], loss, dtype,
-                                            [coef.T for coef, _ in start],
-                                            [intercept for _, intercept in start], 0,
+                                            weights, intercepts, 0,
                                             like=self.__dict__.get("network_"))
         self._unseeded = True
         self.n_iter_ = 0
@@ -527,11 +544,12 @@ class _BaseMLP(BaseEstimator):
         schedule = "constant"
         if self.solver == "sgd" and self.learning_rate != "constant":
             schedule = self.learning_rate
-        what = "Validation score" if early_stopping else "Training loss"
-        stuck = (f"{what} did not improve more than tol={self.tol:f} for "
-                 f"{self.n_iter_no_change} consecutive epochs.")
         verbose = None
+        stuck = ""  # printed with verbose only
         if self.verbose:
+            what = "Validation score" if early_stopping else "Training loss"
+            stuck = (f"{what} did not improve more than tol={self.tol:f} for "
+                     f"{self.n_iter_no_change} consecutive epochs.")
             verbose = _VerboseEpochs(scale, early_stopping, schedule == "adaptive", stuck)
             options["callbacks"] = [verbose]
         options.update(epochs=1 if incremental else self.max_iter, batch_size=batch,
@@ -1009,7 +1027,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 and y.dtype.kind == self.classes_.dtype.kind):
             pred = self.predict(X)
             if pred.ndim == 1:
-                return float(np.mean(pred == y))
+                return np.count_nonzero(pred == y) / y.shape[0]  # as np.mean rounds it
         return float(super().score(X, y, sample_weight=sample_weight))
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
@@ -1148,7 +1166,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if (sample_weight is None and type(y) is np.ndarray and y.ndim == 1
                 and y.dtype in _FLOATS and type(X) is np.ndarray and X.ndim == 2
                 and 2 <= y.shape[0] == X.shape[0] and self.__dict__.get("n_outputs_") == 1):
-            y64 = y.astype(np.float64)
+            y64 = y.astype(np.float64, copy=False)
             e = y64 - self.predict(X)
             c = y64 - y64.sum() / y64.shape[0]
             numerator = float(e @ e)

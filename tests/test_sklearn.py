@@ -340,6 +340,13 @@ def test_verbose_and_convergence_warning(capsys):
     (dict(learning_rate_init=0.0), "learning_rate_init"),
     (dict(momentum=1.5), "momentum"),
     (dict(validation_fraction=1.0), "validation_fraction"),
+    # Plain floats pass on a range test alone: its edges, NaN and infinity.
+    (dict(momentum=1.0), "momentum"),
+    (dict(beta_2=np.nan), "beta_2"),
+    (dict(alpha=-1e-4), "alpha"),
+    (dict(alpha=np.inf), "alpha"),
+    (dict(epsilon=0.0), "epsilon"),
+    (dict(tol=np.nan), "tol"),
     (dict(dtype="float16"), "dtype"),
     (dict(max_iter=0), "max_iter"),
 ])
