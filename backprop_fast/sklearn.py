@@ -97,13 +97,15 @@ def _label_codes(y):
     sort); else np.unique itself."""
     n = y.shape[0]
     if y.dtype.kind == "i" or y.dtype.itemsize < 8:
-        top = int(y.max())
+        # The ufuncs' reductions themselves: ndarray.max and .all add a
+        # Python call each.
+        top = int(np.maximum.reduce(y))
         if top < n:
             try:
                 counts = np.bincount(y)
             except ValueError:  # a negative label
                 counts = None
-            if counts is not None and counts.all():
+            if counts is not None and np.minimum.reduce(counts) > 0:
                 return np.arange(top + 1, dtype=y.dtype), y
     return np.unique(y, return_inverse=True)
 
@@ -1168,7 +1170,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                 and 2 <= y.shape[0] == X.shape[0] and self.__dict__.get("n_outputs_") == 1):
             y64 = y.astype(np.float64, copy=False)
             e = y64 - self.predict(X)
-            c = y64 - y64.sum() / y64.shape[0]
+            c = y64 - np.add.reduce(y64) / y64.shape[0]  # y64.sum(), one call less
             numerator = float(e @ e)
             denominator = float(c @ c)
             if math.isfinite(numerator):

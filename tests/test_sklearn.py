@@ -663,6 +663,30 @@ def test_non_finite_input_still_gets_scikit_learns_errors(bad):
         _fit(MLPRegressor(max_iter=2), X, yb)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_score_is_scikit_learns_scorer(weighted):
+    """score computes plain label and target arrays itself (without
+    weights) and leaves the rest to scikit-learn: both give what
+    accuracy_score and r2_score give."""
+    from sklearn.metrics import accuracy_score, r2_score
+
+    X, y = make_classification(50, 4, n_redundant=1, n_classes=3, n_informative=3,
+                               random_state=0)
+    w = np.random.RandomState(0).uniform(0.1, 2.0, 50) if weighted else None
+    clf = _fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0), X, y)
+    assert clf.score(X, y, sample_weight=w) == pytest.approx(
+        accuracy_score(y, clf.predict(X), sample_weight=w), rel=1e-15)
+    assert clf.score(X, y.astype(np.int8), sample_weight=w) == clf.score(X, y, sample_weight=w)
+    target = X @ [1.0, -2.0, 0.5, 0.0]
+    reg = _fit(MLPRegressor(hidden_layer_sizes=(5,), max_iter=5, random_state=0), X, target)
+    for t in (target, target.astype(np.float32), target[::-1]):
+        assert reg.score(X, t, sample_weight=w) == pytest.approx(
+            r2_score(t, reg.predict(X), sample_weight=w), rel=1e-12)
+    flat = np.full(50, 3.0)  # no variance: r2_score's 1.0 or 0.0
+    assert reg.score(X, flat, sample_weight=w) == r2_score(flat, reg.predict(X),
+                                                          sample_weight=w)
+
+
 def test_verbose_output_is_scikit_learns(capsys):
     """verbose prints scikit-learn's lines, the adaptive schedule's included."""
     X, y = make_classification(60, 5, n_informative=3, n_classes=3, random_state=0)
