@@ -491,7 +491,9 @@ class Network:
             other._lock.release()
         views = scratch.get("views")
         if views is not None:
-            scratch["views"] = {name: hit for name, hit in views.items()
+            # A predict of ``other`` that began before the move may still add
+            # a view to this dict: list() copies it in one step.
+            scratch["views"] = {name: hit for name, hit in list(views.items())
                                 if hit[0] is scratch.get(name)
                                 or name in ("sizes", "acts") and hit[0] is getattr(
                                     self, "_" + name)}
@@ -1453,8 +1455,8 @@ class Network:
         if self._optimizer != kind:
             # Allocated before any is assigned: a MemoryError leaves the
             # previous state whole.
-            m1 = np.zeros(self._params.size, self._dtype)
-            m2 = (np.zeros(self._params.size, self._dtype) if kind != sgd
+            m1 = np.zeros_like(self._params)
+            m2 = (np.zeros_like(self._params) if kind != sgd
                   else np.empty(0, dtype=self._dtype))
             self._optimizer, self._opt_m1, self._opt_m2 = kind, m1, m2
             self._opt_step[0] = 0
