@@ -388,12 +388,22 @@ class Network:
 
     @classmethod
     def _from_start(cls, layer_sizes, activations, loss, dtype, weights, biases,
-                    shuffle_seed: int) -> "Network":
+                    shuffle_seed: int, like: Optional["Network"] = None) -> "Network":
         """A network with the given starting weights (each (n_out, n_in)),
         biases and shuffling seed, drawing none of its own: for the
-        estimators, which draw scikit-learn's starting point."""
+        estimators, which draw scikit-learn's starting point.
+
+        ``like``, a network that this one replaces (an estimator's previous
+        fit): where it has the same architecture, its checked architecture
+        is taken as it stands, and the scratch buffers of its fits move to
+        the new network (see ``_take_scratch``)."""
         net = cls.__new__(cls)
-        net._setup(layer_sizes, activations, loss, dtype, None)
+        if like is not None and like._same_architecture(layer_sizes, activations, loss, dtype):
+            net._copy_architecture(like)
+            net._allocate(None)
+            net._take_scratch(like)
+        else:
+            net._setup(layer_sizes, activations, loss, dtype, None)
         for W, b, W0, b0 in zip(net._weights, net._biases, weights, biases):
             W[...] = W0
             b[...] = b0
@@ -414,8 +424,12 @@ class Network:
         self._activations = tuple(self._check_activations(activations, n_layers))
         self._loss = self._check_loss(loss, self._activations[-1])
         self._dtype, self._bf16 = self._check_precision(dtype)
-        self.n_threads = n_threads
         self._make_codes()
+        self._allocate(n_threads)
+
+    def _allocate(self, n_threads):
+        """The parameters and the state of a new network, its architecture set."""
+        self.n_threads = n_threads
         n_params = sum(o * (i + 1) for i, o in zip(self._layer_sizes, self._layer_sizes[1:]))
         self._params = np.empty(n_params, dtype=self._dtype)
         self._make_views()
@@ -444,6 +458,53 @@ class Network:
         self._acts = np.array([ACTIVATIONS[a] for a in self._activations], dtype=np.intc)
         self._sizes.flags.writeable = False
         self._acts.flags.writeable = False
+
+    def _same_architecture(self, layer_sizes, activations, loss, dtype) -> bool:
+        """Whether these constructor arguments, as plain values (lists or
+        tuples of ints and names, a NumPy dtype), name this network's
+        architecture exactly; anything else answers False."""
+        if not (type(layer_sizes) in (list, tuple) and type(activations) in (list, tuple)
+                and type(loss) is str and isinstance(dtype, np.dtype)):
+            return False
+        return (len(layer_sizes) == len(self._layer_sizes)
+                and all(type(s) is int for s in layer_sizes)
+                and tuple(layer_sizes) == self._layer_sizes
+                and all(type(a) is str for a in activations)
+                and tuple(activations) == self._activations
+                and loss == self._loss and dtype == self._dtype and not self._bf16)
+
+    def _copy_architecture(self, other: "Network") -> None:
+        """The architecture of ``other``, checked when it was made: its
+        tuples, and its code arrays, which are read-only."""
+        self._layer_sizes = other._layer_sizes
+        self._activations = other._activations
+        self._loss = other._loss
+        self._dtype, self._bf16 = other._dtype, other._bf16
+        self._sizes, self._acts = other._sizes, other._acts
+
+    def _take_scratch(self, other: "Network") -> None:
+        """Move the scratch buffers of ``other``'s fits (same architecture)
+        to this network, unless ``other`` is in use (its lock held).
+        ``other`` keeps none, and allocates its own if it trains again: the
+        two never share a buffer. Kernel views of ``other``'s own arrays
+        are dropped, so that they keep nothing of it alive."""
+        if not other._lock.acquire(blocking=False):
+            return
+        try:
+            if other._in_fit:
+                return
+            scratch, other._scratch = other._scratch, {}
+        finally:
+            other._lock.release()
+        views = scratch.get("views")
+        if views is not None:
+            # A predict of ``other`` that began before the move may still add
+            # a view to this dict: list() copies it in one step.
+            scratch["views"] = {name: hit for name, hit in list(views.items())
+                                if hit[0] is scratch.get(name)
+                                or name in ("sizes", "acts") and hit[0] is getattr(
+                                    self, "_" + name)}
+        self._scratch = scratch
 
     # ------------------------------------------------------------ architecture
 
@@ -1146,7 +1207,9 @@ class Network:
         settings = _kernel.Settings()
         settings.learning_rate = rate
         # Options left at their defaults (the very objects of the signature)
-        # are valid as they stand: a short fit spends its time on checks.
+        # are valid as they stand, and so are plain floats in range (the
+        # estimators pass theirs so): a short fit spends its time on checks.
+        inf = math.inf
         # Settings starts at zeros: "sgd", no momentum or decay, "constant".
         d = _FIT_DEFAULTS
         for flag, name in ((shuffle, "shuffle"), (nesterov, "nesterov"),
@@ -1160,22 +1223,27 @@ class Network:
         if optimizer is not d["optimizer"]:
             settings.optimizer = OPTIMIZERS[_check_choice(optimizer, "optimizer", OPTIMIZERS)]
         if momentum is not d["momentum"]:
-            settings.momentum = _check_real(momentum, "momentum", 0, 1, high_open=True)
+            settings.momentum = (momentum if type(momentum) is float and 0 <= momentum < 1
+                                 else _check_real(momentum, "momentum", 0, 1, high_open=True))
         if nesterov and settings.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
         settings.nesterov = bool(nesterov)
-        settings.beta1 = (beta1 if beta1 is d["beta1"]
+        settings.beta1 = (beta1 if beta1 is d["beta1"] or type(beta1) is float and 0 <= beta1 < 1
                           else _check_real(beta1, "beta1", 0, 1, high_open=True))
-        settings.beta2 = (beta2 if beta2 is d["beta2"]
+        settings.beta2 = (beta2 if beta2 is d["beta2"] or type(beta2) is float and 0 <= beta2 < 1
                           else _check_real(beta2, "beta2", 0, 1, high_open=True))
         settings.epsilon = (epsilon if epsilon is d["epsilon"]
+                            or type(epsilon) is float and 0 < epsilon < inf
                             else _check_real(epsilon, "epsilon", 0, low_open=True))
         if weight_decay is not d["weight_decay"]:
-            settings.weight_decay = _check_real(weight_decay, "weight_decay", 0)
+            settings.weight_decay = (weight_decay if type(weight_decay) is float
+                                     and 0 <= weight_decay < inf
+                                     else _check_real(weight_decay, "weight_decay", 0))
         if lr_schedule is not d["lr_schedule"]:
             settings.schedule = SCHEDULES[_check_choice(lr_schedule, "lr_schedule",
                                                         SCHEDULES)]
         settings.power_t = (power_t if power_t is d["power_t"]
+                            or type(power_t) is float and 0 <= power_t < inf
                             else _check_real(power_t, "power_t", 0))
         settings.patience = (patience if patience is d["patience"]
                              else _check_int(patience, "patience", 1, _MAX_COUNT))
@@ -1198,14 +1266,17 @@ class Network:
             if metric == VALIDATION_METRICS["accuracy"] and self._loss != "cross_entropy":
                 raise ValueError("validation_metric='accuracy' needs a cross_entropy network")
         if loss_penalty is not d["loss_penalty"]:
-            settings.loss_penalty = _check_real(loss_penalty, "loss_penalty", 0)
+            settings.loss_penalty = (loss_penalty if type(loss_penalty) is float
+                                     and 0 <= loss_penalty < inf
+                                     else _check_real(loss_penalty, "loss_penalty", 0))
         if sk and settings.schedule in (SCHEDULES["cosine"], SCHEDULES["plateau"]):
             raise ValueError(f'stopping="sklearn" takes lr_schedule "constant", "invscaling" '
                              f'or "adaptive", got {lr_schedule!r}')
         if sk:
             settings.stopping = STOPPING["sklearn"]
             settings.early_stopping = True
-            settings.tol = tol if tol is d["tol"] else _check_real(tol, "tol", 0)
+            settings.tol = (tol if tol is d["tol"] or type(tol) is float and 0 <= tol < inf
+                            else _check_real(tol, "tol", 0))
             if not (n_iter_no_change == math.inf or _is_count(n_iter_no_change)
                     and n_iter_no_change >= 1):
                 raise ValueError(f"n_iter_no_change must be an integer >= 1 or inf, got "

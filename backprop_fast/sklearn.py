@@ -44,6 +44,7 @@ except ImportError as exc:  # pragma: no cover - exercised without scikit-learn
 from . import _checks
 from ._checks import _is_int, _is_real
 from ._cluster import LostWorkError
+from ._kernels import kernel as _kernel
 from .network import DivergenceError, Network, PathLike, StoppingState
 
 __all__ = ["MLPClassifier", "MLPRegressor", "MLPClassifierCV", "MLPRegressorCV",
@@ -60,19 +61,53 @@ _SKLEARN_NAME = {"sigmoid": "logistic", "softmax": "softmax", "identity": "ident
 # ---------------------------------------------------------------- parameter checks
 
 def _check_real(est, name, low, high=None, low_open=False, high_open=False):
-    return _checks._check_real(getattr(est, name), name, low, high, low_open, high_open)
+    value = getattr(est, name)
+    # A plain float in range passes on the comparisons alone (NaN fails them).
+    if (type(value) is float and (low < value or low == value and not low_open)
+            and (value < math.inf if high is None
+                 else value < high or value == high and not high_open)):
+        return value
+    return _checks._check_real(value, name, low, high, low_open, high_open)
 
 
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 def _plain(X) -> bool:
-    """Whether X is a plain, non-empty, C-contiguous 2-D float array whose
-    entries sum to a finite number (so none is NaN or infinite): one that
-    scikit-learn's validation would pass unchanged, and which takes the fast
-    path past it. Anything else (a huge sum included) takes the full path."""
+    """Whether X is a plain, non-empty, C-contiguous 2-D float array of
+    finite values: one that scikit-learn's validation would pass unchanged,
+    and which takes the fast path past it. Anything else takes the full
+    path."""
     return (type(X) is np.ndarray and X.ndim == 2 and X.dtype in _FLOATS
-            and X.flags.c_contiguous and X.size > 0 and math.isfinite(X.sum()))
+            and X.flags.c_contiguous and X.size > 0 and _kernel.finite_rows(X, False))
+
+
+def _all_finite(a) -> bool:
+    """Whether the float array ``a`` (1-D or 2-D) holds finite values only:
+    one pass in the kernel where it is C-contiguous (NumPy's reductions cost
+    more in dispatch than a small array in arithmetic)."""
+    if a.flags.c_contiguous:
+        return _kernel.finite_rows(a.reshape(a.shape[0], -1), False)
+    return bool(np.isfinite(a).all())
+
+
+def _label_codes(y):
+    """``np.unique(y, return_inverse=True)`` of 1-D integer labels: for
+    labels 0..k-1 that all occur, read off their counts (one pass, and no
+    sort); else np.unique itself."""
+    n = y.shape[0]
+    if y.dtype.kind == "i" or y.dtype.itemsize < 8:
+        # The ufuncs' reductions themselves: ndarray.max and .all add a
+        # Python call each.
+        top = int(np.maximum.reduce(y))
+        if top < n:
+            try:
+                counts = np.bincount(y)
+            except ValueError:  # a negative label
+                counts = None
+            if counts is not None and np.minimum.reduce(counts) > 0:
+                return np.arange(top + 1, dtype=y.dtype), y
+    return np.unique(y, return_inverse=True)
 
 
 def _refuse_masked(value, name):
@@ -381,17 +416,31 @@ class _BaseMLP(BaseEstimator):
         # layer takes the factor of the last hidden layer), biases alike.
         factors = [2.0 if a == "sigmoid" else 6.0 for a in activations]
         factors.append(factors[-1] if factors else 6.0)
-        start = []
-        for fan_in, fan_out, factor in zip(layer_units, layer_units[1:], factors):
-            bound = np.sqrt(factor / (fan_in + fan_out))
-            start.append((rs.uniform(-bound, bound, (fan_in, fan_out)),
-                          rs.uniform(-bound, bound, fan_out)))
+        # scikit-learn draws each layer's coefficients and then its
+        # intercepts by rs.uniform(-bound, bound, shape), which computes
+        # -bound + (bound - -bound) * u for the stream's next doubles u in
+        # turn: one random_sample for all of them gives the same u, and the
+        # same two roundings give the same values, without a call per array.
+        sizes = [fan_in * fan_out + fan_out
+                 for fan_in, fan_out in zip(layer_units, layer_units[1:])]
+        draws = rs.random_sample(sum(sizes))
+        weights, intercepts = [], []
+        off = 0
+        for fan_in, fan_out, factor, size in zip(layer_units, layer_units[1:], factors, sizes):
+            bound = math.sqrt(factor / (fan_in + fan_out))  # as np.sqrt rounds it
+            part = draws[off:off + size]
+            part *= bound - -bound
+            part += -bound
+            weights.append(part[:fan_in * fan_out].reshape(fan_in, fan_out).T)
+            intercepts.append(part[fan_in * fan_out:])
+            off += size
         # The kernel's shuffling seed is drawn later, after the validation
         # split (_stochastic_job): the stream reaches the split as in
-        # scikit-learn.
+        # scikit-learn. The network of a previous fit lends this one its
+        # checked architecture and its scratch buffers where they fit.
         self.network_ = Network._from_start(layer_units, activations + [output], loss, dtype,
-                                            [coef.T for coef, _ in start],
-                                            [intercept for _, intercept in start], 0)
+                                            weights, intercepts, 0,
+                                            like=self.__dict__.get("network_"))
         self._unseeded = True
         self.n_iter_ = 0
         self.t_ = 0
@@ -467,7 +516,7 @@ class _BaseMLP(BaseEstimator):
             if sw is not None:
                 sw = sw[rows]
         if self.__dict__.pop("_unseeded", False):
-            self.network_._reseed(rs.randint(np.iinfo(np.int32).max))
+            self.network_._reseed(rs.randint(_INT32_MAX))
         n_samples = X.shape[0] if rows is None else rows.shape[0]
         if self.batch_size == "auto":
             batch = min(200, n_samples)
@@ -497,11 +546,12 @@ class _BaseMLP(BaseEstimator):
         schedule = "constant"
         if self.solver == "sgd" and self.learning_rate != "constant":
             schedule = self.learning_rate
-        what = "Validation score" if early_stopping else "Training loss"
-        stuck = (f"{what} did not improve more than tol={self.tol:f} for "
-                 f"{self.n_iter_no_change} consecutive epochs.")
         verbose = None
+        stuck = ""  # printed with verbose only
         if self.verbose:
+            what = "Validation score" if early_stopping else "Training loss"
+            stuck = (f"{what} did not improve more than tol={self.tol:f} for "
+                     f"{self.n_iter_no_change} consecutive epochs.")
             verbose = _VerboseEpochs(scale, early_stopping, schedule == "adaptive", stuck)
             options["callbacks"] = [verbose]
         options.update(epochs=1 if incremental else self.max_iter, batch_size=batch,
@@ -696,6 +746,9 @@ class _VerboseEpochs:
 
 _spare = threading.local()
 
+# np.iinfo(np.int32).max, the bound of scikit-learn's draw of a seed.
+_INT32_MAX = 2**31 - 1
+
 
 def _random_state(seed):
     """check_random_state, without its cost for an integer seed: a new
@@ -834,7 +887,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             # The fast path for integer labels: the binariser gets what its
             # fit would find in them (without its checks), and the targets
             # are built directly.
-            classes, codes = np.unique(y, return_inverse=True)
+            classes, codes = _label_codes(y)
             if classes.size >= 2:
                 self._fast_features(X)
                 lb = self._label_binarizer = LabelBinarizer()
@@ -976,7 +1029,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 and y.dtype.kind == self.classes_.dtype.kind):
             pred = self.predict(X)
             if pred.ndim == 1:
-                return float(np.mean(pred == y))
+                return np.count_nonzero(pred == y) / y.shape[0]  # as np.mean rounds it
         return float(super().score(X, y, sample_weight=sample_weight))
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
@@ -1038,7 +1091,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _validate_input(self, X, y, incremental, reset):
         if (reset and type(y) is np.ndarray and y.dtype in _FLOATS and _plain(X)
                 and (y.ndim == 1 or y.ndim == 2 and y.shape[1] > 1)
-                and y.shape[0] == X.shape[0] and math.isfinite(y.sum())):
+                and y.shape[0] == X.shape[0] and _all_finite(y)):
             self._fast_features(X)
             return X, y, (y.reshape(-1, 1) if y.ndim == 1 else y)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -1115,9 +1168,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if (sample_weight is None and type(y) is np.ndarray and y.ndim == 1
                 and y.dtype in _FLOATS and type(X) is np.ndarray and X.ndim == 2
                 and 2 <= y.shape[0] == X.shape[0] and self.__dict__.get("n_outputs_") == 1):
-            y64 = y.astype(np.float64)
+            y64 = y.astype(np.float64, copy=False)
             e = y64 - self.predict(X)
-            c = y64 - y64.sum() / y64.shape[0]
+            c = y64 - np.add.reduce(y64) / y64.shape[0]  # y64.sum(), one call less
             numerator = float(e @ e)
             denominator = float(c @ c)
             if math.isfinite(numerator):

@@ -340,6 +340,13 @@ def test_verbose_and_convergence_warning(capsys):
     (dict(learning_rate_init=0.0), "learning_rate_init"),
     (dict(momentum=1.5), "momentum"),
     (dict(validation_fraction=1.0), "validation_fraction"),
+    # Plain floats pass on a range test alone: its edges, NaN and infinity.
+    (dict(momentum=1.0), "momentum"),
+    (dict(beta_2=np.nan), "beta_2"),
+    (dict(alpha=-1e-4), "alpha"),
+    (dict(alpha=np.inf), "alpha"),
+    (dict(epsilon=0.0), "epsilon"),
+    (dict(tol=np.nan), "tol"),
     (dict(dtype="float16"), "dtype"),
     (dict(max_iter=0), "max_iter"),
 ])
@@ -547,6 +554,137 @@ def test_fast_paths_agree_with_the_full_paths():
     assert reg.score(X, yr) == pytest.approx(reg.score(Xl, list(yr)), rel=1e-12)
     with pytest.raises(ValueError, match="NaN"):
         reg.predict(np.full((2, 5), np.nan))
+
+
+def test_refit_has_a_new_network_and_leaves_the_old_one_as_it_was():
+    """A refit of the same architecture takes over the scratch buffers of
+    the previous fit's network: it still gets a network of its own, trains
+    as a new estimator does, and the old network trains on by itself."""
+    import copy
+    import threading
+
+    X, y = make_classification(60, 4, n_informative=3, n_redundant=1, n_classes=3,
+                               random_state=0)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    clf = _fit(MLPClassifier(**kw), X, y)
+    old = clf.network_
+    twin = copy.deepcopy(old)
+    _fit(clf, X, y)
+    assert clf.network_ is not old
+    fresh = _fit(MLPClassifier(**kw), X, y)
+    for ours, theirs in zip(clf.coefs_ + clf.intercepts_, fresh.coefs_ + fresh.intercepts_):
+        np.testing.assert_array_equal(ours, theirs)
+    assert clf.loss_curve_ == fresh.loss_curve_
+    Y = np.eye(3)[y]
+    assert (old.fit(X, Y, epochs=3, batch_size=16, optimizer="adam").loss
+            == twin.fit(X, Y, epochs=3, batch_size=16, optimizer="adam").loss)
+    np.testing.assert_array_equal(old.weights[0], twin.weights[0])
+    np.testing.assert_array_equal(clf.coefs_[0], fresh.coefs_[0])
+    # Another architecture, another dtype: nothing to take over.
+    _fit(clf.set_params(hidden_layer_sizes=(4, 3)), X, y)
+    _fit(clf.set_params(dtype="float32"), X, y)
+    assert clf.network_.layer_sizes == (4, 4, 3, 3)
+    # A refit while another thread holds the old network (here its lock):
+    # the old network keeps its buffers, and the refit is the same.
+    _fit(clf.set_params(hidden_layer_sizes=(5,), dtype=None), X, y)
+    held, release = threading.Event(), threading.Event()
+
+    def hold(net):
+        with net._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold, args=(clf.network_,))
+    holder.start()
+    try:
+        assert held.wait(30)
+        _fit(clf, X, y)
+    finally:
+        release.set()
+        holder.join()
+    np.testing.assert_array_equal(clf.coefs_[0], fresh.coefs_[0])
+
+
+@pytest.mark.parametrize("labels", [(0, 1, 2), (0, 1), (0, 2, 5), (1, 2), (-1, 0, 3),
+                                    (7, 2**40)])
+@pytest.mark.parametrize("dtype", ["int8", "uint16", "int32", "int64", "uint64"])
+def test_integer_labels_are_encoded_as_by_the_validated_path(labels, dtype):
+    """Integer label arrays skip scikit-learn's checks; their classes (and
+    dtype), the training and the predictions are those of the same labels
+    passed as a list, which goes through them."""
+    if np.iinfo(dtype).min > min(labels) or np.iinfo(dtype).max < max(labels):
+        pytest.skip("labels out of the dtype's range")
+    X, _ = make_classification(40, 4, n_redundant=1, random_state=0)
+    pick = np.random.RandomState(0).permutation(np.arange(40) % len(labels))
+    y = np.asarray(labels, dtype=dtype)[pick]
+    kw = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    fast = _fit(MLPClassifier(**kw), X, y)
+    slow = _fit(MLPClassifier(**kw), X.tolist(), y.tolist())
+    np.testing.assert_array_equal(fast.classes_, np.unique(y))
+    assert fast.classes_.dtype == y.dtype
+    np.testing.assert_array_equal(fast.classes_, slow.classes_)
+    for ours, theirs in zip(fast.coefs_, slow.coefs_):
+        np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(fast.predict(X), slow.predict(X))
+    assert fast.score(X, y) == slow.score(X.tolist(), y.tolist())
+
+
+@pytest.mark.parametrize("make", [
+    lambda y: y[::2].repeat(2),                          # a copy, C-contiguous
+    lambda y: np.stack([y, -y], axis=1),                 # two targets
+    lambda y: np.asfortranarray(np.stack([y, -y], axis=1)),
+    lambda y: np.stack([y, -y], axis=1)[:, 0],           # a strided column
+])
+def test_regressor_float_targets_fast_path_agrees_with_lists(make):
+    X, y = make_regression(40, 4, random_state=0)
+    target = make(y / 100)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    fast = _fit(MLPRegressor(**kw), X, target)
+    slow = _fit(MLPRegressor(**kw), X.tolist(), target.tolist())
+    for ours, theirs in zip(fast.coefs_, slow.coefs_):
+        np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(fast.predict(X), slow.predict(X))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_still_gets_scikit_learns_errors(bad):
+    X, y = make_regression(20, 4, random_state=0)
+    labels = (y > 0).astype(int)
+    Xb = X.copy()
+    Xb[3, 1] = bad
+    yb = y.copy()
+    yb[5] = bad
+    for est, target in ((MLPRegressor(max_iter=2), y), (MLPClassifier(max_iter=2), labels)):
+        with pytest.raises(ValueError, match="Input X contains"):
+            _fit(est, Xb, target)
+        with pytest.raises(ValueError, match="Input X contains"):
+            _fit(est, Xb.astype(np.float32), target)
+    with pytest.raises(ValueError, match="Input y contains"):
+        _fit(MLPRegressor(max_iter=2), X, yb)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_score_is_scikit_learns_scorer(weighted):
+    """score computes plain label and target arrays itself (without
+    weights) and leaves the rest to scikit-learn: both give what
+    accuracy_score and r2_score give."""
+    from sklearn.metrics import accuracy_score, r2_score
+
+    X, y = make_classification(50, 4, n_redundant=1, n_classes=3, n_informative=3,
+                               random_state=0)
+    w = np.random.RandomState(0).uniform(0.1, 2.0, 50) if weighted else None
+    clf = _fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0), X, y)
+    assert clf.score(X, y, sample_weight=w) == pytest.approx(
+        accuracy_score(y, clf.predict(X), sample_weight=w), rel=1e-15)
+    assert clf.score(X, y.astype(np.int8), sample_weight=w) == clf.score(X, y, sample_weight=w)
+    target = X @ [1.0, -2.0, 0.5, 0.0]
+    reg = _fit(MLPRegressor(hidden_layer_sizes=(5,), max_iter=5, random_state=0), X, target)
+    for t in (target, target.astype(np.float32), target[::-1]):
+        assert reg.score(X, t, sample_weight=w) == pytest.approx(
+            r2_score(t, reg.predict(X), sample_weight=w), rel=1e-12)
+    flat = np.full(50, 3.0)  # no variance: r2_score's 1.0 or 0.0
+    assert reg.score(X, flat, sample_weight=w) == r2_score(flat, reg.predict(X),
+                                                          sample_weight=w)
 
 
 def test_verbose_output_is_scikit_learns(capsys):
