@@ -501,9 +501,7 @@ class Network:
             # A predict of ``other`` that began before the move may still add
             # a view to this dict: list() copies it in one step.
             scratch["views"] = {name: hit for name, hit in list(views.items())
-                                if hit[0] is scratch.get(name)
-                                or name in ("sizes", "acts") and hit[0] is getattr(
-                                    self, "_" + name)}
+                                if hit[0] is scratch.get(name)}
         self._scratch = scratch
 
     # ------------------------------------------------------------ architecture
