@@ -10,11 +10,13 @@
    of eight partial sums, the blocks of eight into the eight, added
    pairwise, then the bias), the product through the weights as the first
    product and then one multiply-add a unit, and the SGD update as one
-   multiply-add of alpha d into each weight a row. A vector's c + a * b is
-   contracted where the build has FMA, as the loops it mirrors are, so that
-   a lane rounds as its network alone does. Builds without a vector
+   multiply-add of alpha d into each weight a row. Each multiply-add is
+   spelled as in the loop it mirrors: BF_MADD (bf_gemm.h's BF_VMADD on
+   vectors) where that loop calls it, rounded once wherever the build has
+   FMA; c + a * b where that loop writes it, which the compiler contracts
+   when it optimises and not in the checked build (-O0), for both alike. Builds without a vector
    spelling (BF_VECTOR_BYTES 0: the baseline build, compilers without gcc's
-   vector extension) loop over the lanes with BF_MADD.
+   vector extension) loop over the lanes.
 
    bf_lanes_impl.h holds the code once, for the type BF_T with suffix BF_S;
    it is included once per type. */
@@ -22,11 +24,12 @@
 #define BF_LANES_H
 
 #include "bf_common.h"
+#include "bf_gemm.h"   /* BF_VMADD, BF_MADD on vectors of BF_GEMM_VB bytes */
 
-/* A register's bytes: vectors wider than the machine's gcc splits badly.
-   The baseline x86-64 build has SSE2's 16. */
+/* A register's bytes (the product engine's vectors): vectors wider than the
+   machine's gcc splits badly. The baseline x86-64 build has SSE2's 16. */
 #if BF_VECTOR_BYTES > 0
-#define BF_LANE_BYTES BF_VECTOR_BYTES
+#define BF_LANE_BYTES BF_GEMM_VB
 #else
 #define BF_LANE_BYTES 16
 #endif

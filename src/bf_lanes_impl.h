@@ -6,6 +6,7 @@
 #if BF_VECTOR_BYTES > 0
 
 #define V FN(bf_lane_v)
+#define VMADD BF_CAT(BF_VMADD_, BF_S)
 typedef T V __attribute__((vector_size(BF_LANE_BYTES), aligned(sizeof(T)), may_alias));
 
 /* Z (rows x n_out) = A (rows x n_in) @ W.T + b, in every lane. */
@@ -20,7 +21,7 @@ static void FN(bf_lane_abt_)(const T* BF_RESTRICT A, const T* BF_RESTRICT W,
             const V* w = (const V*)(W + j * n_in * G);
             V s0 = {0};
             for (Py_ssize_t i = blocks * 8; i < n_in; i++)
-                s0 = s0 + a[i] * w[i];
+                s0 = VMADD(a[i], w[i], s0);
             if (blocks == 0) {
                 z[j] = s0 + ((const V*)b)[j];
                 continue;
@@ -70,12 +71,19 @@ static void FN(bf_lane_sgd_)(const T* BF_RESTRICT alpha, const T* BF_RESTRICT D,
         for (Py_ssize_t r = 0; r < rows; r++) {
             const V c = al * ((const V*)(D + r * n_out * G))[j];
             const V* a = (const V*)(A + r * n_in * G);
-            for (Py_ssize_t i = 0; i < n_in; i++)
-                w[i] = w[i] + c * a[i];
+            /* bf_atb_few's BF_MADD up to four inputs, _atb_small's
+               c + a * b from five on. */
+            if (n_in <= 4)
+                for (Py_ssize_t i = 0; i < n_in; i++)
+                    w[i] = VMADD(c, a[i], w[i]);
+            else
+                for (Py_ssize_t i = 0; i < n_in; i++)
+                    w[i] = w[i] + c * a[i];
         }
     }
 }
 
+#undef VMADD
 #undef V
 
 #else
