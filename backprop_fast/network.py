@@ -102,6 +102,13 @@ class _Csr:
         return out
 
 
+def _one_hot(labels, k, dtype):
+    """The (n, k) indicator rows, of ``dtype``, of integer labels in 0..k-1."""
+    Y = np.empty((labels.shape[0], k), dtype=dtype)
+    _kernel.one_hot(np.ascontiguousarray(labels, dtype=np.int64), Y)
+    return Y
+
+
 def _kernel_X(Xc):
     """(the dense X argument, the x_sparse argument) of a kernel call."""
     if isinstance(Xc, _Csr):
@@ -755,9 +762,7 @@ class Network:
             if arr.size and (arr.min() < 0 or arr.max() >= n_out):
                 raise ValueError(f"y holds class labels outside 0..{n_out - 1}: "
                                  f"min {arr.min()}, max {arr.max()}")
-            onehot = np.zeros((n, n_out), dtype=self._dtype)
-            onehot[np.arange(n), arr] = 1
-            return onehot
+            return _one_hot(arr, n_out, self._dtype)
         if arr.ndim == 1:
             if n_out == 1:
                 arr = arr.reshape(-1, 1)
@@ -1770,7 +1775,25 @@ class _FitRun:
     def history(self) -> Tuple[History, Optional["DivergenceError"]]:
         """This fit's History, and the DivergenceError where it diverged."""
         assert self.outcome is not None
-        status, done, best_epoch = self.outcome
+        _, done, best_epoch = self.outcome
+        error = self.error()
+        history = History()
+        history._add((self.out[:done], self.validation, self.classifier, self.scored))
+        history.stopped_early = done < self.epochs
+        history.best_epoch = int(best_epoch) if best_epoch >= 0 else None
+        history.diverged = error is not None
+        return history, error
+
+    def figure(self, name: str) -> List[float]:
+        """One figure (as History names them) of the epochs this fit
+        finished, without building a History."""
+        assert self.outcome is not None
+        return self.out[:self.outcome[1], History.FIGURES.index(name)].tolist()
+
+    def error(self) -> Optional["DivergenceError"]:
+        """The DivergenceError of a fit that diverged, else None."""
+        assert self.outcome is not None
+        status, done, _ = self.outcome
         error = None
         # stopping="sklearn" with a validation score: a divergence ends
         # training as scikit-learn ends it, with the best epoch's parameters,
@@ -1789,12 +1812,7 @@ class _FitRun:
                 f"training diverged in epoch {done + 1}: {what} became NaN or infinite "
                 f"at learning_rate={self.rate:g}. {kept} Try a smaller learning_rate, scale "
                 "the inputs to unit range, or use a larger batch_size.")
-        history = History()
-        history._add((self.out[:done], self.validation, self.classifier, self.scored))
-        history.stopped_early = done < self.epochs
-        history.best_epoch = int(best_epoch) if best_epoch >= 0 else None
-        history.diverged = error is not None
-        return history, error
+        return error
 
 
 def _run_fits(runs: List[_FitRun], n_threads: int) -> None:

@@ -18,9 +18,12 @@ optional dependency: ``pip install backprop_fast[sklearn]``.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import warnings
+from itertools import compress
+from operator import is_not
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -45,7 +48,15 @@ from . import _checks
 from ._checks import _is_int, _is_real
 from ._cluster import LostWorkError
 from ._kernels import kernel as _kernel
-from .network import DivergenceError, Network, PathLike, StoppingState
+from .network import (
+    _FIT_DEFAULTS,
+    DivergenceError,
+    Network,
+    PathLike,
+    StoppingState,
+    _one_hot,
+    _run_fits,
+)
 
 __all__ = ["MLPClassifier", "MLPRegressor", "MLPClassifierCV", "MLPRegressorCV",
            "MLPEnsembleClassifier", "MLPEnsembleRegressor", "LostWorkError"]
@@ -96,7 +107,11 @@ def _label_codes(y):
     labels 0..k-1 that all occur, read off their counts (one pass, and no
     sort); else np.unique itself."""
     n = y.shape[0]
-    if y.dtype.kind == "i" or y.dtype.itemsize < 8:
+    if y.dtype == np.int64 and y.flags.c_contiguous:
+        k = _kernel.dense_labels(y)
+        if k:
+            return np.arange(k, dtype=y.dtype), y
+    elif y.dtype.kind == "i" or y.dtype.itemsize < 8:
         # The ufuncs' reductions themselves: ndarray.max and .all add a
         # Python call each.
         top = int(np.maximum.reduce(y))
@@ -124,6 +139,76 @@ def _check_bool(est, name):
 
 def _check_choice(est, name, choices):
     return _checks._check_choice(getattr(est, name), name, choices)
+
+
+_DEFAULTS: Dict[type, Tuple[Any, ...]] = {}
+
+
+def _check_batch_size(est, name):
+    value = est.batch_size
+    if not (isinstance(value, str) and value == "auto") and (not _is_int(value) or value < 1):
+        raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {value!r}")
+
+
+def _check_count(est, name):
+    value = getattr(est, name)
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_patience(est, name):
+    n = est.n_iter_no_change
+    if not ((_is_int(n) and n >= 1) or (_is_real(n) and n == np.inf)):
+        raise ValueError(f"n_iter_no_change must be an integer >= 1 or np.inf, got {n!r}")
+
+
+def _check_unit(est, name):
+    _check_real(est, name, 0, 1, high_open=True)
+
+
+def _check_positive(est, name):
+    _check_real(est, name, 0, low_open=True)
+
+
+def _check_non_negative(est, name):
+    _check_real(est, name, 0)
+
+
+# The parameters that _check_params checks one by one, and their checks.
+_CHECKS: Dict[str, Any] = {
+    "solver": lambda est, name: _check_choice(est, name, _SOLVERS),
+    "alpha": _check_non_negative,
+    "batch_size": _check_batch_size,
+    "learning_rate": lambda est, name: _check_choice(est, name, _SCHEDULES),
+    "learning_rate_init": _check_positive,
+    "power_t": _check_non_negative,
+    "max_iter": _check_count,
+    "shuffle": _check_bool,
+    "tol": _check_non_negative,
+    "warm_start": _check_bool,
+    "momentum": _check_unit,
+    "nesterovs_momentum": _check_bool,
+    "early_stopping": _check_bool,
+    "validation_fraction": _check_unit,
+    "beta_1": _check_unit,
+    "beta_2": _check_unit,
+    "epsilon": _check_positive,
+    "n_iter_no_change": _check_patience,
+    "max_fun": _check_count,
+}
+
+
+def _signature_defaults(cls) -> Tuple[Any, ...]:
+    """The default of each parameter of _CHECKS in ``cls.__init__``, in
+    _CHECKS's order, where that __init__ is this package's own (whose
+    defaults are valid); a value no parameter holds where it has none."""
+    defaults = _DEFAULTS.get(cls)
+    if defaults is None:
+        params = (inspect.signature(cls.__init__).parameters
+                  if cls.__init__.__module__.startswith("backprop_fast.") else {})
+        defaults = _DEFAULTS[cls] = tuple(
+            params[name].default if name in params else _DEFAULTS for name in _CHECKS)
+    return defaults
 
 
 class _BaseMLP(BaseEstimator):
@@ -183,32 +268,12 @@ class _BaseMLP(BaseEstimator):
 
     def _check_params(self) -> None:
         """Validate the hyperparameters (at fit time, as scikit-learn requires)."""
-        _check_choice(self, "solver", _SOLVERS)
-        _check_real(self, "alpha", 0)
-        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            if not _is_int(self.batch_size) or self.batch_size < 1:
-                raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got "
-                                 f"{self.batch_size!r}")
-        _check_choice(self, "learning_rate", _SCHEDULES)
-        _check_real(self, "learning_rate_init", 0, low_open=True)
-        _check_real(self, "power_t", 0)
-        if not _is_int(self.max_iter) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
-        _check_bool(self, "shuffle")
-        _check_real(self, "tol", 0)
-        _check_bool(self, "warm_start")
-        _check_real(self, "momentum", 0, 1, high_open=True)
-        _check_bool(self, "nesterovs_momentum")
-        _check_bool(self, "early_stopping")
-        _check_real(self, "validation_fraction", 0, 1, high_open=True)
-        _check_real(self, "beta_1", 0, 1, high_open=True)
-        _check_real(self, "beta_2", 0, 1, high_open=True)
-        _check_real(self, "epsilon", 0, low_open=True)
-        n = self.n_iter_no_change
-        if not ((_is_int(n) and n >= 1) or (_is_real(n) and n == np.inf)):
-            raise ValueError(f"n_iter_no_change must be an integer >= 1 or np.inf, got {n!r}")
-        if not _is_int(self.max_fun) or self.max_fun < 1:
-            raise ValueError(f"max_fun must be an integer >= 1, got {self.max_fun!r}")
+        # A parameter that is still the very default object of the class's
+        # signature (clone and get_params keep it so) is valid as it stands:
+        # only the others are checked, as a short fit spends its time on checks.
+        for name in compress(_CHECKS, map(is_not, map(self.__dict__.get, _CHECKS),
+                                          _signature_defaults(type(self)))):
+            _CHECKS[name](self, name)
         if self.dtype is not None and not (isinstance(self.dtype, str)
                                            and self.dtype == "mixed_bfloat16"):
             try:
@@ -569,9 +634,17 @@ class _BaseMLP(BaseEstimator):
         t_before = self.t_
         interrupted = False
         X, Y = (job.X, job.Y) if job.rows is None else (job.X[job.rows], job.Y[job.rows])
+        net = self.network_
         try:
-            history = self.network_.fit(X, Y, **job.options)
-            losses, scores = history.loss, history.val_score
+            # Network.fit's own path short of its History: the figures are
+            # read off the kernel's array.
+            run = net._prepare_fit(X, Y, **{**_FIT_DEFAULTS, **job.options})
+            _run_fits([run], net._kernel_threads())
+            error = run.error()
+            if error is not None:
+                raise error
+            losses = run.figure("loss")
+            scores = run.figure("val_score") if run.scored else []
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
             interrupted = True
@@ -897,9 +970,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self.classes_ = self._label_binarizer.classes_
                 if classes.size == 2:
                     return X, y, codes.reshape(-1, 1).astype(X.dtype)
-                Y = np.zeros((y.shape[0], classes.size), dtype=X.dtype)
-                Y[np.arange(y.shape[0]), codes] = 1
-                return X, y, Y
+                return X, y, _one_hot(codes, classes.size, X.dtype)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
@@ -1168,11 +1239,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if (sample_weight is None and type(y) is np.ndarray and y.ndim == 1
                 and y.dtype in _FLOATS and type(X) is np.ndarray and X.ndim == 2
                 and 2 <= y.shape[0] == X.shape[0] and self.__dict__.get("n_outputs_") == 1):
-            y64 = y.astype(np.float64, copy=False)
-            e = y64 - self.predict(X)
-            c = y64 - np.add.reduce(y64) / y64.shape[0]  # y64.sum(), one call less
-            numerator = float(e @ e)
-            denominator = float(c @ c)
+            numerator, denominator = _kernel.r2_terms(
+                np.ascontiguousarray(y, dtype=np.float64), self.predict(X))
             if math.isfinite(numerator):
                 if denominator == 0:
                     return 1.0 if numerator == 0 else 0.0

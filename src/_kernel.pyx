@@ -23,7 +23,7 @@ and run through the table of the engine that ``use`` chose.
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from cpython.ref cimport PyObject, Py_XDECREF
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
@@ -319,6 +319,69 @@ def extremes(const floating[::1] x):
     with nogil:
         _extremes(&x[0], x.shape[0], &lo, &hi)
     return float(lo), float(hi)
+
+def dense_labels(const int64_t[::1] y):
+    """k where the labels y are exactly the classes 0..k-1, each occurring
+    at least once, else 0: scikit-learn's classes and label codes are then
+    y's own values (``np.unique`` would sort a copy to find them)."""
+    cdef Py_ssize_t i, n = y.shape[0]
+    cdef int64_t lo, hi
+    cdef unsigned char* seen
+    cdef Py_ssize_t k = 0
+    if n == 0:
+        return 0
+    lo = hi = y[0]
+    for i in range(1, n):
+        lo = min(lo, y[i])
+        hi = max(hi, y[i])
+    if lo != 0 or hi >= n:
+        return 0
+    seen = <unsigned char*>malloc(hi + 1)
+    if seen == NULL:
+        raise MemoryError()
+    memset(seen, 0, hi + 1)
+    for i in range(n):
+        k += not seen[y[i]]
+        seen[y[i]] = 1
+    free(seen)
+    return hi + 1 if k == hi + 1 else 0
+
+
+def one_hot(const int64_t[::1] y, floating[:, ::1] Y):
+    """Y[i] = the indicator row of class y[i], every entry written: the
+    targets of integer labels for a softmax output."""
+    cdef Py_ssize_t i, j, n = y.shape[0], k = Y.shape[1]
+    if Y.shape[0] != n:
+        raise ValueError("one_hot: Y needs one row per label")
+    for i in range(n):
+        if not 0 <= y[i] < k:
+            raise ValueError(f"one_hot: label {y[i]} outside 0..{k - 1}")
+    with nogil:
+        for i in range(n):
+            for j in range(k):
+                Y[i, j] = 0
+            Y[i, y[i]] = 1
+
+
+def r2_terms(const double[::1] y, const floating[::1] pred):
+    """(sum of (y - pred)**2, sum of (y - mean(y))**2) in double: the
+    numerator and denominator of r2_score for one unweighted target, in one
+    call (the regressors' score on a small input would spend more on
+    NumPy's dispatch for these sums than on the forward pass)."""
+    cdef Py_ssize_t i, n = y.shape[0]
+    cdef double s = 0, mean, e, c, sse = 0, sst = 0
+    if pred.shape[0] != n or n == 0:
+        raise ValueError("r2_terms needs two non-empty arrays of one length")
+    with nogil:
+        for i in range(n):
+            s += y[i]
+        mean = s / n
+        for i in range(n):
+            e = y[i] - pred[i]
+            c = y[i] - mean
+            sse += e * e
+            sst += c * c
+    return sse, sst
 
 def finite_rows(const floating[:, ::1] a, bint unit):
     """Whether the 2-D array a holds only finite values, all within [0, 1]

@@ -357,6 +357,37 @@ def test_bad_parameters_fail_at_fit(params, message):
         clf.fit(X, y)
 
 
+# One bad value for each parameter that fit checks.
+_BAD = dict(solver="newton", alpha=-1.0, batch_size=0, learning_rate="fast",
+            learning_rate_init=0.0, power_t=-0.5, max_iter=0, shuffle=1, tol=-1.0,
+            warm_start="yes", momentum=1.0, nesterovs_momentum=None, early_stopping=2,
+            validation_fraction=1.0, beta_1=1.0, beta_2=-0.1, epsilon=0.0,
+            n_iter_no_change=0, max_fun=0.5)
+
+
+@pytest.mark.parametrize("name", sorted(_BAD))
+def test_every_parameter_is_checked_when_set(name):
+    """Defaults are trusted as they stand; a value set by the constructor,
+    set_params or a subclass's own defaults is checked."""
+    X, y = make_classification(20, 3, n_redundant=0, random_state=0)
+    with pytest.raises((ValueError, TypeError), match=name):
+        MLPClassifier(**{name: _BAD[name]}).fit(X, y)
+    clf = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    with pytest.raises((ValueError, TypeError), match=name):
+        clf.set_params(**{name: _BAD[name]}).fit(X, y)
+
+    class Odd(MLPClassifier):
+        def __init__(self, hidden_layer_sizes=(3,), **kwargs):
+            super().__init__(hidden_layer_sizes=hidden_layer_sizes, **kwargs)
+            setattr(self, name, _BAD[name])
+
+    with pytest.raises((ValueError, TypeError), match=name):
+        Odd().fit(X, y)
+
+
 def test_not_fitted():
     with pytest.raises(NotFittedError):
         MLPClassifier().predict(np.zeros((1, 2)))
@@ -522,17 +553,18 @@ def test_diverging_loss_with_early_stopping_finishes_as_scikit_learn():
 
 
 def test_no_python_call_per_epoch_without_verbose(monkeypatch):
-    """Without verbose the whole fit is one Network.fit call with no callback."""
+    """Without verbose the whole fit is one kernel fit (prepared as
+    Network.fit prepares its own) with no callback."""
     from backprop_fast.network import Network
 
     calls = []
-    original = Network.fit
+    original = Network._prepare_fit
 
     def spy(self, *args, **kwargs):
         calls.append(kwargs.get("callbacks"))
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Network, "fit", spy)
+    monkeypatch.setattr(Network, "_prepare_fit", spy)
     X, y = make_classification(100, 5, random_state=0)
     _fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=30, early_stopping=True,
                        random_state=0), X, y)

@@ -17,6 +17,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import backprop_fast  # noqa: E402
 from backprop_fast import _search  # noqa: E402
+from backprop_fast import sklearn as _sklearn  # noqa: E402
 from backprop_fast.network import Network  # noqa: E402
 from backprop_fast.sklearn import (  # noqa: E402
     MLPClassifier,
@@ -37,10 +38,12 @@ def _quiet():
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Counts fit_many calls, the networks in them, and Network.fit calls."""
+    """Counts fit_many calls, the networks in them, and the single fits of
+    an estimator (its sgd/adam path) or of Network.fit."""
     seen = {"fit_many": [], "fit": 0}
     original_many = _search.fit_many
     original_fit = Network.fit
+    original_alone = _sklearn._run_fits
 
     def many(networks, *args, **kwargs):
         seen["fit_many"].append(len(networks))
@@ -50,8 +53,13 @@ def calls(monkeypatch):
         seen["fit"] += 1
         return original_fit(self, *args, **kwargs)
 
+    def alone(runs, n_threads):
+        seen["fit"] += len(runs)
+        return original_alone(runs, n_threads)
+
     monkeypatch.setattr(_search, "fit_many", many)
     monkeypatch.setattr(Network, "fit", fit)
+    monkeypatch.setattr(_sklearn, "_run_fits", alone)
     return seen
 
 

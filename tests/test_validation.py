@@ -431,3 +431,23 @@ def test_fit_refuses_non_finite_parameters(sizes, value):
     X, y = np.ones((4, 3)), np.ones(4)
     with pytest.raises(ValueError, match="weights or biases contain NaN or infinity"):
         net.fit(X, y, epochs=1)
+
+
+def test_kernel_helpers_of_the_estimators_refuse_what_they_cannot_use():
+    """The kernel's label and score helpers check their arguments: they
+    never trust a caller with memory they write or read."""
+    from backprop_fast._kernels import kernel
+    assert kernel.dense_labels(np.array([2, 0, 1, 1], dtype=np.int64)) == 3
+    for labels in ([0, 2, 2], [1, 2], [-1, 0, 1], [0, 5], []):
+        assert kernel.dense_labels(np.array(labels, dtype=np.int64)) == 0
+    Y = np.full((3, 2), 7.0)
+    kernel.one_hot(np.array([1, 0, 1], dtype=np.int64), Y)
+    np.testing.assert_array_equal(Y, [[0, 1], [1, 0], [0, 1]])
+    with pytest.raises(ValueError, match="outside"):
+        kernel.one_hot(np.array([0, 2, 1], dtype=np.int64), Y)
+    with pytest.raises(ValueError, match="one row per label"):
+        kernel.one_hot(np.array([0, 1], dtype=np.int64), Y)
+    y = np.array([1.0, 2.0, 4.0])
+    assert kernel.r2_terms(y, np.array([1.0, 2.0, 3.0])) == pytest.approx((1.0, 14 / 3))
+    with pytest.raises(ValueError):
+        kernel.r2_terms(y, np.zeros(2))
