@@ -639,6 +639,7 @@ class _BaseMLP(BaseEstimator):
             # Network.fit's own path short of its History: the figures are
             # read off the kernel's array.
             run = net._prepare_fit(X, Y, **{**_FIT_DEFAULTS, **job.options})
+            assert run is not None  # max_iter >= 1: epochs to train
             _run_fits([run], net._kernel_threads())
             error = run.error()
             if error is not None:
