@@ -456,7 +456,10 @@ class Network:
             seed = _check_int(seed, "seed", 0)
         rng = np.random.default_rng(seed)
         self._initialise(rng, arch)
-        _kernel.rng_seed(self._rng_state, int(rng.integers(0, 2**63)))
+        # The shuffling seed is rng.integers(0, 2**63): for a range of a
+        # power of two, the generator's bounded draw is the top bits of one
+        # raw word, which random_raw gives without that call's set-up.
+        _kernel.rng_seed(self._rng_state, rng.bit_generator.random_raw() >> 1)
 
     @classmethod
     def _from_start(cls, layer_sizes, activations, loss, dtype, weights, biases,
