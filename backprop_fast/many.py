@@ -130,9 +130,22 @@ def fit_many(networks: Sequence[Network], X: ArrayLike, y: ArrayLike, *,
                 raise IndexError(f"subsets[{k}] holds a row index outside X's {rows} rows")
             picks[k] = s
     weights = each("sample_weight", sample_weight)
-    options = {name: each(name, value) for name, value in fit_options.items()}
-    options["epochs"] = each("epochs", epochs)
-    options["batch_size"] = each("batch_size", batch_size)
+    # One dict of options for every network: those given per network (lists)
+    # and the sample weights are set in it for each. _prepare_fit binds its
+    # parameters from it and keeps nothing of it.
+    kw = dict(_FIT_DEFAULTS)
+    per_network = {}
+    for name, value in [*fit_options.items(), ("epochs", epochs), ("batch_size", batch_size)]:
+        if isinstance(value, list) or name in _PER_NETWORK_ONLY:
+            per_network[name] = each(name, value)
+        else:
+            kw[name] = value
+    # Networks of one dtype and input width given the same rows get the same
+    # checked X, and those that also share the output layer and loss the
+    # same checked y: the first one's, which passes the others' checks as it
+    # stands, where converting or reshaping the rows again would cost each
+    # network more than a small one's fit.
+    checked: Dict[Any, Any] = {}
 
     runs = []
     histories: List[Optional[History]] = []
@@ -140,8 +153,8 @@ def fit_many(networks: Sequence[Network], X: ArrayLike, y: ArrayLike, *,
     # one copy of them.
     copies: Dict[Any, Any] = {}
     for k, net in enumerate(nets):
-        kw = dict(_FIT_DEFAULTS)
-        kw.update({name: values[k] for name, values in options.items()})
+        for name, values in per_network.items():
+            kw[name] = values[k]
         s = picks[k]
         w = weights[k]
         if w is not None:
@@ -157,6 +170,14 @@ def fit_many(networks: Sequence[Network], X: ArrayLike, y: ArrayLike, *,
             w = None if w is None else w[s]
         else:
             Xk, yk = Xa, ya
+        # Rows split off for validation leave the run other rows than given.
+        split = kw["validation_split"]
+        whole = type(split) in (int, float) and split == 0
+        x_key = (id(Xk), net._dtype, net._layer_sizes[0])
+        y_key = (x_key, id(yk), net._layer_sizes[-1], net._activations[-1], net._loss)
+        if whole:
+            Xk = checked.get(x_key, Xk)
+            yk = checked.get(y_key, yk)
         kw["sample_weight"] = w
         run = net._prepare_fit(Xk, yk, **kw)
         if run is None:
@@ -164,6 +185,10 @@ def fit_many(networks: Sequence[Network], X: ArrayLike, y: ArrayLike, *,
         else:
             histories.append(None)
             runs.append(run)
+            Xc, Y = run.data[:2]
+            if whole and type(Xc) is np.ndarray and Xc.ndim == Xk.ndim == 2:
+                checked.setdefault(x_key, Xc)
+                checked.setdefault(y_key, Y)
     _run_fits(runs, 0 if n_threads is None else int(n_threads))
     done = iter(runs)
     result = []

@@ -320,6 +320,78 @@ def _read_model_archive(archive, what):
 # network's fit takes. Keyed by the kernel module too, whose views they are.
 _SHARED: Dict[Any, Any] = {}
 
+
+def _n_params(layer_sizes) -> int:
+    return sum(o * (i + 1) for i, o in zip(layer_sizes, layer_sizes[1:]))
+
+
+def _code_arrays(layer_sizes, activations):
+    """The kernel's read-only arrays of layer sizes and activation codes."""
+    sizes = np.array(layer_sizes, dtype=np.intp)
+    acts = np.array([ACTIVATIONS[a] for a in activations], dtype=np.intc)
+    sizes.flags.writeable = False
+    acts.flags.writeable = False
+    return sizes, acts
+
+
+class _Architecture:
+    """A checked architecture: what every network made with it shares."""
+
+    __slots__ = ("layer_sizes", "activations", "loss", "dtype", "bf16", "sizes", "acts",
+                 "n_params", "_draws")
+
+    def __init__(self, layer_sizes, activations, loss, dtype, bf16):
+        self.layer_sizes, self.activations, self.loss = layer_sizes, activations, loss
+        self.dtype, self.bf16 = dtype, bf16
+        self.sizes, self.acts = _code_arrays(layer_sizes, activations)
+        self.n_params = _n_params(layer_sizes)
+        self._draws = None
+
+    @staticmethod
+    def key(layer_sizes, activations, loss, dtype):
+        """A key that names the constructor's arguments exactly, where they
+        are plain values (a list or tuple of ints; a name or a list or tuple
+        of names; a name; a dtype name, NumPy float type or canonical float
+        dtype); None otherwise. Exact types, as 4.0 == 4 and True == 1:
+        arguments that compare equal must pass the same checks."""
+        t = type(layer_sizes)
+        if not (t is list or t is tuple) or not all(type(s) is int for s in layer_sizes):
+            return None
+        t = type(activations)
+        if t is list or t is tuple:
+            if not all(type(a) is str for a in activations):
+                return None
+            activations = tuple(activations)
+        elif t is not str:
+            return None
+        if type(loss) is not str or not (type(dtype) is str or dtype is np.float64
+                                         or dtype is np.float32 or dtype is DTYPES[0]
+                                         or dtype is DTYPES[1]):
+            return None
+        return (tuple(layer_sizes), activations, loss, type(dtype), dtype)
+
+    def init_draws(self):
+        """(parameters, bound) of each layer: the count of its weights and
+        biases, and the bound of their uniform start (see Network's Notes)."""
+        if self._draws is None:
+            draws = []
+            for n_in, n_out, act in zip(self.layer_sizes, self.layer_sizes[1:],
+                                        self.activations):
+                if act == "relu":
+                    bound = np.sqrt(6.0 / n_in)
+                else:
+                    bound = np.sqrt((2.0 if act == "sigmoid" else 6.0) / (n_in + n_out))
+                draws.append((n_out * (n_in + 1), bound))
+            self._draws = tuple(draws)
+        return self._draws
+
+
+# Checked architectures by their constructor arguments (_Architecture.key):
+# a search's or an ensemble's networks would otherwise each spend more on
+# the same checks and arrays than on drawing their parameters.
+_CHECKED: Dict[Any, _Architecture] = {}
+
+
 class Network:
     """A dense feed-forward network trained by backpropagation.
 
@@ -386,12 +458,15 @@ class Network:
                  activations: Union[str, Sequence[str]] = "sigmoid",
                  loss: str = "cross_entropy", *, dtype: DTypeLike = "float64",
                  seed: Optional[int] = None, n_threads: Optional[int] = None) -> None:
-        self._setup(layer_sizes, activations, loss, dtype, n_threads)
-        if seed is not None:
+        arch = self._setup(layer_sizes, activations, loss, dtype, n_threads)
+        if seed is not None and (type(seed) is not int or seed < 0):
             seed = _check_int(seed, "seed", 0)
         rng = np.random.default_rng(seed)
-        self._initialise(rng)
-        _kernel.rng_seed(self._rng_state, int(rng.integers(0, 2**63)))
+        self._initialise(rng, arch)
+        # The shuffling seed is rng.integers(0, 2**63): for a range of a
+        # power of two, the generator's bounded draw is the top bits of one
+        # raw word, which random_raw gives without that call's set-up.
+        _kernel.rng_seed(self._rng_state, rng.bit_generator.random_raw() >> 1)
 
     @classmethod
     def _from_start(cls, layer_sizes, activations, loss, dtype, weights, biases,
@@ -421,23 +496,37 @@ class Network:
         """Seed the shuffling generator (a whole number below 2**64)."""
         _kernel.rng_seed(self._rng_state, int(seed))
 
-    def _setup(self, layer_sizes, activations, loss, dtype, n_threads):
-        """Everything but the starting parameters and the shuffling seed."""
+    def _setup(self, layer_sizes, activations, loss, dtype, n_threads) -> "_Architecture":
+        """Everything but the starting parameters and the shuffling seed;
+        returns the checked architecture."""
+        key = _Architecture.key(layer_sizes, activations, loss, dtype)
+        arch = _CHECKED.get(key) if key is not None else None
+        if arch is None:
+            sizes = tuple(self._check_sizes(layer_sizes))
+            acts = tuple(self._check_activations(activations, len(sizes) - 1))
+            loss = self._check_loss(loss, acts[-1])
+            arch = _Architecture(sizes, acts, loss, *self._check_precision(dtype))
+            if key is not None:
+                if len(_CHECKED) >= 256:
+                    _CHECKED.clear()
+                _CHECKED[key] = arch
         # The architecture lives in private tuples behind read-only
         # properties: every size the kernel is given derives from them, so no
         # assignment to a public attribute can disagree with the parameters.
-        self._layer_sizes = tuple(self._check_sizes(layer_sizes))
-        n_layers = len(self._layer_sizes) - 1
-        self._activations = tuple(self._check_activations(activations, n_layers))
-        self._loss = self._check_loss(loss, self._activations[-1])
-        self._dtype, self._bf16 = self._check_precision(dtype)
-        self._make_codes()
-        self._allocate(n_threads)
+        self._layer_sizes = arch.layer_sizes
+        self._activations = arch.activations
+        self._loss = arch.loss
+        self._dtype, self._bf16 = arch.dtype, arch.bf16
+        # Read-only, so the networks of an architecture share them.
+        self._sizes, self._acts = arch.sizes, arch.acts
+        self._allocate(n_threads, arch.n_params)
+        return arch
 
-    def _allocate(self, n_threads):
+    def _allocate(self, n_threads, n_params=None):
         """The parameters and the state of a new network, its architecture set."""
         self.n_threads = n_threads
-        n_params = sum(o * (i + 1) for i, o in zip(self._layer_sizes, self._layer_sizes[1:]))
+        if n_params is None:
+            n_params = _n_params(self._layer_sizes)
         self._params = np.empty(n_params, dtype=self._dtype)
         self._make_views()
         # Re-entrant, so that callbacks of fit may use predict or evaluate.
@@ -461,10 +550,7 @@ class Network:
 
     def _make_codes(self):
         """The kernel's read-only arrays of layer sizes and activation codes."""
-        self._sizes = np.array(self._layer_sizes, dtype=np.intp)
-        self._acts = np.array([ACTIVATIONS[a] for a in self._activations], dtype=np.intc)
-        self._sizes.flags.writeable = False
-        self._acts.flags.writeable = False
+        self._sizes, self._acts = _code_arrays(self._layer_sizes, self._activations)
 
     def _same_architecture(self, layer_sizes, activations, loss, dtype) -> bool:
         """Whether these constructor arguments, as plain values (lists or
@@ -815,15 +901,14 @@ class Network:
             self._biases.append(self._params[off:off + n_out])
             off += n_out
 
-    def _initialise(self, rng):
-        for W, b, act in zip(self._weights, self._biases, self._activations):
-            n_out, n_in = W.shape
-            if act == "relu":
-                bound = np.sqrt(6.0 / n_in)
-            else:
-                bound = np.sqrt((2.0 if act == "sigmoid" else 6.0) / (n_in + n_out))
-            W[...] = rng.uniform(-bound, bound, size=W.shape)
-            b[...] = rng.uniform(-bound, bound, size=b.shape)
+    def _initialise(self, rng, arch: "_Architecture"):
+        """Draw the starting weights and biases from ``rng``."""
+        # A layer's weights (row by row) and then its biases lie together in
+        # _params, in the order drawn, and share the bound: one draw each.
+        params, off = self._params, 0
+        for count, bound in arch.init_draws():
+            params[off:off + count] = rng.uniform(-bound, bound, size=count)
+            off += count
 
     @property
     def weights(self) -> "ParameterList":

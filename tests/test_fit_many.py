@@ -433,3 +433,26 @@ def test_ctrl_c_leaves_every_network_consistent(d, hidden, batch, count):
         # Steps done cover the epochs recorded, and no more than one more epoch.
         assert steps * len(net.history) <= step < steps * (len(net.history) + 1) + 1
         net.fit(X, y, epochs=1)   # usable: the lock was released
+
+
+@pytest.mark.parametrize("split", [0.0, [0.25, 0.0, 0.0, 0.0, 0.2, 0.0]])
+def test_networks_given_the_same_rows_to_convert(split):
+    """X and y that every network converts (integers, 1-D labels), networks
+    of both dtypes, outputs and losses, with and without validation rows
+    split off: the checked rows of one network serve the next of its kind,
+    with the same result as each converting its own."""
+    X, y = _data(n=90)
+    Xi = np.rint(X * 4).astype(np.int64)
+
+    def make():
+        return ([Network([6, 5, 3], ["tanh", "softmax"], dtype=dt, seed=k)
+                 for k, dt in enumerate([np.float64, np.float32, np.float64])]
+                + [Network([6, 4, 1], ["relu", "sigmoid"], dtype="mixed_bfloat16", seed=7),
+                   Network([6, 4, 1], ["relu", "sigmoid"], dtype=np.float32, seed=8),
+                   Network([6, 1], ["identity"], "squared_error", seed=9)])
+    yb = (y == 1).astype(np.int64)
+    _check_equal(make, Xi, yb, epochs=3, learning_rate=0.05, batch_size=16,
+                 validation_split=split)
+    subsets = [np.arange(60), np.arange(60), np.arange(30, 90), None, None, np.arange(60)]
+    _check_equal(make, Xi, yb, epochs=3, subsets=subsets, learning_rate=0.05,
+                 batch_size=16, validation_split=split)
