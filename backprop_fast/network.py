@@ -480,12 +480,9 @@ class Network:
         is taken as it stands, and the scratch buffers of its fits move to
         the new network (see ``_take_scratch``)."""
         net = cls.__new__(cls)
-        if like is not None and like._same_architecture(layer_sizes, activations, loss, dtype):
-            net._copy_architecture(like)
-            net._allocate(None)
+        net._setup(layer_sizes, activations, loss, dtype, None)
+        if like is not None and like._architecture_key() == net._architecture_key():
             net._take_scratch(like)
-        else:
-            net._setup(layer_sizes, activations, loss, dtype, None)
         for W, b, W0, b0 in zip(net._weights, net._biases, weights, biases):
             W[...] = W0
             b[...] = b0
@@ -552,28 +549,9 @@ class Network:
         """The kernel's read-only arrays of layer sizes and activation codes."""
         self._sizes, self._acts = _code_arrays(self._layer_sizes, self._activations)
 
-    def _same_architecture(self, layer_sizes, activations, loss, dtype) -> bool:
-        """Whether these constructor arguments, as plain values (lists or
-        tuples of ints and names, a NumPy dtype), name this network's
-        architecture exactly; anything else answers False."""
-        if not (type(layer_sizes) in (list, tuple) and type(activations) in (list, tuple)
-                and type(loss) is str and isinstance(dtype, np.dtype)):
-            return False
-        return (len(layer_sizes) == len(self._layer_sizes)
-                and all(type(s) is int for s in layer_sizes)
-                and tuple(layer_sizes) == self._layer_sizes
-                and all(type(a) is str for a in activations)
-                and tuple(activations) == self._activations
-                and loss == self._loss and dtype == self._dtype and not self._bf16)
-
-    def _copy_architecture(self, other: "Network") -> None:
-        """The architecture of ``other``, checked when it was made: its
-        tuples, and its code arrays, which are read-only."""
-        self._layer_sizes = other._layer_sizes
-        self._activations = other._activations
-        self._loss = other._loss
-        self._dtype, self._bf16 = other._dtype, other._bf16
-        self._sizes, self._acts = other._sizes, other._acts
+    def _architecture_key(self) -> Tuple[Any, ...]:
+        """What two networks of one architecture (and precision) share."""
+        return self._layer_sizes, self._activations, self._loss, self._dtype, self._bf16
 
     def _take_scratch(self, other: "Network") -> None:
         """Move the scratch buffers of ``other``'s fits (same architecture)
