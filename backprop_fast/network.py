@@ -321,10 +321,6 @@ def _read_model_archive(archive, what):
 _SHARED: Dict[Any, Any] = {}
 
 
-def _n_params(layer_sizes) -> int:
-    return sum(o * (i + 1) for i, o in zip(layer_sizes, layer_sizes[1:]))
-
-
 def _code_arrays(layer_sizes, activations):
     """The kernel's read-only arrays of layer sizes and activation codes."""
     sizes = np.array(layer_sizes, dtype=np.intp)
@@ -344,7 +340,7 @@ class _Architecture:
         self.layer_sizes, self.activations, self.loss = layer_sizes, activations, loss
         self.dtype, self.bf16 = dtype, bf16
         self.sizes, self.acts = _code_arrays(layer_sizes, activations)
-        self.n_params = _n_params(layer_sizes)
+        self.n_params = sum(o * (i + 1) for i, o in zip(layer_sizes, layer_sizes[1:]))
         self._draws = None
 
     @staticmethod
@@ -519,11 +515,9 @@ class Network:
         self._allocate(n_threads, arch.n_params)
         return arch
 
-    def _allocate(self, n_threads, n_params=None):
+    def _allocate(self, n_threads, n_params):
         """The parameters and the state of a new network, its architecture set."""
         self.n_threads = n_threads
-        if n_params is None:
-            n_params = _n_params(self._layer_sizes)
         self._params = np.empty(n_params, dtype=self._dtype)
         self._make_views()
         # Re-entrant, so that callbacks of fit may use predict or evaluate.

@@ -104,24 +104,13 @@ def _all_finite(a) -> bool:
 
 def _label_codes(y):
     """``np.unique(y, return_inverse=True)`` of 1-D integer labels: for
-    labels 0..k-1 that all occur, read off their counts (one pass, and no
-    sort); else np.unique itself."""
-    n = y.shape[0]
-    if y.dtype == np.int64 and y.flags.c_contiguous:
-        k = _kernel.dense_labels(y)
+    labels 0..k-1 that all occur, y's own values (one pass in the kernel,
+    and no sort); else np.unique itself."""
+    # Every integer type but uint64 converts to int64 without wrapping.
+    if y.dtype.kind == "i" or y.dtype.itemsize < 8:
+        k = _kernel.dense_labels(np.ascontiguousarray(y, dtype=np.int64))
         if k:
             return np.arange(k, dtype=y.dtype), y
-    elif y.dtype.kind == "i" or y.dtype.itemsize < 8:
-        # The ufuncs' reductions themselves: ndarray.max and .all add a
-        # Python call each.
-        top = int(np.maximum.reduce(y))
-        if top < n:
-            try:
-                counts = np.bincount(y)
-            except ValueError:  # a negative label
-                counts = None
-            if counts is not None and np.minimum.reduce(counts) > 0:
-                return np.arange(top + 1, dtype=y.dtype), y
     return np.unique(y, return_inverse=True)
 
 

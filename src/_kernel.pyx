@@ -320,6 +320,7 @@ def extremes(const floating[::1] x):
         _extremes(&x[0], x.shape[0], &lo, &hi)
     return float(lo), float(hi)
 
+
 def dense_labels(const int64_t[::1] y):
     """k where the labels y are exactly the classes 0..k-1, each occurring
     at least once, else 0: scikit-learn's classes and label codes are then
@@ -382,6 +383,7 @@ def r2_terms(const double[::1] y, const floating[::1] pred):
             sse += e * e
             sst += c * c
     return sse, sst
+
 
 def finite_rows(const floating[:, ::1] a, bint unit):
     """Whether the 2-D array a holds only finite values, all within [0, 1]
