@@ -102,12 +102,17 @@ def _all_finite(a) -> bool:
     return bool(np.isfinite(a).all())
 
 
+def _exact_int64(dtype) -> bool:
+    """Whether values of the integer ``dtype`` convert to int64 exactly:
+    every integer type but uint64."""
+    return dtype.kind == "i" or dtype.kind == "u" and dtype.itemsize < 8
+
+
 def _label_codes(y):
     """``np.unique(y, return_inverse=True)`` of 1-D integer labels: for
     labels 0..k-1 that all occur, y's own values (one pass in the kernel,
     and no sort); else np.unique itself."""
-    # Every integer type but uint64 converts to int64 without wrapping.
-    if y.dtype.kind == "i" or y.dtype.itemsize < 8:
+    if _exact_int64(y.dtype):
         k = _kernel.dense_labels(np.ascontiguousarray(y, dtype=np.int64))
         if k:
             return np.arange(k, dtype=y.dtype), y
@@ -407,10 +412,17 @@ class _BaseMLP(BaseEstimator):
     def _output(self, y2d) -> Tuple[str, str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _fast_features(self, X) -> None:
-        """What validate_data(reset=True) records about X, for the fast path."""
-        self.n_features_in_ = X.shape[1]
-        self.__dict__.pop("feature_names_in_", None)
+    def _fast_features(self, X, reset: bool) -> bool:
+        """For the fast path of a plain X: with ``reset``, record what
+        validate_data(reset=True) records about X, and return True; else
+        whether validate_data(reset=False) would pass X without a word (the
+        fit saw as many features, and no feature names)."""
+        if reset:
+            self.n_features_in_ = X.shape[1]
+            self.__dict__.pop("feature_names_in_", None)
+            return True
+        return (X.shape[1] == self.__dict__.get("n_features_in_")
+                and "feature_names_in_" not in self.__dict__)
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         X, Y, y_raw, sw, rs = self._begin_fit(X, y, sample_weight, incremental)
@@ -945,14 +957,26 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.class_weight = class_weight
 
     def _validate_input(self, X, y, incremental, reset):
-        if (reset and type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu"
-                and not incremental and _plain(X) and y.shape[0] == X.shape[0]):
+        fast = (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu"
+                and _plain(X) and y.shape[0] == X.shape[0])
+        if fast and (incremental or self.warm_start) and "classes_" in self.__dict__:
+            # The fast path for integer labels of the classes a previous
+            # call set: their codes among them, directly. Anything else
+            # (labels outside them, other features) takes the full path,
+            # which gives scikit-learn's messages.
+            codes = self._fast_codes(y, every=not incremental)
+            if codes is not None and self._fast_features(X, reset):
+                k = self.classes_.size
+                if k == 2:
+                    return X, y, codes.reshape(-1, 1).astype(X.dtype)
+                return X, y, _one_hot(codes, k, X.dtype)
+        elif fast and reset:
             # The fast path for integer labels: the binariser gets what its
             # fit would find in them (without its checks), and the targets
             # are built directly.
             classes, codes = _label_codes(y)
             if classes.size >= 2:
-                self._fast_features(X)
+                self._fast_features(X, True)
                 lb = self._label_binarizer = LabelBinarizer()
                 lb.y_type_ = "binary" if classes.size == 2 else "multiclass"
                 lb.sparse_input_ = False
@@ -981,6 +1005,24 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  f"has {self.classes_}. 'y' has {classes}.")
         Y = self._label_binarizer.transform(y)
         return X, y, (Y.reshape(-1, 1) if Y.ndim == 1 else Y)
+
+    def _fast_codes(self, y, every: bool) -> Optional[np.ndarray]:
+        """The codes (int64) of the integer labels y among ``classes_``, set
+        from single labels (not multi-label) of an integer type; None where
+        that is not so, where a label is not one of them or (``every``, as
+        warm_start asks) where one of them does not occur in y."""
+        classes = self.classes_
+        lb = self.__dict__.get("_label_binarizer")
+        if (type(classes) is not np.ndarray or not _exact_int64(classes.dtype)
+                or not _exact_int64(y.dtype) or classes.size < 2 or lb is None
+                or lb.y_type_ not in ("binary", "multiclass")):
+            return None
+        codes = np.empty(y.shape[0], dtype=np.int64)
+        seen = _kernel.label_codes(np.ascontiguousarray(classes, dtype=np.int64),
+                                   np.ascontiguousarray(y, dtype=np.int64), codes)
+        if seen < 0 or every and seen != classes.size:
+            return None
+        return codes
 
     def _output(self, Y):
         multiclass = self._label_binarizer.y_type_ == "multiclass"
@@ -1150,10 +1192,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         _check_choice(self, "loss", ("squared_error", "poisson"))
 
     def _validate_input(self, X, y, incremental, reset):
-        if (reset and type(y) is np.ndarray and y.dtype in _FLOATS and _plain(X)
+        if (type(y) is np.ndarray and y.dtype in _FLOATS and _plain(X)
                 and (y.ndim == 1 or y.ndim == 2 and y.shape[1] > 1)
-                and y.shape[0] == X.shape[0] and _all_finite(y)):
-            self._fast_features(X)
+                and y.shape[0] == X.shape[0] and _all_finite(y)
+                and self._fast_features(X, reset)):
             return X, y, (y.reshape(-1, 1) if y.ndim == 1 else y)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              y_numeric=True, dtype=(np.float64, np.float32), reset=reset)

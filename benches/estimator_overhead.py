@@ -11,7 +11,8 @@ and ``score`` against ``Network.predict``. The ratios are what a user of the
 estimators pays on top of the kernel's own entry points for a call this
 small. The fits are also compared with the same work done by hand: a new
 Network (an estimator's fit makes one) trained one epoch by Adam, the
-estimators' default solver, on the full batch.
+estimators' default solver, on the full batch; ``partial_fit`` (one more
+epoch of the same network) with ``Network.fit`` going on by Adam.
 """
 import argparse
 import time
@@ -48,6 +49,9 @@ def main():
     reg = MLPRegressor(hidden_layer_sizes=(5,), max_iter=1, random_state=0).fit(X, target)
     net = bf.Network([4, 5, 3], ["relu", "softmax"], "cross_entropy", seed=0)
     net_r = bf.Network([4, 5, 1], ["relu", "identity"], "squared_error", seed=0)
+    # partial_fit goes on training its network by Adam: so do these two.
+    net_a = bf.Network([4, 5, 3], ["relu", "softmax"], "cross_entropy", seed=0)
+    net_ra = bf.Network([4, 5, 1], ["relu", "identity"], "squared_error", seed=0)
     pairs = [
         ("MLPClassifier.fit / Network.fit", lambda: clf.fit(X, labels),
          lambda: net.fit(X, labels, epochs=1, batch_size=20)),
@@ -59,6 +63,12 @@ def main():
         ("MLPRegressor.fit / new Network, fit by Adam", lambda: reg.fit(X, target),
          lambda: bf.Network([4, 5, 1], ["relu", "identity"], "squared_error", seed=0).fit(
              X, target, epochs=1, batch_size=20, optimizer="adam", learning_rate=1e-3)),
+        ("MLPClassifier.partial_fit / Network.fit by Adam", lambda: clf.partial_fit(X, labels),
+         lambda: net_a.fit(X, labels, epochs=1, batch_size=20, optimizer="adam",
+                           learning_rate=1e-3)),
+        ("MLPRegressor.partial_fit / Network.fit by Adam", lambda: reg.partial_fit(X, target),
+         lambda: net_ra.fit(X, target, epochs=1, batch_size=20, optimizer="adam",
+                            learning_rate=1e-3)),
         ("MLPClassifier.predict / Network.predict", lambda: clf.predict(X),
          lambda: net.predict(X)),
         ("MLPClassifier.predict_proba / Network.predict", lambda: clf.predict_proba(X),

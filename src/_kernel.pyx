@@ -22,7 +22,7 @@ and run through the table of the engine that ``use`` chose.
 """
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from cpython.ref cimport PyObject, Py_XDECREF
 from cpython.pycapsule cimport PyCapsule_GetPointer
@@ -346,6 +346,39 @@ def dense_labels(const int64_t[::1] y):
         seen[y[i]] = 1
     free(seen)
     return hi + 1 if k == hi + 1 else 0
+
+
+def label_codes(const int64_t[::1] classes, const int64_t[::1] y, int64_t[::1] codes):
+    """codes[i] = the position of y[i] in ``classes`` (sorted, distinct),
+    found by bisection; returns how many of the classes occur in y, or -1
+    where a label is not one of them (codes then partly written)."""
+    cdef Py_ssize_t i, lo, hi, mid, k = classes.shape[0], n = y.shape[0], seen = 0
+    cdef unsigned char* hit
+    if codes.shape[0] != n:
+        raise ValueError("label_codes: codes needs one entry per label")
+    for i in range(1, k):
+        if not classes[i - 1] < classes[i]:
+            raise ValueError("label_codes: the classes must be sorted and distinct")
+    hit = <unsigned char*>calloc(k + 1, 1)
+    if hit == NULL:
+        raise MemoryError()
+    for i in range(n):
+        lo = 0
+        hi = k
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if classes[mid] < y[i]:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == k or classes[lo] != y[i]:
+            seen = -1
+            break
+        codes[i] = lo
+        seen += not hit[lo]
+        hit[lo] = 1
+    free(hit)
+    return seen
 
 
 def one_hot(const int64_t[::1] y, floating[:, ::1] Y):

@@ -661,6 +661,81 @@ def test_integer_labels_are_encoded_as_by_the_validated_path(labels, dtype):
     assert fast.score(X, y) == slow.score(X.tolist(), y.tolist())
 
 
+@pytest.mark.parametrize("labels", [(0, 1, 2), (0, 1), (0, 2, 5), (-1, 0, 3)])
+@pytest.mark.parametrize("dtype", ["int8", "uint16", "int64"])
+def test_labels_of_known_classes_train_as_by_the_validated_path(labels, dtype, monkeypatch):
+    """Integer labels of the classes an earlier call set (partial_fit's
+    stream, a warm start) skip scikit-learn's checks too: the training
+    equals that of the same labels given as lists, batches that lack a
+    class included."""
+    if np.iinfo(dtype).min > min(labels):
+        pytest.skip("labels out of the dtype's range")
+    import backprop_fast.sklearn as estimators
+
+    X, _ = make_classification(60, 4, n_redundant=1, random_state=0)
+    y = np.asarray(labels, dtype=dtype)[np.arange(60) % len(labels)]
+    lacking = np.flatnonzero(y != labels[-1])[:15]
+    kw = dict(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+    fast, slow = MLPClassifier(**kw), MLPClassifier(**kw)
+    validated = estimators.validate_data
+    for rows in (slice(0, 20), lacking, slice(20, 60)):
+        slow.partial_fit(X[rows].tolist(), y[rows].tolist(), classes=list(labels))
+        with monkeypatch.context() as m:
+            m.setattr(estimators, "validate_data", None)   # the fast path calls none
+            fast.partial_fit(X[rows], y[rows], classes=np.unique(y))
+    fast.set_params(warm_start=True)
+    slow.set_params(warm_start=True)
+    _fit(slow, X.tolist(), y.tolist())
+    monkeypatch.setattr(estimators, "validate_data", None)
+    _fit(fast, X, y)
+    monkeypatch.setattr(estimators, "validate_data", validated)
+    np.testing.assert_array_equal(fast.classes_, slow.classes_)
+    for ours, theirs in zip(fast.coefs_ + fast.intercepts_, slow.coefs_ + slow.intercepts_):
+        np.testing.assert_array_equal(ours, theirs)
+    assert fast.loss_curve_ == slow.loss_curve_ and fast.t_ == slow.t_ == 255
+    np.testing.assert_array_equal(fast.predict(X), slow.predict(X))
+
+
+def test_labels_of_known_classes_keep_scikit_learns_messages():
+    X, y = make_classification(60, 4, n_informative=3, n_redundant=1, n_classes=3,
+                               random_state=0)
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0)
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="classes not in"):
+        clf.partial_fit(X, np.where(y == 2, 3, y))
+    with pytest.raises(ValueError, match="3 features, but MLPClassifier is expecting 4"):
+        clf.partial_fit(X[:, :3], y)
+    warm = _fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0,
+                              warm_start=True), X, y)
+    with pytest.raises(ValueError, match="same classes"):
+        warm.fit(X, np.where(y == 2, 1, y))   # class 2 missing
+    with pytest.raises(ValueError, match="same classes"):
+        warm.fit(X, np.where(y == 2, 7, y))   # class 7 new
+    pd = pytest.importorskip("pandas")
+    named = _fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0,
+                               warm_start=True), pd.DataFrame(X, columns=list("abcd")), y)
+    with pytest.warns(UserWarning, match="feature names"):
+        _fit(named, X, y)
+
+
+def test_regressor_partial_fit_of_arrays_trains_as_of_lists(monkeypatch):
+    import backprop_fast.sklearn as estimators
+
+    X, y = make_regression(40, 4, random_state=0)
+    kw = dict(hidden_layer_sizes=(5,), random_state=0, learning_rate_init=0.01)
+    fast, slow = MLPRegressor(**kw), MLPRegressor(**kw)
+    for rows in (slice(0, 25), slice(25, 40), slice(0, 40)):
+        slow.partial_fit(X[rows].tolist(), (y[rows] / 100).tolist())
+        with monkeypatch.context() as m:
+            m.setattr(estimators, "validate_data", None)   # the fast path calls none
+            fast.partial_fit(X[rows], y[rows] / 100)
+    for ours, theirs in zip(fast.coefs_ + fast.intercepts_, slow.coefs_ + slow.intercepts_):
+        np.testing.assert_array_equal(ours, theirs)
+    assert fast.loss_curve_ == slow.loss_curve_
+    with pytest.raises(ValueError, match="3 features, but MLPRegressor is expecting 4"):
+        fast.partial_fit(X[:, :3], y)
+
+
 @pytest.mark.parametrize("make", [
     lambda y: y[::2].repeat(2),                          # a copy, C-contiguous
     lambda y: np.stack([y, -y], axis=1),                 # two targets

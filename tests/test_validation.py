@@ -447,6 +447,17 @@ def test_kernel_helpers_of_the_estimators_refuse_what_they_cannot_use():
         kernel.one_hot(np.array([0, 2, 1], dtype=np.int64), Y)
     with pytest.raises(ValueError, match="one row per label"):
         kernel.one_hot(np.array([0, 1], dtype=np.int64), Y)
+    classes = np.array([-3, 2, 9], dtype=np.int64)
+    codes = np.full(4, -5, dtype=np.int64)
+    assert kernel.label_codes(classes, np.array([9, -3, 9, 9], dtype=np.int64), codes) == 2
+    np.testing.assert_array_equal(codes, [2, 0, 2, 2])
+    for outsider in (4, -4, 10):
+        labels = np.array([9, outsider, 2, 2], dtype=np.int64)
+        assert kernel.label_codes(classes, labels, codes) == -1
+    with pytest.raises(ValueError, match="sorted and distinct"):
+        kernel.label_codes(np.array([2, 2], dtype=np.int64), np.zeros(4, np.int64), codes)
+    with pytest.raises(ValueError, match="one entry per label"):
+        kernel.label_codes(classes, np.zeros(3, np.int64), codes)
     y = np.array([1.0, 2.0, 4.0])
     assert kernel.r2_terms(y, np.array([1.0, 2.0, 3.0])) == pytest.approx((1.0, 14 / 3))
     with pytest.raises(ValueError):
