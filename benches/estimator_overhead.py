@@ -1,6 +1,6 @@
 """What the scikit-learn estimators add to a small call, beside Network's own.
 
-    python benches/estimator_overhead.py [--calls 2000]
+    python benches/estimator_overhead.py [--calls 2000] [--out benches/results/estimator-overhead-<label>.md]
 
 On 20 rows of 4 features, a network of one hidden layer of 5 units, each
 pair timed one after the other in one run (the 10th percentile of
@@ -15,10 +15,14 @@ estimators' default solver, on the full batch; ``partial_fit`` (one more
 epoch of the same network) with ``Network.fit`` going on by Adam.
 """
 import argparse
+import os
+import platform
+import sys
 import time
 import warnings
 
 import numpy as np
+import sklearn
 
 import backprop_fast as bf
 from backprop_fast.sklearn import MLPClassifier, MLPRegressor
@@ -39,6 +43,7 @@ def p10(f, calls):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--out", help="also write the table, as Markdown, to this file")
     args = parser.parse_args()
     warnings.simplefilter("ignore")   # max_iter=1 warns about convergence every fit
     rng = np.random.default_rng(0)
@@ -78,10 +83,23 @@ def main():
         ("MLPRegressor.score / Network.predict", lambda: reg.score(X, target),
          lambda: net_r.predict(X)),
     ]
+    from threadpoolctl import threadpool_info
+    lines = [f"# Estimator overhead, {platform.processor() or platform.machine()}", "",
+             f"Command: `python benches/estimator_overhead.py --calls {args.calls}`; kernel "
+             f"variant {bf.kernel_isa}; {os.cpu_count()} CPUs; Python "
+             f"{sys.version.split()[0]}; NumPy {np.__version__}; scikit-learn "
+             f"{sklearn.__version__}; threadpoolctl: "
+             + ", ".join(f"{i['internal_api']} {i.get('architecture', '')} "
+                         f"{i['num_threads']} threads" for i in threadpool_info()), "",
+             "| call | estimator us | network us | ratio |", "| --- | ---: | ---: | ---: |"]
     print(f"{'call':52s} {'estimator us':>13s} {'network us':>11s} {'ratio':>6s}")
     for name, ours, base in pairs:
         a, b = p10(ours, args.calls), p10(base, args.calls)
         print(f"{name:52s} {a * 1e6:13.1f} {b * 1e6:11.1f} {a / b:6.2f}")
+        lines.append(f"| {name} | {a * 1e6:.1f} | {b * 1e6:.1f} | {a / b:.2f} |")
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
