@@ -284,8 +284,20 @@ class _BaseMLP(BaseEstimator):
                              f"{self.n_threads!r}")
 
     def _hidden(self) -> Tuple[List[int], List[str]]:
-        """Hidden layer widths and our activation name for each."""
-        sizes = self.hidden_layer_sizes
+        """Hidden layer widths and our activation name for each (lists the
+        caller must not change)."""
+        sizes, act = self.hidden_layer_sizes, self.activation
+        checked = self.__dict__.get("_hidden_checked")
+        # The very objects an earlier fit checked, immutable: checked still.
+        if checked is not None and checked[0] is sizes and checked[1] is act:
+            return checked[2]
+        result = self._check_hidden(sizes, act)
+        if type(sizes) in (tuple, int) and type(act) is str:
+            self._hidden_checked = (sizes, act, result)
+        return result
+
+    @staticmethod
+    def _check_hidden(sizes, act) -> Tuple[List[int], List[str]]:
         if _is_int(sizes):
             sizes = [sizes]
         elif isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
@@ -295,7 +307,6 @@ class _BaseMLP(BaseEstimator):
         for s in sizes:
             if not _is_int(s) or s < 1:
                 raise ValueError(f"hidden_layer_sizes must hold integers >= 1, got {sizes!r}")
-        act = self.activation
         names = [act] * len(sizes) if isinstance(act, str) else list(act)
         if not isinstance(act, str) and len(names) != len(sizes):
             raise ValueError(f"activation: give one name, or one per hidden layer "
@@ -454,7 +465,10 @@ class _BaseMLP(BaseEstimator):
         sw = self._sample_weight(sample_weight, X, y_raw)
         n_samples, n_features = X.shape
         layer_units = [n_features] + hidden + [Y.shape[1]]
-        rs = _random_state(self.random_state)
+        # The random stream is drawn from only for a new network, the
+        # validation split and a network's first shuffling seed (in that order).
+        rs = (_random_state(self.random_state)
+              if first_pass or self.early_stopping or "_unseeded" in self.__dict__ else None)
         if first_pass:
             try:
                 self._initialize(Y, layer_units, activations, self._net_dtype(X), rs)

@@ -357,6 +357,26 @@ def test_bad_parameters_fail_at_fit(params, message):
         clf.fit(X, y)
 
 
+def test_layers_and_activations_changed_after_a_fit_are_checked_again():
+    """fit trusts only the very tuple and string it checked before: new
+    values, and a list changed in place, are checked again."""
+    X, y = make_classification(20, 3, n_redundant=0, random_state=0)
+    clf = _fit(MLPClassifier(hidden_layer_sizes=(3,), max_iter=2), X, y)
+    for params, message in ((dict(hidden_layer_sizes=(3, 0)), "hidden_layer_sizes"),
+                            (dict(hidden_layer_sizes=(3,), activation="softmax"),
+                             "activation"),
+                            (dict(activation=["relu", "tanh"]), "one per hidden layer")):
+        with pytest.raises(ValueError, match=message):
+            clf.set_params(**params).fit(X, y)
+    sizes = [3]
+    _fit(clf.set_params(hidden_layer_sizes=sizes, activation="tanh"), X, y)
+    sizes.append(0)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        clf.fit(X, y)
+    sizes[1] = 2
+    assert _fit(clf, X, y).network_.layer_sizes == (3, 3, 2, 1)
+
+
 # One bad value for each parameter that fit checks.
 _BAD = dict(solver="newton", alpha=-1.0, batch_size=0, learning_rate="fast",
             learning_rate_init=0.0, power_t=-0.5, max_iter=0, shuffle=1, tol=-1.0,
