@@ -817,10 +817,12 @@ class Network:
         if arr.ndim == 1 and output == "softmax" and arr.dtype.kind in "iu" and n_out > 1:
             if arr.shape[0] != n:
                 raise ValueError(f"y has {arr.shape[0]} labels but X has {n} samples")
-            if arr.size and (arr.min() < 0 or arr.max() >= n_out):
+            try:
+                return _one_hot(arr, n_out, self._dtype)
+            except ValueError:
+                # The kernel checks every label's range; the message names it.
                 raise ValueError(f"y holds class labels outside 0..{n_out - 1}: "
-                                 f"min {arr.min()}, max {arr.max()}")
-            return _one_hot(arr, n_out, self._dtype)
+                                 f"min {arr.min()}, max {arr.max()}") from None
         if arr.ndim == 1:
             if n_out == 1:
                 arr = arr.reshape(-1, 1)

@@ -238,7 +238,9 @@ def test_bad_y(net, data, params_of, method, case):
         np.testing.assert_array_equal(p, q)
 
 
-@pytest.mark.parametrize("labels", [[0, 1, 2, 3, 0], [0, 1, -1, 2, 0], [0, 1, 2, 2, 99]], ids=["3-of-3", "-1", "99"])
+@pytest.mark.parametrize("labels", [[0, 1, 2, 3, 0], [0, 1, -1, 2, 0], [0, 1, 2, 2, 99],
+                                    [0, 1, 2, 2, 2**63 + 5]],
+                         ids=["3-of-3", "-1", "99", "uint64-past-int64"])
 @pytest.mark.parametrize("method", METHODS_XY)
 def test_softmax_labels_out_of_range(data, method, labels):
     X, _ = data
