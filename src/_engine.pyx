@@ -254,6 +254,24 @@ cdef void _column_sums(const floating* D, double* bsum, Py_ssize_t rows,
         bsum[j] = s
 
 
+cdef void _weighted_sums(double* c, const floating* sw, Py_ssize_t rows, Py_ssize_t lanes,
+                         double* sums) noexcept nogil:
+    """sums[l] <- the sum over rows of c's costs times their weights (sw, or
+    NULL for weights of 1), for ``lanes`` networks interleaved (row r of
+    network l at r * lanes + l); c is scratch. Each product is rounded
+    before it is added, in a pass of its own: how a compiler fuses a
+    multiply and an add must not depend on the loop around them."""
+    cdef Py_ssize_t r, l
+    if sw != NULL:
+        for r in range(rows * lanes):
+            c[r] = c[r] * sw[r]
+    for l in range(lanes):
+        sums[l] = 0
+    for r in range(rows):
+        for l in range(lanes):
+            sums[l] += c[r * lanes + l]
+
+
 cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
                           const floating* sw, floating* D, double* bsum,
                           Py_ssize_t rows) noexcept nogil:
@@ -274,7 +292,7 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
     cdef floating* zr
     cdef floating* dr
     cdef const floating* yr
-    cdef double cost = 0, c, s, sy, ga, sq
+    cdef double cost = 0, s, sy, ga, sq
     cdef bint ce
     if act == ACT_SOFTMAX:
         ce = net.loss == LOSS_CROSS_ENTROPY
@@ -318,11 +336,7 @@ cdef double _output_delta(const Net* net, floating* Z, const floating* Y,
             # of exp(z - zmax) >= 1: finite for any finite z.
             for r in range(rows):
                 bsum[r] = bsum[2 * rows + r] * log_ge1(bsum[rows + r]) - bsum[r]
-        for r in range(rows):
-            c = bsum[r]
-            if sw != NULL:
-                c *= sw[r]
-            cost += c
+        _weighted_sums(bsum, sw, rows, 1, &cost)
         _column_sums(D, bsum, rows, n)
         return cost
     _output_pointwise(net, Z, Y, D, rows * n)
@@ -948,12 +962,30 @@ cdef struct Tasks:
     Py_ssize_t* bounds
 
 
-cdef Py_ssize_t _group(Run** runs, Py_ssize_t m, Tasks* tasks) noexcept nogil:
+cdef bint _lane_wide(const Run* r) noexcept nogil:
+    """Whether any of a run's products at its batch size is past
+    SMALL_PRODUCT (run by bf_gemm when alone)."""
+    cdef Py_ssize_t m
+    for m in range(r.net.n_layers):
+        if r.s.batch * r.net.sizes[m] * r.net.sizes[m + 1] > SMALL_PRODUCT:
+            return True
+    return False
+
+
+cdef Py_ssize_t _group(Run** runs, Py_ssize_t m, int threads, Tasks* tasks) noexcept nogil:
     """The m runs as tasks, those _fit_lanes can train together in groups
     of up to a vector's lanes, each other run a task of its own; returns the
-    number of tasks. runs[k] is set to NULL once placed."""
-    cdef Py_ssize_t k, k2, size, pos = 0, t = 0
+    number of tasks. runs[k] is set to NULL once placed.
+
+    A group is one task, on one thread. Networks of a few units gain from
+    lanes whatever their number; wider ones (_lane_wide) gain less than a
+    thread of their own each would, so they share lanes only in full groups,
+    and only where there are enough of them for a full group on every
+    thread."""
+    cdef Py_ssize_t k, k2, size, limit, mates, pos = 0, t = 0
+    cdef Py_ssize_t lanes
     cdef Run* r
+    cdef Run* wide_head = NULL
     tasks.bounds[0] = 0
     for k in range(m):
         r = runs[k]
@@ -962,16 +994,26 @@ cdef Py_ssize_t _group(Run** runs, Py_ssize_t m, Tasks* tasks) noexcept nogil:
         tasks.runs[pos] = r
         pos += 1
         size = 1
-        if _lane_ready(r):
+        lanes = BF_LANE_BYTES // (sizeof(double) if r.dbl else sizeof(float))
+        limit = lanes if _lane_ready(r) else 1
+        if limit > 1 and _lane_wide(r):
+            mates = 1
             for k2 in range(k + 1, m):
-                if size == <Py_ssize_t>(BF_LANE_BYTES // (sizeof(double) if r.dbl else sizeof(float))):
-                    break
-                if (runs[k2] != NULL and _lane_ready(runs[k2])
-                        and _lane_mates(r, runs[k2])):
-                    tasks.runs[pos] = runs[k2]
-                    runs[k2] = NULL
-                    pos += 1
-                    size += 1
+                if runs[k2] != NULL and _lane_ready(runs[k2]) and _lane_mates(r, runs[k2]):
+                    mates += 1
+            if mates < lanes or (mates < lanes * threads and not (
+                    wide_head != NULL and _lane_mates(r, wide_head))):
+                limit = 1
+            else:
+                wide_head = r
+        for k2 in range(k + 1, m):
+            if size == limit:
+                break
+            if runs[k2] != NULL and _lane_ready(runs[k2]) and _lane_mates(r, runs[k2]):
+                tasks.runs[pos] = runs[k2]
+                runs[k2] = NULL
+                pos += 1
+                size += 1
         runs[k] = NULL
         t += 1
         tasks.bounds[t] = pos
@@ -1424,23 +1466,40 @@ cdef extern from "bf_lanes.h" nogil:
                        Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t n_in)
     void bf_lane_sgd_s(const float* alpha, const float* D, const float* A, float* W,
                        Py_ssize_t rows, Py_ssize_t n_out, Py_ssize_t n_in)
+    void bf_lane_gemm_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double* alpha,
+                        const double* A, Py_ssize_t rsa, Py_ssize_t csa, const double* B,
+                        Py_ssize_t rsb, Py_ssize_t csb, bint beta, double* C, Py_ssize_t ldc,
+                        const double* bias)
+    void bf_lane_gemm_s(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* alpha,
+                        const float* A, Py_ssize_t rsa, Py_ssize_t csa, const float* B,
+                        Py_ssize_t rsb, Py_ssize_t csb, bint beta, float* C, Py_ssize_t ldc,
+                        const float* bias)
+
+
+# A group's buffers (every lane's parameters, rows and activations) are kept
+# within a core's second-level cache, where interleaving pays.
+cdef enum:
+    LANE_BLOCK = 1 << 20
+
+
+cdef inline Py_ssize_t _lane_floats(const Net* net, Py_ssize_t batch) noexcept nogil:
+    """A lane's share of a group's buffers, in numbers of its type: the
+    parameters, the workspace of _lane_batch and the batch's rows."""
+    return net.n_params + batch * (_total_width(net) + 2 * net.widest + net.sizes[0]
+                                   + net.sizes[net.n_layers] + 1)
 
 
 cdef bint _lane_ready(const Run* r) noexcept nogil:
     """Whether a run may train in a lane: plain SGD on dense rows with
-    neither validation rows nor a callback, every product small enough for
-    the small loops (so no transposed first layer), and an output other
-    than softmax, whose row sums the lanes do not spell."""
+    neither validation rows nor a callback, a softmax output only with
+    cross-entropy, and a group's buffers no larger than LANE_BLOCK."""
     cdef const Net* net = &r.net
-    cdef Py_ssize_t m
     if (r.is_sp or net.bf16 or r.n_val > 0 or r.hook != NULL or r.n < 1
             or r.s.optimizer != OPT_SGD or r.s.momentum != 0 or r.s.weight_decay != 0
-            or net.acts[net.n_layers - 1] == ACT_SOFTMAX):
+            or (net.acts[net.n_layers - 1] == ACT_SOFTMAX
+                and net.loss != LOSS_CROSS_ENTROPY)):
         return False
-    for m in range(net.n_layers):
-        if r.s.batch * net.sizes[m] * net.sizes[m + 1] > SMALL_PRODUCT:
-            return False
-    return True
+    return BF_LANE_BYTES * _lane_floats(net, r.s.batch) <= LANE_BLOCK
 
 
 cdef bint _lane_mates(const Run* a, const Run* b) noexcept nogil:
@@ -1483,39 +1542,141 @@ cdef inline void _lane_sgd(const floating* alpha, const floating* D, const float
         bf_lane_sgd_s(alpha, D, A, W, rows, n_out, n_in)
 
 
+cdef inline void _lane_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floating* alpha,
+                            const floating* A, Py_ssize_t rsa, Py_ssize_t csa,
+                            const floating* B, Py_ssize_t rsb, Py_ssize_t csb, bint beta,
+                            floating* C, Py_ssize_t ldc,
+                            const floating* bias) noexcept nogil:
+    if floating is double:
+        bf_lane_gemm_d(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias)
+    else:
+        bf_lane_gemm_s(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, ldc, bias)
+
+
+cdef inline void _lane_sums(const floating* x, Py_ssize_t n, Py_ssize_t G,
+                            double* sums) noexcept nogil:
+    """sums[l] <- x[l] + x[G + l] + ... (n terms, in order, in double)."""
+    cdef Py_ssize_t j, l
+    for l in range(G):
+        sums[l] = 0
+    for j in range(n):
+        for l in range(G):
+            sums[l] += x[j * G + l]
+
+
+cdef void _lane_softmax(floating* Z, const floating* Y, const floating* sw, floating* D,
+                        double* scratch, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t G,
+                        double* costs) noexcept nogil:
+    """_output_delta's softmax with cross-entropy, in every lane: D, each
+    lane's cost sum in costs. SCRATCH: 3 * rows * G doubles."""
+    cdef Py_ssize_t r, j, l
+    cdef floating zmax[16]
+    cdef floating inv[16]
+    cdef double t[16]
+    cdef double* syz = scratch
+    cdef double* ssum = scratch + rows * G
+    cdef double* sy = ssum + rows * G
+    cdef floating* zr
+    cdef floating* dr
+    cdef const floating* yr
+    for r in range(rows):
+        zr = Z + r * n * G
+        yr = Y + r * n * G
+        for l in range(G):
+            zmax[l] = zr[l]
+        for j in range(1, n):
+            for l in range(G):
+                if zr[j * G + l] > zmax[l]:
+                    zmax[l] = zr[j * G + l]
+        for j in range(n):
+            for l in range(G):
+                zr[j * G + l] = zr[j * G + l] - zmax[l]
+        for l in range(G):
+            t[l] = 0
+        for j in range(n):
+            for l in range(G):
+                t[l] += yr[j * G + l] * (<double>zr[j * G + l])
+        for l in range(G):
+            syz[r * G + l] = t[l]
+    for j in range(rows * n * G):
+        Z[j] = exp_neg(Z[j])
+    for r in range(rows):
+        zr = Z + r * n * G
+        dr = D + r * n * G
+        yr = Y + r * n * G
+        _lane_sums(zr, n, G, ssum + r * G)
+        _lane_sums(yr, n, G, sy + r * G)
+        for l in range(G):
+            inv[l] = <floating>(sy[r * G + l] / ssum[r * G + l])
+        for j in range(n):
+            for l in range(G):
+                dr[j * G + l] = zr[j * G + l] * inv[l] - yr[j * G + l]
+        if sw != NULL:
+            for j in range(n):
+                for l in range(G):
+                    dr[j * G + l] = dr[j * G + l] * sw[r * G + l]
+    for r in range(rows):
+        for l in range(G):
+            syz[r * G + l] = sy[r * G + l] * log_ge1(ssum[r * G + l]) - syz[r * G + l]
+    _weighted_sums(syz, sw, rows, G, costs)
+
+
 cdef void _lane_batch(const Net* net, floating* PL, const floating* X, const floating* Y,
                       const floating* sw, Py_ssize_t rows, Py_ssize_t batch,
                       floating* work, double* bsum, const double* rate,
                       double* costs) noexcept nogil:
     """One plain SGD step of every lane on its ``rows`` samples: _batch's
-    passes (see there) with every buffer interleaved. IN: X, Y, sw (or
-    NULL) the lanes' rows; rate, one per lane. IN/OUT: PL the lanes'
-    parameters. OUT: costs, each lane's cost sum. SCRATCH: work (batch *
-    (total width + 2 * widest) * LANES), bsum (widest * LANES)."""
+    passes (see there) with every buffer interleaved, each product in the
+    small loops' spelling or bf_gemm's as _blas.pxd chooses for the network
+    alone, the first layer transposed where _transposed_first has it so.
+    IN: X, Y, sw (or NULL) the lanes' rows; rate, one per lane. IN/OUT: PL
+    the lanes' parameters. OUT: costs, each lane's cost sum. SCRATCH: work
+    (batch * (total width + 2 * widest) * LANES), bsum (max(widest, 3 *
+    batch) * LANES)."""
     cdef Py_ssize_t G = BF_LANE_BYTES // sizeof(floating)
     cdef Py_ssize_t L = net.n_layers
-    cdef Py_ssize_t m, j, l, n_in, n_out, w_off = 0, a_off = 0
+    cdef Py_ssize_t m, j, l, r, n_in, n_out, w_off = 0, a_off = 0
     cdef floating* D = work + batch * _total_width(net) * G
     cdef floating* P = D + batch * net.widest * G
     cdef floating* swap
     cdef floating* W
     cdef floating* b
+    cdef floating* Z
     cdef const floating* a_in = X
     cdef floating alpha[16]
+    cdef bint wt = _transposed_first(net, batch)
     for m in range(L):
         n_in = net.sizes[m]
         n_out = net.sizes[m + 1]
         W = PL + w_off * G
         b = W + n_out * n_in * G
-        _lane_abt(a_in, W, b, work + batch * a_off * G, rows, n_out, n_in)
+        Z = work + batch * a_off * G
+        if m == 0 and wt:
+            # matmul_ab's forward product, through W0.T (n_in x n_out).
+            if rows * n_out * n_in > SMALL_PRODUCT:
+                _lane_gemm(rows, n_out, n_in, NULL, a_in, n_in, 1, W, n_out, 1, False, Z,
+                           n_out, b)
+            else:
+                _lane_ab(a_in, W, Z, rows, n_in, n_out)
+                for r in range(rows):
+                    for j in range(n_out * G):
+                        Z[r * n_out * G + j] = Z[r * n_out * G + j] + b[j]
+        elif rows * n_out * n_in > SMALL_PRODUCT:
+            _lane_gemm(rows, n_out, n_in, NULL, a_in, n_in, 1, W, 1, n_in, False, Z, n_out, b)
+        else:
+            _lane_abt(a_in, W, b, Z, rows, n_out, n_in)
         if m < L - 1:
-            _activate(net.acts[m], work + batch * a_off * G, rows * n_out * G)
-            a_in = work + batch * a_off * G
+            _activate(net.acts[m], Z, rows * n_out * G)
+            a_in = Z
             a_off += n_out
             w_off += n_out * (n_in + 1)
     n_out = net.sizes[L]
-    _output_pointwise(net, work + batch * a_off * G, Y, D, rows * n_out * G)
-    _row_costs(work + batch * a_off * G, D, sw, rows, n_out, G, costs)
+    Z = work + batch * a_off * G
+    if net.acts[L - 1] == ACT_SOFTMAX:
+        _lane_softmax(Z, Y, sw, D, bsum, rows, n_out, G, costs)
+    else:
+        _output_pointwise(net, Z, Y, D, rows * n_out * G)
+        _row_costs(Z, D, sw, rows, n_out, G, costs)
     _column_sums(D, bsum, rows, n_out * G)
     for l in range(G):
         alpha[l] = <floating>(-rate[l] / rows)
@@ -1533,9 +1694,24 @@ cdef void _lane_batch(const Net* net, floating* PL, const floating* X, const flo
             for l in range(G):
                 b[j * G + l] = b[j * G + l] + <floating>(-rate[l] * bsum[j * G + l] / rows)
         if m > 0:
-            _lane_ab(D, W, P, rows, n_out, n_in)
+            if rows * n_in * n_out > SMALL_PRODUCT:
+                _lane_gemm(rows, n_in, n_out, NULL, D, n_out, 1, W, n_in, 1, False, P, n_in,
+                           NULL)
+            else:
+                _lane_ab(D, W, P, rows, n_out, n_in)
             _hidden_delta(net.acts[m - 1], P, a_in, bsum, rows, n_in * G)
-        _lane_sgd(alpha, D, a_in, W, rows, n_out, n_in)
+        if m == 0 and wt:
+            # W0.T += alpha X.T @ D: alpha scales X here.
+            if rows * n_out * n_in > SMALL_PRODUCT:
+                _lane_gemm(n_in, n_out, rows, alpha, a_in, 1, n_in, D, n_out, 1, True, W,
+                           n_out, NULL)
+            else:
+                _lane_sgd(alpha, a_in, D, W, rows, n_in, n_out)
+        elif rows * n_out * n_in > SMALL_PRODUCT:
+            _lane_gemm(n_out, n_in, rows, alpha, D, 1, n_out, a_in, n_in, 1, True, W, n_in,
+                       NULL)
+        else:
+            _lane_sgd(alpha, D, a_in, W, rows, n_out, n_in)
         swap = D
         D = P
         P = swap
@@ -1543,17 +1719,38 @@ cdef void _lane_batch(const Net* net, floating* PL, const floating* X, const flo
             w_off -= n_in * (net.sizes[m - 1] + 1)
 
 
-cdef void _lane_params(floating* PL, const floating* p, Py_ssize_t l, Py_ssize_t n,
-                       bint out) noexcept nogil:
-    """Network l's parameters into lane l of PL, or (out) back."""
+cdef void _lane_params(const Net* net, Py_ssize_t batch, floating* PL, const floating* p,
+                       Py_ssize_t l, bint out) noexcept nogil:
+    """Network l's parameters into lane l of PL, or (out) back; the first
+    layer's weights transposed in PL where _lane_batch trains them so."""
     cdef Py_ssize_t G = BF_LANE_BYTES // sizeof(floating)
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, j, start = 0
+    cdef Py_ssize_t n0 = net.sizes[0], n1 = net.sizes[1]
+    cdef floating* q = <floating*>p
+    if _transposed_first(net, batch):
+        start = n0 * n1
+        for j in range(n1):
+            for i in range(n0):
+                if out:
+                    q[j * n0 + i] = PL[(i * n1 + j) * G + l]
+                else:
+                    PL[(i * n1 + j) * G + l] = p[j * n0 + i]
     if out:
-        for i in range(n):
-            (<floating*>p)[i] = PL[i * G + l]
+        for i in range(start, net.n_params):
+            q[i] = PL[i * G + l]
     else:
-        for i in range(n):
+        for i in range(start, net.n_params):
             PL[i * G + l] = p[i]
+
+
+cdef inline void _lane_row(const floating** src, Py_ssize_t n, floating* dst,
+                           Py_ssize_t G) noexcept nogil:
+    """dst[c * G + l] = src[l][c]: a row of every lane, interleaved a column
+    at a time, so that the stores fill one line after another."""
+    cdef Py_ssize_t c, l
+    for c in range(n):
+        for l in range(G):
+            dst[c * G + l] = src[l][c]
 
 
 cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
@@ -1582,20 +1779,21 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
     cdef floating* WL
     cdef floating* work
     cdef double* bsum
-    cdef const floating* src
-    cdef Py_ssize_t floats = G * (n_params + batch * (_total_width(net) + 2 * net.widest
-                                                       + n_in + n_out + 1))
+    cdef const floating* xs[16]
+    cdef const floating* ys[16]
+    cdef Py_ssize_t floats = G * _lane_floats(net, batch)
+    cdef Py_ssize_t doubles = G * max(net.widest, 3 * batch)
     cdef void* block
     if m < 1:
         return
-    block = malloc(floats * sizeof(floating) + net.widest * G * sizeof(double))
+    block = malloc(doubles * sizeof(double) + floats * sizeof(floating))
     if block == NULL:
         # No room to interleave: each network trains on its own.
         for k in range(m):
             _fit_run(runs[k], <floating*>runs[k].params)
         return
     bsum = <double*>block
-    PL = <floating*>(bsum + net.widest * G)
+    PL = <floating*>(bsum + doubles)
     work = PL + n_params * G
     XL = work + batch * (_total_width(net) + 2 * net.widest) * G
     YL = XL + batch * n_in * G
@@ -1616,7 +1814,7 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
     # Between epochs a network's parameters change only where it stops, so
     # they enter the lanes once.
     for l in range(G):
-        _lane_params(PL, <floating*>lane[l].params, l, n_params, False)
+        _lane_params(net, batch, PL, <floating*>lane[l].params, l, False)
     check_every = max(1, (1 << 20) // (batch * n_params * G))
     countdown = check_every
     for epoch in range(epochs):
@@ -1634,20 +1832,18 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
         start = 0
         while start < n:
             rows = min(batch, n - start)
-            for l in range(G if epoch == 0 or not once else 0):
-                for i in range(rows):
+            for i in range(rows if epoch == 0 or not once else 0):
+                for l in range(G):
                     row = start + i
                     if gathers[l]:
                         row = lane[l].order[row]
-                    src = <const floating*>lane[l].X + row * n_in
-                    for c in range(n_in):
-                        XL[(i * n_in + c) * G + l] = src[c]
-                    src = <const floating*>lane[l].Y + row * n_out
-                    for c in range(n_out):
-                        YL[(i * n_out + c) * G + l] = src[c]
+                    xs[l] = <const floating*>lane[l].X + row * n_in
+                    ys[l] = <const floating*>lane[l].Y + row * n_out
                     if weighted:
                         WL[i * G + l] = (1 if lane[l].sw == NULL
                                          else (<const floating*>lane[l].sw)[row])
+                _lane_row(xs, n_in, XL + i * n_in * G, G)
+                _lane_row(ys, n_out, YL + i * n_out * G, G)
             _lane_batch(net, PL, XL, YL, WL if weighted else NULL, rows, batch, work, bsum,
                         rates, costs)
             for k in range(m):
@@ -1659,7 +1855,7 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
                         # after this step, as _fit_run leaves them.
                         lps[k].status = STATUS_NONFINITE_COST
                         broke[k] = True
-                        _lane_params(PL, <floating*>runs[k].params, k, n_params, True)
+                        _lane_params(net, batch, PL, <floating*>runs[k].params, k, True)
             start += rows
             countdown -= 1
             if countdown == 0:
@@ -1669,7 +1865,7 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
                     break
         for k in range(m):
             if live[k] and not broke[k]:
-                _lane_params(PL, <floating*>runs[k].params, k, n_params, True)
+                _lane_params(net, batch, PL, <floating*>runs[k].params, k, True)
         if aborted:
             for k in range(m):
                 if live[k]:
@@ -1728,7 +1924,7 @@ cdef void _run_tasks(Py_ssize_t m, int threads, Run** runs) noexcept nogil:
     memcpy(placed, runs, m * sizeof(Run*))
     tasks.runs = placed + m
     tasks.bounds = <Py_ssize_t*>(placed + 2 * m)
-    bf_run_tasks(_group(placed, m, &tasks), threads, _run_task, &tasks)
+    bf_run_tasks(_group(placed, m, threads, &tasks), threads, _run_task, &tasks)
     free(placed)
 
 

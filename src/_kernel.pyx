@@ -721,12 +721,14 @@ def run_fits(list calls, int n_threads=0, bint spread=True):
 
     With ``spread``, several calls spread over ``n_threads`` threads (see
     ``threads``), one network per thread at a time and each network's
-    products on its own thread; otherwise (or for a single call) the calls
-    run one after another on the calling thread, their products on all of
-    them. Small networks that the engine's _lane_ready and _lane_mates
-    accept train together in the lanes of one vector (_fit_lanes), a group
-    being one task. Every network's arithmetic is that of a call on its
-    own, so results do not depend on how the calls are grouped.
+    products on its own thread, and networks that the engine's _lane_ready
+    and _lane_mates accept train together in the lanes of one vector
+    (_fit_lanes, grouped by _group), a group being one task. Otherwise
+    (callbacks: each network's epochs end where the callbacks run) the
+    calls run one after another, each on its own, in order, on the calling
+    thread, their products on all of them. Every network's arithmetic is
+    that of a call on its own, so results do not depend on how the calls
+    are grouped.
 
     Signals are checked every million or so multiply-adds, so Ctrl-C stops
     every network at a minibatch boundary. An exception (Ctrl-C, or one
@@ -739,6 +741,7 @@ def run_fits(list calls, int n_threads=0, bint spread=True):
     """
     cdef Py_ssize_t m = len(calls), k
     cdef int most = E.threads(n_threads)
+    cdef bint in_order = not spread
     spread = spread and m > 1 and most > 1
     cdef int abort = 0
     cdef Run** runs
@@ -771,7 +774,11 @@ def run_fits(list calls, int n_threads=0, bint spread=True):
                         sizeof(double) if c.r.dbl else sizeof(float),
                         c.r.is_sp and (c.r.n_val == 0 or c.r.val_sp))
         with nogil:
-            E.run_tasks(m, most if spread else 1, runs)
+            if in_order:
+                for k in range(m):
+                    E.run_tasks(1, 1, runs + k)
+            else:
+                E.run_tasks(m, most if spread else 1, runs)
     finally:
         for k in range(m):
             c = calls[k]

@@ -83,6 +83,99 @@ static void FN(bf_lane_sgd_)(const T* BF_RESTRICT alpha, const T* BF_RESTRICT D,
     }
 }
 
+/* Tiles of the lane product: TR rows by TC columns of C in registers (the
+   build's sixteen registers hold a tile of 4 x 2 with its operands). */
+#define TR 4
+#if BF_LANE_BYTES >= 64
+#define TC 4
+#else
+#define TC 2
+#endif
+
+/* One tile of bf_lane_gemm: mr <= TR rows from A and C, nc <= TC columns
+   from B and C, TR x TC sums in registers (rows and columns past mr and nc
+   repeat the first and are not stored); alpha applied where `scaled`.
+   Inlined where these and the unit strides are constants, so that the k
+   loop carries no test and its addresses few registers. */
+static inline __attribute__((always_inline)) void FN(bf_lane_tile_)(
+        int scaled, Py_ssize_t mr, Py_ssize_t nc, Py_ssize_t K, V al,
+        const T* BF_RESTRICT A, Py_ssize_t rsa, Py_ssize_t csa, const T* BF_RESTRICT B,
+        Py_ssize_t rsb, Py_ssize_t csb, int beta, T* BF_RESTRICT C, Py_ssize_t ldc,
+        const T* BF_RESTRICT bias) {
+    const Py_ssize_t G = BF_LANE_BYTES / sizeof(T);
+    const Py_ssize_t ka = csa * G, kb = rsb * G;
+    Py_ssize_t ao[TR], bo[TC];
+    V s[TR][TC];
+    for (int q = 0; q < TR; q++)
+        ao[q] = (q < mr ? q : 0) * rsa * G;
+    for (int c = 0; c < TC; c++)
+        bo[c] = (c < nc ? c : 0) * csb * G;
+    for (int q = 0; q < TR; q++)
+        for (int c = 0; c < TC; c++) {
+            s[q][c] = -(V){0};
+            if (beta)
+                s[q][c] = *(const V*)(C + ((q < mr ? q : 0) * ldc + (c < nc ? c : 0)) * G);
+        }
+    for (Py_ssize_t k = 0; k < K; k++, A += ka, B += kb) {
+        V x[TR];
+        for (int q = 0; q < TR; q++) {
+            x[q] = *(const V*)(A + ao[q]);
+            if (scaled)
+                x[q] = al * x[q];
+        }
+        for (int c = 0; c < TC; c++) {
+            const V y = *(const V*)(B + bo[c]);
+            for (int q = 0; q < TR; q++)
+                s[q][c] = VMADD(x[q], y, s[q][c]);
+        }
+    }
+    for (int q = 0; q < TR && q < mr; q++)
+        for (int c = 0; c < TC && c < nc; c++) {
+            if (bias)
+                s[q][c] = s[q][c] + ((const V*)bias)[c];
+            *(V*)(C + (q * ldc + c) * G) = s[q][c];
+        }
+}
+
+/* C (M x N) = C0 + sum over k of (alpha A(r, k)) B(k, j), then + bias[j]
+   where bias is given, in every lane: bf_gemm's product (bf_gemm.h), one
+   chain of multiply-adds per element, k in order, from C (beta) or -0;
+   alpha, one per lane, or NULL for none. Strides count elements of one
+   lane (A(r, k) is at (r rsa + k csa) lanes). */
+static void FN(bf_lane_gemm_)(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                              const T* BF_RESTRICT alpha, const T* BF_RESTRICT A,
+                              Py_ssize_t rsa, Py_ssize_t csa, const T* BF_RESTRICT B,
+                              Py_ssize_t rsb, Py_ssize_t csb, int beta, T* BF_RESTRICT C,
+                              Py_ssize_t ldc, const T* BF_RESTRICT bias) {
+    const Py_ssize_t G = BF_LANE_BYTES / sizeof(T);
+    const V al = alpha ? *(const V*)alpha : -(V){0};
+    for (Py_ssize_t r0 = 0; r0 < M; r0 += TR)
+        for (Py_ssize_t j0 = 0; j0 < N; j0 += TC) {
+            const Py_ssize_t mr = M - r0 < TR ? M - r0 : TR, nc = N - j0 < TC ? N - j0 : TC;
+            const T* at = A + r0 * rsa * G;
+            const T* bt = B + j0 * csb * G;
+            T* ct = C + (r0 * ldc + j0) * G;
+            const T* bb = bias ? bias + j0 * G : NULL;
+            /* Whole tiles of the layouts _lane_batch's products take, with
+               their unit strides constant. */
+            if (mr == TR && nc == TC && !alpha && csa == 1 && rsb == 1)
+                FN(bf_lane_tile_)(0, TR, TC, K, al, at, rsa, 1, bt, 1, csb, beta, ct, ldc, bb);
+            else if (mr == TR && nc == TC && !alpha && csa == 1 && csb == 1)
+                FN(bf_lane_tile_)(0, TR, TC, K, al, at, rsa, 1, bt, rsb, 1, beta, ct, ldc, bb);
+            else if (mr == TR && nc == TC && alpha && rsa == 1 && csb == 1)
+                FN(bf_lane_tile_)(1, TR, TC, K, al, at, 1, csa, bt, rsb, 1, beta, ct, ldc, bb);
+            else if (alpha)
+                FN(bf_lane_tile_)(1, mr, nc, K, al, at, rsa, csa, bt, rsb, csb, beta, ct, ldc,
+                                  bb);
+            else
+                FN(bf_lane_tile_)(0, mr, nc, K, al, at, rsa, csa, bt, rsb, csb, beta, ct, ldc,
+                                  bb);
+        }
+}
+
+#undef TR
+#undef TC
+
 #undef VMADD
 #undef V
 
@@ -142,6 +235,25 @@ static void FN(bf_lane_sgd_)(const T* BF_RESTRICT alpha, const T* BF_RESTRICT D,
                 for (Py_ssize_t i = 0; i < n_in; i++)
                     W[(j * n_in + i) * G + l] = MADD(c, A[(r * n_in + i) * G + l],
                                                      W[(j * n_in + i) * G + l]);
+            }
+}
+
+static void FN(bf_lane_gemm_)(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                              const T* BF_RESTRICT alpha, const T* BF_RESTRICT A,
+                              Py_ssize_t rsa, Py_ssize_t csa, const T* BF_RESTRICT B,
+                              Py_ssize_t rsb, Py_ssize_t csb, int beta, T* BF_RESTRICT C,
+                              Py_ssize_t ldc, const T* BF_RESTRICT bias) {
+    for (Py_ssize_t r = 0; r < M; r++)
+        for (Py_ssize_t j = 0; j < N; j++)
+            for (Py_ssize_t l = 0; l < G; l++) {
+                T s = beta ? C[(r * ldc + j) * G + l] : -(T)0;
+                for (Py_ssize_t k = 0; k < K; k++) {
+                    T a = A[(r * rsa + k * csa) * G + l];
+                    if (alpha)
+                        a = alpha[l] * a;
+                    s = MADD(a, B[(k * rsb + j * csb) * G + l], s);
+                }
+                C[(r * ldc + j) * G + l] = bias ? s + bias[j * G + l] : s;
             }
 }
 

@@ -56,14 +56,15 @@ def _same_history(h, g):
                     for f in COMPARED))
 
 
-def _check_equal(make, X, y, epochs, subsets=None, sample_weight=None, **options):
-    """fit_many against the sequential loop, for the per-network options
-    given as lists and the shared ones as they are."""
+def _check_equal(make, X, y, epochs, subsets=None, sample_weight=None, n_threads=None,
+                 **options):
+    """fit_many (on n_threads) against the sequential loop, for the
+    per-network options given as lists and the shared ones as they are."""
     many = make()
     alone = make()
     count = len(many)
     hs = fit_many(many, X, y, epochs=epochs, subsets=subsets,
-                  sample_weight=sample_weight, **options)
+                  sample_weight=sample_weight, n_threads=n_threads, **options)
     for k in range(count):
         opts = {name: (v[k] if isinstance(v, list) else v) for name, v in options.items()}
         s = None if subsets is None else subsets[k]
@@ -361,6 +362,39 @@ def test_lanes_with_subsets_weights_and_other_networks(dtype):
         assert _same_history(hs[k], g), f"network {k}"
 
 
+# Wider networks share lanes too, in full groups where there are enough of
+# them for every thread (n_threads=1 here), each product in the spelling the
+# network alone gives it: bf_gemm's chains past SMALL_PRODUCT, the small
+# loops' below (a short last batch), the first layer transposed where fit
+# transposes it.
+WIDE_NETS = {
+    "softmax-transposed-first": ((20, 16, 5), ("tanh", "softmax"), "cross_entropy", 16),
+    "deep-middle-wide": ((6, 40, 30, 3), ("relu", "sigmoid", "softmax"), "cross_entropy", 8),
+    "squared-error": ((12, 48, 2), ("sigmoid", "identity"), "squared_error", 10),
+    "online": ((70, 64, 3), ("tanh", "sigmoid"), "cross_entropy", 1),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("kind", sorted(WIDE_NETS))
+def test_wider_networks_in_lanes_equal_their_own_fits(kind, dtype):
+    sizes, acts, loss, batch = WIDE_NETS[kind]
+    rng = np.random.default_rng(4)
+    n = 70
+    X = rng.uniform(-1, 1, size=(n, sizes[0]))
+    if acts[-1] == "softmax":
+        y = rng.integers(0, sizes[-1], n)
+    else:
+        y = rng.uniform(0, 1, size=(n, sizes[-1]))
+    count = 19   # a full group and more, of every lane width, and some alone
+    subsets = [rng.integers(0, n, n) if k % 3 == 1 else None for k in range(count)]
+    weights = [rng.uniform(0.5, 2.0, n) if k % 4 == 2 else None for k in range(count)]
+    _check_equal(_tiny(count, dtype, sizes, acts, loss), X, y, [3 + k % 2 for k in range(count)],
+                 subsets=subsets, sample_weight=weights, n_threads=1, batch_size=batch,
+                 learning_rate=[0.02 * (1 + k % 5) for k in range(count)],
+                 shuffle=[k % 5 != 0 for k in range(count)])
+
+
 def test_a_diverging_network_in_a_lane_stops_alone():
     X, _ = _data(d=3)
     y = X @ np.arange(1.0, 4.0)
@@ -419,19 +453,21 @@ def test_ctrl_c_leaves_every_network_consistent(d, hidden, batch, count):
     assert time.perf_counter() - t0 < 0.5 * 3 * per_epoch * epochs
     steps = X.shape[0] // batch
     for net, p0 in zip(nets, start):
-        assert len(net.history) < epochs
+        done = len(net.history)
+        assert done < epochs
+        # The epochs recorded, replayed by fit (fit_many's networks train as
+        # alone), then at most one more epoch step by step.
         replay = make()[0]
         replay._params[...] = p0
-        for step in range(steps * (len(net.history) + 1) + 1):
+        if done:
+            replay.fit(X, y, epochs=done, batch_size=batch, learning_rate=rate, shuffle=False)
+        for step in range(steps + 1):
             if np.array_equal(replay._params, net._params):
                 break
-            i = step % steps
-            replay.train_step(X[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch],
-                              rate)
+            replay.train_step(X[step * batch:(step + 1) * batch],
+                              y[step * batch:(step + 1) * batch], rate)
         else:
             pytest.fail("a network's parameters match no whole number of steps")
-        # Steps done cover the epochs recorded, and no more than one more epoch.
-        assert steps * len(net.history) <= step < steps * (len(net.history) + 1) + 1
         net.fit(X, y, epochs=1)   # usable: the lock was released
 
 
