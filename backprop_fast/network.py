@@ -54,6 +54,10 @@ FORMAT_VERSION = 1
 
 # Rows per kernel call in predict/evaluate: bounds the workspace for large X.
 _CHUNK_ELEMENTS = 1 << 20
+# Fits whose scratch is at most this size have the kernel allocate it for
+# the run: below the C library's threshold for fresh mappings, so it costs
+# no page faults, where a kept array's new view costs more.
+_OWN_SCRATCH_BYTES = 1 << 16
 
 
 class DivergenceError(FloatingPointError, ValueError):
@@ -929,9 +933,10 @@ class Network:
 
     def _fit_layout(self, batch, sparse=False):
         """(workspace length, bsum length, the kernel view of an empty array,
-        and the kernel views of an empty validation set) for fit with batches
-        of ``batch`` rows (of a sparse X where ``sparse``), shared by the
-        networks of this architecture."""
+        the kernel views of an empty validation set, and those of empty
+        order and bsum arrays) for fit with batches of ``batch`` rows (of a
+        sparse X where ``sparse``), shared by the networks of this
+        architecture."""
         sizes, acts, layouts, _ = self._architecture()
         layout = layouts.get((batch, sparse))
         if layout is None:
@@ -940,7 +945,9 @@ class Network:
                 _kernel.bsum_size(sizes, acts, batch),
                 _kernel.view(np.empty(0, dtype=self._dtype)),
                 (_kernel.view2(np.empty((0, self._layer_sizes[0]), dtype=self._dtype)),
-                 _kernel.view2(np.empty((0, self._layer_sizes[-1]), dtype=self._dtype))))
+                 _kernel.view2(np.empty((0, self._layer_sizes[-1]), dtype=self._dtype))),
+                (_kernel.view(np.empty(0, dtype=np.intp)),
+                 _kernel.view(np.empty(0, dtype=np.float64))))
         return layout
 
     def _kview(self, name, arr, size=None):
@@ -1530,9 +1537,10 @@ class Network:
                     weights = weights * cw
         return weights
 
-    def _optimizer_buffers(self, settings, no_buffer):
+    def _optimizer_buffers(self, settings, no_buffer, own_scratch=False):
         """Kernel views of grad, m1, m2, keeping the state of the last fit
-        (``no_buffer``, the kernel view of an empty array, where unused)."""
+        (``no_buffer``, the kernel view of an empty array, where unused, and
+        for grad where the kernel allocates the fit's scratch)."""
         kind = settings.optimizer
         sgd = OPTIMIZERS["sgd"]
         fold = kind == sgd and settings.momentum == 0 and settings.weight_decay == 0
@@ -1546,7 +1554,7 @@ class Network:
                   else np.empty(0, dtype=self._dtype))
             self._optimizer, self._opt_m1, self._opt_m2 = kind, m1, m2
             self._opt_step[0] = 0
-        return (self._fit_buffer("grad", self._params.size),
+        return (no_buffer if own_scratch else self._fit_buffer("grad", self._params.size),
                 self._kview("m1", self._opt_m1), self._kview("m2", self._opt_m2))
 
     # ------------------------------------------------------------ persistence
@@ -1763,8 +1771,15 @@ class _FitRun:
         settings = self.settings
         X, Y, weights, X_val, Y_val, w_val, val_stats = self.data
         Xd, xs = _kernel_X(X)
-        work_size, bsum_size, no_weights, no_val = net._fit_layout(settings.batch,
-                                                                   xs is not None)
+        work_size, bsum_size, no_weights, no_val, (no_order, no_bsum) = net._fit_layout(
+            settings.batch, xs is not None)
+        rows = Xd.shape[0] if xs is None else X.shape[0]
+        size = net._params.size
+        # A small network's scratch comes from the kernel, allocated for the
+        # run (see fit_call); a large one's is kept, as fresh pages cost
+        # more than a short fit.
+        own = ((work_size + 3 * size) * net._params.itemsize + (bsum_size + rows) * 8
+               <= _OWN_SCRATCH_BYTES)
         if weights is None:
             weights = no_weights
         if X_val is None:
@@ -1773,9 +1788,16 @@ class _FitRun:
         extra: Tuple[Any, ...] = ()
         if self.scored:
             extra = (no_weights if w_val is None else w_val, val_stats)
-        grad, m1, m2 = net._optimizer_buffers(settings, no_weights)
-        best = (net._fit_buffer("best", net._params.size)
-                if settings.early_stopping and settings.restore_best else no_weights)
+        grad, m1, m2 = net._optimizer_buffers(settings, no_weights, own)
+        if own:
+            order, work, bsum, snapshot, best = no_order, no_weights, no_bsum, no_weights, no_weights
+        else:
+            order = net._fit_buffer("order", rows, np.intp)
+            work = net._fit_buffer("work", work_size)
+            bsum = net._fit_buffer("bsum", bsum_size, np.float64)
+            snapshot = net._fit_buffer("snapshot", size)
+            best = (net._fit_buffer("best", size)
+                    if settings.early_stopping and settings.restore_best else no_weights)
         if self.verbose:
             self.progress = ProgressBar(self.epochs, every_epoch=self.verbose == 2)
         # Without callbacks or progress the kernel never calls back: the
@@ -1784,11 +1806,9 @@ class _FitRun:
         kv = net._kview
         return _kernel.fit_call(
             *net._net_views(), LOSSES[net._loss], Xd, Y, weights, X_val, Y_val, settings,
-            kv("rng_state", net._rng_state), kv("step", net._opt_step),
-            net._fit_buffer("order", Xd.shape[0] if xs is None else X.shape[0], np.intp),
-            net._fit_buffer("work", work_size), net._fit_buffer("bsum", bsum_size, np.float64),
-            grad, m1, m2, net._fit_buffer("snapshot", net._params.size), best, self.out,
-            hook, *extra, x_sparse=xs, val_sparse=val_sparse, bf16=net._bf16)
+            kv("rng_state", net._rng_state), kv("step", net._opt_step), order, work, bsum,
+            grad, m1, m2, snapshot, best, self.out, hook, *extra, x_sparse=xs,
+            val_sparse=val_sparse, bf16=net._bf16, own_scratch=own)
 
     def record_finished(self):
         """After an exception: the epochs that finished go into the network's

@@ -573,10 +573,49 @@ cdef class FitCall:
     cdef object keep
     cdef Settings settings
     cdef object hook
+    cdef void* scratch      # the run's own scratch (fit_call's own_scratch), or NULL
 
     def __dealloc__(self):
         Py_XDECREF(self.r.error)
         self.r.error = NULL
+        free(self.scratch)
+        self.scratch = NULL
+
+
+cdef inline size_t _lines(size_t nbytes) noexcept nogil:
+    """nbytes rounded up to whole 64-byte lines."""
+    return (nbytes + 63) // 64 * 64
+
+
+cdef int _own_scratch(FitCall c, Py_ssize_t n, size_t work_bytes, Py_ssize_t bsum_size,
+                      size_t params_bytes, bint best, bint grad) except -1:
+    """c's run's scratch (see fit_call's own_scratch) in one block of
+    64-byte-aligned parts."""
+    cdef Run* r = &c.r
+    cdef size_t total = (_lines(n * sizeof(Py_ssize_t)) + _lines(work_bytes)
+                         + _lines(bsum_size * sizeof(double))
+                         + (1 + best + grad) * _lines(params_bytes))
+    cdef char* block = <char*>malloc(total + 64)
+    if block == NULL:
+        raise MemoryError()
+    c.scratch = block
+    block += (64 - <size_t>block % 64) % 64
+    r.order = <Py_ssize_t*>block
+    block += _lines(n * sizeof(Py_ssize_t))
+    r.work = block
+    block += _lines(work_bytes)
+    r.bsum = <double*>block
+    block += _lines(bsum_size * sizeof(double))
+    r.snapshot = block
+    block += _lines(params_bytes)
+    r.best = NULL
+    r.grad = NULL
+    if best:
+        r.best = block
+        block += _lines(params_bytes)
+    if grad:
+        r.grad = block
+    return 0
 
 
 def fit_call(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] acts,
@@ -588,7 +627,8 @@ def fit_call(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] a
              floating[::1] m1, floating[::1] m2, floating[::1] snapshot,
              floating[::1] best, double[:, ::1] history, object epoch_end,
              const floating[::1] val_weight=None, double[::1] val_stats=None,
-             object x_sparse=None, object val_sparse=None, bint bf16=False):
+             object x_sparse=None, object val_sparse=None, bint bf16=False,
+             bint own_scratch=False):
     """Check one fit's arguments against its network; returns the FitCall
     that ``run_fits`` runs.
 
@@ -626,6 +666,11 @@ def fit_call(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] a
     its inputs rounded to bfloat16 (the caller rounds a sparse X's values,
     see round_bfloat16); parameters, optimizer state, activations and
     deltas stay float32.
+
+    ``own_scratch``: the FitCall allocates order, work, bsum, snapshot,
+    grad and best itself, for the run only (those arguments are then not
+    read): for a small network, where a fresh buffer's view costs more than
+    its allocation (a large one's scratch would page-fault on every call).
     """
     cdef FitCall c = FitCall.__new__(FitCall)
     cdef Run* r = &c.r
@@ -636,6 +681,7 @@ def fit_call(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] a
     cdef floating* p = &params[0]
     cdef bint keep_best, fold
     cdef int metric
+    cdef Py_ssize_t work_size
     _check_bf16(bf16, p)
     _init_net(net, sizes, acts, loss, bf16)
     if is_sp:
@@ -646,15 +692,15 @@ def fit_call(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] a
     metric = settings.val_metric if n_val > 0 else METRIC_NONE
     keep_best = (settings.early_stopping and settings.restore_best
                  and (settings.stopping != STOP_SKLEARN or metric != METRIC_NONE))
-    if (params.shape[0] != net.n_params
-            or work.shape[0] < (_workspace_size(net, batch) if not is_sp
-                                else _workspace_size_csr(net, batch))
-            or bsum.shape[0] < _bsum_size(net, batch)
-            or snapshot.shape[0] != net.n_params or history.shape[0] < settings.epochs
+    work_size = _workspace_size(net, batch) if not is_sp else _workspace_size_csr(net, batch)
+    if (params.shape[0] != net.n_params or history.shape[0] < settings.epochs
             or history.shape[1] != H_COLUMNS or rng_state.shape[0] != 4
             or (weighted and sample_weight.shape[0] != n)
-            or batch < 1 or settings.epochs < 0 or order.shape[0] < n
-            or step.shape[0] < 1):
+            or batch < 1 or settings.epochs < 0 or step.shape[0] < 1
+            or not own_scratch and (work.shape[0] < work_size
+                                    or bsum.shape[0] < _bsum_size(net, batch)
+                                    or snapshot.shape[0] != net.n_params
+                                    or order.shape[0] < n)):
         raise ValueError("buffers do not match the network")
     _check_rows(net, n, n if is_sp else X.shape[0], X.shape[1], Y.shape[0], Y.shape[1])
     if n_val > 0:
@@ -662,12 +708,12 @@ def fit_call(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] a
                     X_val.shape[1], Y_val.shape[0], Y_val.shape[1])
     fold = (settings.optimizer == OPT_SGD and settings.momentum == 0
             and settings.weight_decay == 0)
-    if not fold and (grad.shape[0] != net.n_params
+    if not fold and (not own_scratch and grad.shape[0] != net.n_params
                      or (settings.optimizer != OPT_SGD or settings.momentum != 0)
                      and m1.shape[0] != net.n_params
                      or settings.optimizer != OPT_SGD and m2.shape[0] != net.n_params):
         raise ValueError("optimizer buffers do not match the network")
-    if keep_best and best.shape[0] != net.n_params:
+    if keep_best and not own_scratch and best.shape[0] != net.n_params:
         raise ValueError("best must hold the parameters")
     r.vw = NULL
     r.vstats = NULL
@@ -694,14 +740,18 @@ def fit_call(floating[::1] params, const Py_ssize_t[::1] sizes, const int[::1] a
     r.val_sp = val_sp
     r.rng_state = &rng_state[0]
     r.step = &step[0]
-    r.order = &order[0] if order.shape[0] > 0 else NULL
-    r.work = &work[0]
-    r.bsum = &bsum[0]
-    r.grad = _ptr(grad)
     r.m1 = _ptr(m1)
     r.m2 = _ptr(m2)
-    r.snapshot = &snapshot[0]
-    r.best = _ptr(best)
+    if own_scratch:
+        _own_scratch(c, n, work_size * sizeof(floating), _bsum_size(net, batch),
+                     net.n_params * sizeof(floating), keep_best, not fold)
+    else:
+        r.order = &order[0] if order.shape[0] > 0 else NULL
+        r.work = &work[0]
+        r.bsum = &bsum[0]
+        r.grad = _ptr(grad)
+        r.snapshot = &snapshot[0]
+        r.best = _ptr(best)
     r.history = &history[0, 0] if history.shape[0] > 0 else NULL
     r.hook = NULL if epoch_end is None else <PyObject*>epoch_end
     r.abort = NULL
