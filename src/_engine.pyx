@@ -1786,13 +1786,15 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
     cdef void* block
     if m < 1:
         return
-    block = malloc(doubles * sizeof(double) + floats * sizeof(floating))
+    block = malloc(doubles * sizeof(double) + floats * sizeof(floating) + 64)
     if block == NULL:
         # No room to interleave: each network trains on its own.
         for k in range(m):
             _fit_run(runs[k], <floating*>runs[k].params)
         return
-    bsum = <double*>block
+    # Every buffer's lanes in one whole vector: a vector split over two
+    # cache lines loads at half speed.
+    bsum = <double*>(<char*>block + (64 - <size_t>block % 64) % 64)
     PL = <floating*>(bsum + doubles)
     work = PL + n_params * G
     XL = work + batch * (_total_width(net) + 2 * net.widest) * G
