@@ -27,8 +27,8 @@ def fit_many(networks: Sequence[Network], X: ArrayLike, y: ArrayLike, *,
     state, shuffling and History, bit for bit, as each network's arithmetic
     does not depend on what else runs. It runs with the GIL released,
     spreading the networks over ``n_threads`` threads, one network per
-    thread at a time; small networks trained by plain SGD go several at a
-    time, one per vector lane (see the "Many networks at once" page).
+    thread at a time; small networks go several at a time, one per vector
+    lane (see the "Many networks at once" page).
 
     Parameters
     ----------

@@ -1482,32 +1482,43 @@ cdef enum:
     LANE_BLOCK = 1 << 20
 
 
-cdef inline Py_ssize_t _lane_floats(const Net* net, Py_ssize_t batch) noexcept nogil:
+cdef inline bint _folds(const Opts* s) noexcept nogil:
+    """Whether the run trains by plain SGD, its update folded into the
+    weight-gradient product (no gradient or optimizer state)."""
+    return s.optimizer == OPT_SGD and s.momentum == 0 and s.weight_decay == 0
+
+
+cdef inline Py_ssize_t _lane_floats(const Net* net, Py_ssize_t batch,
+                                    bint state) noexcept nogil:
     """A lane's share of a group's buffers, in numbers of its type: the
-    parameters, the workspace of _lane_batch and the batch's rows."""
-    return net.n_params + batch * (_total_width(net) + 2 * net.widest + net.sizes[0]
-                                   + net.sizes[net.n_layers] + 1)
+    parameters, the workspace of _lane_batch and the batch's rows, and
+    (state) the gradient and the optimizer's two state buffers."""
+    return (net.n_params * (4 if state else 1)
+            + batch * (_total_width(net) + 2 * net.widest + net.sizes[0]
+                       + net.sizes[net.n_layers] + 1))
 
 
 cdef bint _lane_ready(const Run* r) noexcept nogil:
-    """Whether a run may train in a lane: plain SGD on dense rows with
-    neither validation rows nor a callback, a softmax output only with
-    cross-entropy, and a group's buffers no larger than LANE_BLOCK."""
+    """Whether a run may train in a lane: dense rows with neither validation
+    rows nor a callback, a softmax output only with cross-entropy, and a
+    group's buffers no larger than LANE_BLOCK."""
     cdef const Net* net = &r.net
     if (r.is_sp or net.bf16 or r.n_val > 0 or r.hook != NULL or r.n < 1
-            or r.s.optimizer != OPT_SGD or r.s.momentum != 0 or r.s.weight_decay != 0
             or (net.acts[net.n_layers - 1] == ACT_SOFTMAX
                 and net.loss != LOSS_CROSS_ENTROPY)):
         return False
-    return BF_LANE_BYTES * _lane_floats(net, r.s.batch) <= LANE_BLOCK
+    return BF_LANE_BYTES * _lane_floats(net, r.s.batch, not _folds(&r.s)) <= LANE_BLOCK
 
 
 cdef bint _lane_mates(const Run* a, const Run* b) noexcept nogil:
     """Whether two ready runs can share a group: one architecture and type,
-    as many rows and the same batch size."""
+    as many rows, the same batch size and the same branch of the optimizer
+    (its settings may differ)."""
     cdef Py_ssize_t m
     if (a.dbl != b.dbl or a.n != b.n or a.s.batch != b.s.batch
-            or a.net.n_layers != b.net.n_layers or a.net.loss != b.net.loss):
+            or a.net.n_layers != b.net.n_layers or a.net.loss != b.net.loss
+            or a.s.optimizer != b.s.optimizer or _folds(&a.s) != _folds(&b.s)
+            or (a.s.momentum == 0) != (b.s.momentum == 0) or a.s.nesterov != b.s.nesterov):
         return False
     for m in range(a.net.n_layers):
         if (a.net.sizes[m + 1] != b.net.sizes[m + 1]
@@ -1621,18 +1632,105 @@ cdef void _lane_softmax(floating* Z, const floating* Y, const floating* sw, floa
     _weighted_sums(syz, sw, rows, G, costs)
 
 
+cdef inline void _lane_weights(bint transposed, const floating* alpha, const floating* A,
+                               const floating* D, bint beta, floating* C, Py_ssize_t rows,
+                               Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+    """C (n_out x n_in) = alpha D.T @ A (+ C where beta) in every lane, as
+    matmul_atb_acc spells it at this size; or, for the first layer held
+    transposed, C (n_in x n_out) = alpha A.T @ D (+ C), alpha scaling A.
+    alpha: one per lane. (The small loops start from zeros, bf_gemm from
+    -0: the sums differ only in the sign of an exact zero.)"""
+    cdef Py_ssize_t G = BF_LANE_BYTES // sizeof(floating), j
+    if rows * n_out * n_in > SMALL_PRODUCT:
+        if transposed:
+            _lane_gemm(n_in, n_out, rows, alpha, A, 1, n_in, D, n_out, 1, beta, C, n_out, NULL)
+        else:
+            _lane_gemm(n_out, n_in, rows, alpha, D, 1, n_out, A, n_in, 1, beta, C, n_in, NULL)
+        return
+    if not beta:
+        for j in range(n_out * n_in * G):
+            C[j] = 0
+    if transposed:
+        _lane_sgd(alpha, A, D, C, rows, n_in, n_out)
+    else:
+        _lane_sgd(alpha, D, A, C, rows, n_out, n_in)
+
+
+cdef void _lane_step(const Optim** opts, const double* rate, floating* p,
+                     const floating* g, floating* m, floating* v, Py_ssize_t n,
+                     Py_ssize_t G) noexcept nogil:
+    """_optimizer_step in every lane, each with its own settings (one
+    branch for all: _lane_mates), on n interleaved parameters."""
+    cdef Py_ssize_t i, l
+    cdef const Optim* o = opts[0]
+    cdef floating lr[16]
+    cdef floating wd[16]
+    cdef floating mu[16]
+    cdef floating b1[16]
+    cdef floating b2[16]
+    cdef floating eps[16]
+    cdef floating step[16]
+    cdef floating bc2_sqrt[16]
+    cdef floating decay[16]
+    cdef floating d, one = 1
+    for l in range(G):
+        lr[l] = <floating>rate[l]
+        wd[l] = <floating>opts[l].weight_decay
+        mu[l] = <floating>opts[l].momentum
+        b1[l] = <floating>opts[l].beta1
+        b2[l] = <floating>opts[l].beta2
+        eps[l] = <floating>opts[l].epsilon
+    if o.kind == OPT_SGD:
+        if o.momentum == 0:
+            for i in range(n):
+                for l in range(G):
+                    p[i * G + l] = p[i * G + l] - lr[l] * (g[i * G + l] + wd[l] * p[i * G + l])
+        elif o.nesterov:
+            for i in range(n):
+                for l in range(G):
+                    d = g[i * G + l] + wd[l] * p[i * G + l]
+                    m[i * G + l] = mu[l] * m[i * G + l] + d
+                    p[i * G + l] = p[i * G + l] - lr[l] * (d + mu[l] * m[i * G + l])
+        else:
+            for i in range(n):
+                for l in range(G):
+                    m[i * G + l] = mu[l] * m[i * G + l] + (g[i * G + l] + wd[l] * p[i * G + l])
+                    p[i * G + l] = p[i * G + l] - lr[l] * m[i * G + l]
+        return
+    for l in range(G):
+        step[l] = <floating>(rate[l] / opts[l].bc1)
+        bc2_sqrt[l] = <floating>sqrt(opts[l].bc2)
+    if o.kind == OPT_ADAMW:
+        for l in range(G):
+            decay[l] = <floating>(1.0 - rate[l] * opts[l].weight_decay)
+            wd[l] = 0
+        for i in range(n):
+            for l in range(G):
+                p[i * G + l] = p[i * G + l] * decay[l]
+    for i in range(n):
+        for l in range(G):
+            d = g[i * G + l] + wd[l] * p[i * G + l]
+            m[i * G + l] = b1[l] * m[i * G + l] + (one - b1[l]) * d
+            v[i * G + l] = b2[l] * v[i * G + l] + (one - b2[l]) * d * d
+            p[i * G + l] = (p[i * G + l] - step[l] * m[i * G + l]
+                            / (_sqrt(v[i * G + l]) / bc2_sqrt[l] + eps[l]))
+
+
 cdef void _lane_batch(const Net* net, floating* PL, const floating* X, const floating* Y,
                       const floating* sw, Py_ssize_t rows, Py_ssize_t batch,
                       floating* work, double* bsum, const double* rate,
+                      const Optim** opts, floating* GL, floating* M1, floating* M2,
                       double* costs) noexcept nogil:
-    """One plain SGD step of every lane on its ``rows`` samples: _batch's
+    """One optimizer step of every lane on its ``rows`` samples: _batch's
     passes (see there) with every buffer interleaved, each product in the
     small loops' spelling or bf_gemm's as _blas.pxd chooses for the network
     alone, the first layer transposed where _transposed_first has it so.
-    IN: X, Y, sw (or NULL) the lanes' rows; rate, one per lane. IN/OUT: PL
-    the lanes' parameters. OUT: costs, each lane's cost sum. SCRATCH: work
-    (batch * (total width + 2 * widest) * LANES), bsum (max(widest, 3 *
-    batch) * LANES)."""
+    IN: X, Y, sw (or NULL) the lanes' rows; rate and opts, one per lane.
+    IN/OUT: PL the lanes' parameters; M1, M2 their optimizer state (laid
+    out like PL; NULL where unused). OUT: costs, each lane's cost sum.
+    SCRATCH: work (batch * (total width + 2 * widest) * LANES), bsum
+    (max(widest, 3 * batch) * LANES), GL (like PL; NULL for plain SGD,
+    whose update is folded into the weight-gradient product)."""
     cdef Py_ssize_t G = BF_LANE_BYTES // sizeof(floating)
     cdef Py_ssize_t L = net.n_layers
     cdef Py_ssize_t m, j, l, r, n_in, n_out, w_off = 0, a_off = 0
@@ -1644,7 +1742,10 @@ cdef void _lane_batch(const Net* net, floating* PL, const floating* X, const flo
     cdef floating* Z
     cdef const floating* a_in = X
     cdef floating alpha[16]
+    cdef floating mean[16]
+    cdef floating* GW = NULL
     cdef bint wt = _transposed_first(net, batch)
+    cdef bint fold = GL == NULL
     for m in range(L):
         n_in = net.sizes[m]
         n_out = net.sizes[m + 1]
@@ -1680,6 +1781,7 @@ cdef void _lane_batch(const Net* net, floating* PL, const floating* X, const flo
     _column_sums(D, bsum, rows, n_out * G)
     for l in range(G):
         alpha[l] = <floating>(-rate[l] / rows)
+        mean[l] = <floating>(1.0 / rows)
     for m in range(L - 1, -1, -1):
         n_in = net.sizes[m]
         n_out = net.sizes[m + 1]
@@ -1690,9 +1792,14 @@ cdef void _lane_batch(const Net* net, floating* PL, const floating* X, const flo
             a_in = work + batch * a_off * G
         else:
             a_in = X
-        for j in range(n_out):
-            for l in range(G):
-                b[j * G + l] = b[j * G + l] + <floating>(-rate[l] * bsum[j * G + l] / rows)
+        if fold:
+            for j in range(n_out):
+                for l in range(G):
+                    b[j * G + l] = b[j * G + l] + <floating>(-rate[l] * bsum[j * G + l] / rows)
+        else:
+            GW = GL + w_off * G
+            for j in range(n_out * G):
+                GW[n_out * n_in * G + j] = <floating>(bsum[j] / rows)
         if m > 0:
             if rows * n_in * n_out > SMALL_PRODUCT:
                 _lane_gemm(rows, n_in, n_out, NULL, D, n_out, 1, W, n_in, 1, False, P, n_in,
@@ -1700,18 +1807,14 @@ cdef void _lane_batch(const Net* net, floating* PL, const floating* X, const flo
             else:
                 _lane_ab(D, W, P, rows, n_out, n_in)
             _hidden_delta(net.acts[m - 1], P, a_in, bsum, rows, n_in * G)
-        if m == 0 and wt:
-            # W0.T += alpha X.T @ D: alpha scales X here.
-            if rows * n_out * n_in > SMALL_PRODUCT:
-                _lane_gemm(n_in, n_out, rows, alpha, a_in, 1, n_in, D, n_out, 1, True, W,
-                           n_out, NULL)
-            else:
-                _lane_sgd(alpha, a_in, D, W, rows, n_in, n_out)
-        elif rows * n_out * n_in > SMALL_PRODUCT:
-            _lane_gemm(n_out, n_in, rows, alpha, D, 1, n_out, a_in, n_in, 1, True, W, n_in,
-                       NULL)
+        if not fold:
+            # The weights' mean gradient, then the step of the layer's
+            # weights and biases.
+            _lane_weights(m == 0 and wt, mean, a_in, D, False, GW, rows, n_out, n_in)
+            _lane_step(opts, rate, W, GW, M1 + w_off * G if M1 != NULL else NULL,
+                       M2 + w_off * G if M2 != NULL else NULL, n_out * (n_in + 1), G)
         else:
-            _lane_sgd(alpha, D, a_in, W, rows, n_out, n_in)
+            _lane_weights(m == 0 and wt, alpha, a_in, D, True, W, rows, n_out, n_in)
         swap = D
         D = P
         P = swap
@@ -1721,8 +1824,9 @@ cdef void _lane_batch(const Net* net, floating* PL, const floating* X, const flo
 
 cdef void _lane_params(const Net* net, Py_ssize_t batch, floating* PL, const floating* p,
                        Py_ssize_t l, bint out) noexcept nogil:
-    """Network l's parameters into lane l of PL, or (out) back; the first
-    layer's weights transposed in PL where _lane_batch trains them so."""
+    """p, laid out like a network's parameters, into lane l of PL, or (out)
+    back; the first layer's weights transposed in PL where _lane_batch
+    trains them so."""
     cdef Py_ssize_t G = BF_LANE_BYTES // sizeof(floating)
     cdef Py_ssize_t i, j, start = 0
     cdef Py_ssize_t n0 = net.sizes[0], n1 = net.sizes[1]
@@ -1741,6 +1845,17 @@ cdef void _lane_params(const Net* net, Py_ssize_t batch, floating* PL, const flo
     else:
         for i in range(start, net.n_params):
             PL[i * G + l] = p[i]
+
+
+cdef void _lane_state(const Net* net, Py_ssize_t batch, floating* PL, floating* M1,
+                      floating* M2, Run* r, Py_ssize_t l, bint out) noexcept nogil:
+    """Network r's parameters and optimizer state (where the lanes keep
+    it and the network has it) into lane l, or (out) back."""
+    _lane_params(net, batch, PL, <floating*>r.params, l, out)
+    if M1 != NULL and r.m1 != NULL:
+        _lane_params(net, batch, M1, <floating*>r.m1, l, out)
+    if M2 != NULL and r.m2 != NULL:
+        _lane_params(net, batch, M2, <floating*>r.m2, l, out)
 
 
 cdef inline void _lane_row(const floating** src, Py_ssize_t n, floating* dst,
@@ -1774,6 +1889,9 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
     cdef double rates[16]
     cdef bint weighted = False, aborted = False, any_live, once
     cdef floating* PL
+    cdef floating* GL = NULL
+    cdef floating* M1 = NULL
+    cdef floating* M2 = NULL
     cdef floating* XL
     cdef floating* YL
     cdef floating* WL
@@ -1781,7 +1899,10 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
     cdef double* bsum
     cdef const floating* xs[16]
     cdef const floating* ys[16]
-    cdef Py_ssize_t floats = G * _lane_floats(net, batch)
+    cdef const Optim* opts[16]
+    cdef Opts* s0 = &runs[0].s
+    cdef bint state = not _folds(s0)
+    cdef Py_ssize_t floats = G * _lane_floats(net, batch, state)
     cdef Py_ssize_t doubles = G * max(net.widest, 3 * batch)
     cdef void* block
     if m < 1:
@@ -1797,6 +1918,11 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
     bsum = <double*>(<char*>block + (64 - <size_t>block % 64) % 64)
     PL = <floating*>(bsum + doubles)
     work = PL + n_params * G
+    if state:
+        GL = work
+        M1 = GL + n_params * G
+        M2 = M1 + n_params * G
+        work = M2 + n_params * G
     XL = work + batch * (_total_width(net) + 2 * net.widest) * G
     YL = XL + batch * n_in * G
     WL = YL + batch * n_out * G
@@ -1808,6 +1934,7 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
     for l in range(G):
         lane[l] = runs[l] if l < m else runs[0]
         gathers[l] = lps[l if l < m else 0].gather
+        opts[l] = &lps[l if l < m else 0].opt
     # Rows that every epoch takes in the same order, in one batch, are
     # interleaved once.
     once = batch >= n
@@ -1816,7 +1943,7 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
     # Between epochs a network's parameters change only where it stops, so
     # they enter the lanes once.
     for l in range(G):
-        _lane_params(net, batch, PL, <floating*>lane[l].params, l, False)
+        _lane_state(net, batch, PL, M1, M2, lane[l], l, False)
     check_every = max(1, (1 << 20) // (batch * n_params * G))
     countdown = check_every
     for epoch in range(epochs):
@@ -1846,8 +1973,14 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
                                          else (<const floating*>lane[l].sw)[row])
                 _lane_row(xs, n_in, XL + i * n_in * G, G)
                 _lane_row(ys, n_out, YL + i * n_out * G, G)
+            if s0.optimizer != OPT_SGD:
+                for k in range(m):
+                    if live[k] and not broke[k]:
+                        runs[k].step[0] += 1
+                        lps[k].opt.bc1 = 1 - pow(lps[k].opt.beta1, <double>runs[k].step[0])
+                        lps[k].opt.bc2 = 1 - pow(lps[k].opt.beta2, <double>runs[k].step[0])
             _lane_batch(net, PL, XL, YL, WL if weighted else NULL, rows, batch, work, bsum,
-                        rates, costs)
+                        rates, opts, GL, M1, M2, costs)
             for k in range(m):
                 if live[k] and not broke[k]:
                     if isfinite(costs[k]):
@@ -1857,7 +1990,7 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
                         # after this step, as _fit_run leaves them.
                         lps[k].status = STATUS_NONFINITE_COST
                         broke[k] = True
-                        _lane_params(net, batch, PL, <floating*>runs[k].params, k, True)
+                        _lane_state(net, batch, PL, M1, M2, runs[k], k, True)
             start += rows
             countdown -= 1
             if countdown == 0:
@@ -1867,7 +2000,7 @@ cdef void _fit_lanes(Run** runs, Py_ssize_t m, floating* unused) noexcept nogil:
                     break
         for k in range(m):
             if live[k] and not broke[k]:
-                _lane_params(net, batch, PL, <floating*>runs[k].params, k, True)
+                _lane_state(net, batch, PL, M1, M2, runs[k], k, True)
         if aborted:
             for k in range(m):
                 if live[k]:

@@ -276,9 +276,9 @@ def test_bad_arguments_are_refused_before_training(call, error, match):
     assert all(len(n.history) == 0 for n in nets)
 
 
-# Networks of a few units that train by plain SGD train together, one in
-# each lane of a vector (see _fit_lanes in src/_engine.pyx): the results
-# must still be each network's own fit, bit for bit.
+# Networks of a few units train together, one in each lane of a vector
+# (see _fit_lanes in src/_engine.pyx): the results must still be each
+# network's own fit, bit for bit, optimizer state included.
 
 def _tiny(count, dtype, sizes, acts, loss, seed=0):
     return lambda: [Network(list(sizes), list(acts), loss, dtype=dtype, seed=seed + k)
@@ -305,6 +305,11 @@ TINY_OPTIONS = {
     "sklearn-rules": dict(stopping="sklearn", batch_size=12, learning_rate=0.3,
                           lr_schedule=["adaptive", "invscaling", "constant"] * 6 + ["constant"],
                           tol=1e-3, n_iter_no_change=2, loss_penalty=1e-3),
+    "adam": dict(optimizer="adam", batch_size=9, learning_rate=[1e-3 * (1 + k % 5)
+                                                                for k in range(19)],
+                 weight_decay=[0.0, 1e-2] * 9 + [0.0], beta2=[0.999, 0.99] * 9 + [0.9]),
+    "momentum-decay": dict(momentum=[0.5, 0.9] * 9 + [0.9], weight_decay=1e-3, batch_size=8,
+                           learning_rate=0.05),
 }
 
 
@@ -331,7 +336,8 @@ def test_tiny_networks_in_lanes_equal_their_own_fits(kind, options, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
 def test_lanes_with_subsets_weights_and_other_networks(dtype):
     """Bootstraps (as many rows, other rows), per-network sample weights,
-    and networks that cannot share lanes (Adam, softmax, wider) in one call."""
+    and networks that cannot share the others' lanes (another optimizer, a
+    softmax output, another width) in one call."""
     sizes, acts, loss = TINY_NETS["tanh-logistic"]
     X, y = _tiny_data(sizes, loss, n=30)
     y = (y > 0.5).astype(int)   # labels for the softmax network, targets for the others
@@ -375,9 +381,20 @@ WIDE_NETS = {
 }
 
 
+WIDE_OPTIONS = {
+    "sgd": dict(learning_rate=[0.02 * (1 + k % 5) for k in range(19)]),
+    "adam": dict(optimizer="adam", learning_rate=[1e-3 * (1 + k % 5) for k in range(19)],
+                 weight_decay=[0.0, 1e-3] * 9 + [0.0]),
+    "adamw": dict(optimizer="adamw", learning_rate=3e-3, weight_decay=1e-2,
+                  beta1=[0.8, 0.9] * 9 + [0.9]),
+    "nesterov": dict(momentum=0.9, nesterov=True, learning_rate=[0.01, 0.02] * 9 + [0.03]),
+}
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
+@pytest.mark.parametrize("options", sorted(WIDE_OPTIONS))
 @pytest.mark.parametrize("kind", sorted(WIDE_NETS))
-def test_wider_networks_in_lanes_equal_their_own_fits(kind, dtype):
+def test_wider_networks_in_lanes_equal_their_own_fits(kind, options, dtype):
     sizes, acts, loss, batch = WIDE_NETS[kind]
     rng = np.random.default_rng(4)
     n = 70
@@ -391,8 +408,7 @@ def test_wider_networks_in_lanes_equal_their_own_fits(kind, dtype):
     weights = [rng.uniform(0.5, 2.0, n) if k % 4 == 2 else None for k in range(count)]
     _check_equal(_tiny(count, dtype, sizes, acts, loss), X, y, [3 + k % 2 for k in range(count)],
                  subsets=subsets, sample_weight=weights, n_threads=1, batch_size=batch,
-                 learning_rate=[0.02 * (1 + k % 5) for k in range(count)],
-                 shuffle=[k % 5 != 0 for k in range(count)])
+                 shuffle=[k % 5 != 0 for k in range(count)], **WIDE_OPTIONS[options])
 
 
 def test_a_diverging_network_in_a_lane_stops_alone():
