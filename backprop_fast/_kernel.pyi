@@ -87,7 +87,8 @@ def fit_call(params: Buffer, sizes: Buffer, acts: Buffer, loss: int,
              epoch_end: Optional[Callable[[int], Any]],
              val_weight: Optional[Buffer] = None,
              val_stats: Optional[Buffer] = None, x_sparse: Optional[_Csr] = None,
-             val_sparse: Optional[_Csr] = None, bf16: bool = False) -> FitCall: ...
+             val_sparse: Optional[_Csr] = None, bf16: bool = False,
+             own_scratch: bool = False) -> FitCall: ...
 def run_fits(calls: List[FitCall], n_threads: int = 0,
              spread: bool = True) -> List[Tuple[int, int, int]]: ...
 def gradients(params: Buffer, sizes: Buffer, acts: Buffer, loss: int,
