@@ -999,6 +999,8 @@ cdef Py_ssize_t _group(Run** runs, Py_ssize_t m, int threads, Tasks* tasks) noex
         if limit > 1 and _lane_wide(r):
             mates = 1
             for k2 in range(k + 1, m):
+                if mates == lanes * threads:
+                    break
                 if runs[k2] != NULL and _lane_ready(runs[k2]) and _lane_mates(r, runs[k2]):
                     mates += 1
             if mates < lanes or (mates < lanes * threads and not (
