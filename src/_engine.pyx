@@ -1478,8 +1478,9 @@ cdef extern from "bf_lanes.h" nogil:
                         const float* bias)
 
 
-# A group's buffers (every lane's parameters, rows and activations) are kept
-# within a core's second-level cache, where interleaving pays.
+# A group's buffers (every lane's parameters, optimizer state, rows and
+# activations) are kept within a core's second-level cache, where
+# interleaving pays.
 cdef enum:
     LANE_BLOCK = 1 << 20
 
