@@ -1439,18 +1439,20 @@ cdef void _fit_run(Run* r, floating* p) noexcept nogil:
     _loop_end(r, p, &lp)
 
 
-# ------------------------------------------- small networks in vector lanes
+# ------------------------------------------------ networks in vector lanes
 #
 # A network of a few units leaves a vector register nearly empty and spends
-# its step in loop control and calls. Networks of one architecture that train
-# by plain SGD on rows of their own are therefore trained together: lane l of
+# its step in loop control and calls; one of a few dozen spends much of it
+# packing small matrix products. Networks of one architecture and optimizer
+# branch, each on rows of its own, are therefore trained together: lane l of
 # every vector holds network l's number (element e of a buffer of network l
 # at e * LANES + l, LANES being as many as a vector register of the build
 # holds, at most 16), so each instruction advances all of them. Every lane
 # does the arithmetic of the network's own fit in its order, operation for
-# operation (the small products' chains of multiply-adds, then the bias, in
-# bf_lanes.h; the same elementwise functions; the same sums in the same
-# order), so the results are those of _fit_run bit for bit.
+# operation (each product's chains of multiply-adds as the small loops or
+# bf_gemm spell them, then the bias, in bf_lanes.h; the same elementwise
+# functions and optimizer steps with the lane's own settings; the same sums
+# in the same order), so the results are those of _fit_run bit for bit.
 
 # The lane products, in C (bf_lanes.h): vector types spell the lanes, which
 # gcc would not vectorise as loops over them.

@@ -4,8 +4,10 @@
    registers holds, so one vector operation does the same step of every
    network.
 
-   Each lane does the arithmetic of its network's own products in the small
-   loops (src/_blas.pxd, bf_small.h), operation for operation: the forward
+   Each lane does the arithmetic of its network's own products, operation
+   for operation. Past SMALL_PRODUCT, bf_lane_gemm repeats bf_gemm's chains
+   (one multiply-add per k, in order, from C or -0, then the bias). Below
+   it, the small loops (src/_blas.pxd, bf_small.h): the forward
    product as _dot sums (the n_in mod 8 last terms from zero into the first
    of eight partial sums, the blocks of eight into the eight, added
    pairwise, then the bias), the product through the weights as the first
