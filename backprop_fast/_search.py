@@ -49,7 +49,14 @@ from sklearn.utils.validation import _num_samples, check_is_fitted, validate_dat
 from ._cluster import LostWorkError, active_client, run_slices, slices, worker_threads
 from .many import fit_many
 from .network import _FIT_DEFAULTS, DivergenceError
-from .sklearn import _NONFINITE, MLPClassifier, MLPRegressor, _BaseMLP, _is_int
+from .sklearn import (
+    _NONFINITE,
+    MLPClassifier,
+    MLPRegressor,
+    _BaseMLP,
+    _is_int,
+    _ParamNamesOnce,
+)
 
 __all__ = ["MLPClassifierCV", "MLPRegressorCV", "MLPEnsembleClassifier",
            "MLPEnsembleRegressor", "fit_estimators", "fit_and_score"]
@@ -340,7 +347,7 @@ def _base_params(est, base_cls) -> Dict[str, Any]:
     return {name: getattr(est, name) for name in base_cls._get_param_names()}
 
 
-class _MLPSearchCV(BaseEstimator):
+class _MLPSearchCV(_ParamNamesOnce, BaseEstimator):
     """The grid search shared by MLPClassifierCV and MLPRegressorCV."""
 
     _base_cls: Any = None
@@ -687,7 +694,7 @@ class MLPRegressorCV(RegressorMixin, _MLPSearchCV):
 
 # ---------------------------------------------------------------- ensembles
 
-class _MLPEnsemble(BaseEstimator):
+class _MLPEnsemble(_ParamNamesOnce, BaseEstimator):
     """What the two ensembles share: members drawn, trained in one call."""
 
     _base_cls: Any = None

@@ -205,7 +205,24 @@ def _signature_defaults(cls) -> Tuple[Any, ...]:
     return defaults
 
 
-class _BaseMLP(BaseEstimator):
+_PARAM_NAMES: Dict[type, Tuple[str, ...]] = {}
+
+
+class _ParamNamesOnce:
+    """scikit-learn's ``get_params`` reads the constructor's signature anew at
+    every call (twice in every ``clone``, once more in ``set_params``), which
+    costs more than a small network's whole fit; a class's signature does not
+    change, so its parameter names are read once per class."""
+
+    @classmethod
+    def _get_param_names(cls) -> List[str]:
+        names = _PARAM_NAMES.get(cls)
+        if names is None:
+            names = _PARAM_NAMES[cls] = tuple(super()._get_param_names())  # type: ignore[misc]
+        return list(names)
+
+
+class _BaseMLP(_ParamNamesOnce, BaseEstimator):
     """What MLPClassifier and MLPRegressor share: parameters, checks, training."""
 
     # Fitted attributes (set by fit, not by __init__).

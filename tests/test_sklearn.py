@@ -828,3 +828,24 @@ def test_verbose_output_is_scikit_learns(capsys):
         theirs = capsys.readouterr().out
     assert "Setting learning rate to" in theirs
     assert ours == theirs
+
+
+def test_parameter_names_are_each_class_own():
+    """The parameter names, read once per class, follow a subclass's own
+    constructor: get_params, set_params and clone see its parameters, and
+    the parent's names stay its own."""
+
+    class Scaled(MLPClassifier):
+        def __init__(self, hidden_layer_sizes=(100,), scale=1.0):
+            super().__init__(hidden_layer_sizes)
+            self.scale = scale
+
+    parent = set(MLPClassifier().get_params())
+    assert "scale" not in parent
+    child = Scaled(scale=2.0)
+    assert set(child.get_params()) == {"hidden_layer_sizes", "scale"}
+    assert set(MLPClassifier().get_params()) == parent
+    twin = clone(child).set_params(scale=3.0)
+    assert twin.scale == 3.0 and child.scale == 2.0
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        child.set_params(alpha=1.0)
