@@ -1572,12 +1572,17 @@ cdef inline void _lane_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const floa
 cdef inline void _lane_sums(const floating* x, Py_ssize_t n, Py_ssize_t G,
                             double* sums) noexcept nogil:
     """sums[l] <- x[l] + x[G + l] + ... (n terms, in order, in double)."""
+    # Summed in locals: sums might alias x, for all the compiler knows, so
+    # sums kept there would be stored lane by lane and reloaded as a vector.
     cdef Py_ssize_t j, l
+    cdef double t[16]
     for l in range(G):
-        sums[l] = 0
+        t[l] = 0
     for j in range(n):
         for l in range(G):
-            sums[l] += x[j * G + l]
+            t[l] += x[j * G + l]
+    for l in range(G):
+        sums[l] = t[l]
 
 
 cdef void _lane_softmax(floating* Z, const floating* Y, const floating* sw, floating* D,

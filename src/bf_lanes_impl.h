@@ -17,7 +17,24 @@ static void FN(bf_lane_abt_)(const T* BF_RESTRICT A, const T* BF_RESTRICT W,
     for (Py_ssize_t r = 0; r < rows; r++) {
         const V* a = (const V*)(A + r * n_in * G);
         V* z = (V*)(Z + r * n_out * G);
-        for (Py_ssize_t j = 0; j < n_out; j++) {
+        Py_ssize_t j0 = 0;
+        /* Under eight inputs each output is one short chain: four outputs'
+           chains side by side. */
+        for (; blocks == 0 && j0 + 4 <= n_out; j0 += 4) {
+            const V* w = (const V*)(W + j0 * n_in * G);
+            V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+            for (Py_ssize_t i = 0; i < n_in; i++) {
+                s0 = VMADD(a[i], w[i], s0);
+                s1 = VMADD(a[i], w[n_in + i], s1);
+                s2 = VMADD(a[i], w[2 * n_in + i], s2);
+                s3 = VMADD(a[i], w[3 * n_in + i], s3);
+            }
+            z[j0] = s0 + ((const V*)b)[j0];
+            z[j0 + 1] = s1 + ((const V*)b)[j0 + 1];
+            z[j0 + 2] = s2 + ((const V*)b)[j0 + 2];
+            z[j0 + 3] = s3 + ((const V*)b)[j0 + 3];
+        }
+        for (Py_ssize_t j = j0; j < n_out; j++) {
             const V* w = (const V*)(W + j * n_in * G);
             V s0 = {0};
             for (Py_ssize_t i = blocks * 8; i < n_in; i++)
@@ -51,7 +68,25 @@ static void FN(bf_lane_ab_)(const T* BF_RESTRICT D, const T* BF_RESTRICT W,
     for (Py_ssize_t r = 0; r < rows; r++) {
         const V* d = (const V*)(D + r * n_out * G);
         V* p = (V*)(P + r * n_in * G);
-        for (Py_ssize_t i = 0; i < n_in; i++) {
+        Py_ssize_t i = 0;
+        /* Four elements' chains side by side: one alone waits on each
+           multiply-add before the next. */
+        for (; i + 4 <= n_in; i += 4) {
+            V s0 = d[0] * w[i], s1 = d[0] * w[i + 1], s2 = d[0] * w[i + 2],
+              s3 = d[0] * w[i + 3];
+            for (Py_ssize_t j = 1; j < n_out; j++) {
+                const V* wj = w + j * n_in + i;
+                s0 = s0 + d[j] * wj[0];
+                s1 = s1 + d[j] * wj[1];
+                s2 = s2 + d[j] * wj[2];
+                s3 = s3 + d[j] * wj[3];
+            }
+            p[i] = s0;
+            p[i + 1] = s1;
+            p[i + 2] = s2;
+            p[i + 3] = s3;
+        }
+        for (; i < n_in; i++) {
             V s = d[0] * w[i];
             for (Py_ssize_t j = 1; j < n_out; j++)
                 s = s + d[j] * w[j * n_in + i];
@@ -68,16 +103,33 @@ static void FN(bf_lane_sgd_)(const T* BF_RESTRICT alpha, const T* BF_RESTRICT D,
     const V al = *(const V*)alpha;
     for (Py_ssize_t j = 0; j < n_out; j++) {
         V* w = (V*)(W + j * n_in * G);
+        Py_ssize_t i0 = 0;
+        /* Eight weights at a time held in registers down all the rows
+           (bf_atb_few's BF_MADD up to four inputs, _atb_small's c + a * b
+           from five on), rather than stored and reloaded at every row. */
+        for (; i0 + 8 <= n_in; i0 += 8) {
+            V s[8];
+            for (int q = 0; q < 8; q++)
+                s[q] = w[i0 + q];
+            for (Py_ssize_t r = 0; r < rows; r++) {
+                const V c = al * ((const V*)(D + r * n_out * G))[j];
+                const V* a = (const V*)(A + r * n_in * G) + i0;
+                for (int q = 0; q < 8; q++)
+                    s[q] = s[q] + c * a[q];
+            }
+            for (int q = 0; q < 8; q++)
+                w[i0 + q] = s[q];
+        }
+        if (i0 == n_in)
+            continue;
         for (Py_ssize_t r = 0; r < rows; r++) {
             const V c = al * ((const V*)(D + r * n_out * G))[j];
             const V* a = (const V*)(A + r * n_in * G);
-            /* bf_atb_few's BF_MADD up to four inputs, _atb_small's
-               c + a * b from five on. */
             if (n_in <= 4)
-                for (Py_ssize_t i = 0; i < n_in; i++)
+                for (Py_ssize_t i = i0; i < n_in; i++)
                     w[i] = VMADD(c, a[i], w[i]);
             else
-                for (Py_ssize_t i = 0; i < n_in; i++)
+                for (Py_ssize_t i = i0; i < n_in; i++)
                     w[i] = w[i] + c * a[i];
         }
     }
