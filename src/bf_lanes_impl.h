@@ -104,9 +104,10 @@ static void FN(bf_lane_sgd_)(const T* BF_RESTRICT alpha, const T* BF_RESTRICT D,
     for (Py_ssize_t j = 0; j < n_out; j++) {
         V* w = (V*)(W + j * n_in * G);
         Py_ssize_t i0 = 0;
-        /* Eight weights at a time held in registers down all the rows
-           (bf_atb_few's BF_MADD up to four inputs, _atb_small's c + a * b
-           from five on), rather than stored and reloaded at every row. */
+        /* bf_atb_few's BF_MADD up to four inputs, _atb_small's c + a * b
+           from five on; from eight on, eight weights at a time are held in
+           registers down all the rows rather than stored and reloaded at
+           every row. */
         for (; i0 + 8 <= n_in; i0 += 8) {
             V s[8];
             for (int q = 0; q < 8; q++)
